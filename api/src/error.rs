@@ -1,0 +1,178 @@
+//! Every error the API answers with, as RFC 9457 problem+json.
+//!
+//! Each variant maps to a status and a stable problem `type` in one place
+//! ([`ApiError::parts`]). Server errors answer an opaque body; their cause goes to the log.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use tenantry_commands::CommandError;
+use tenantry_domain::RejectionKind;
+
+/// The prefix of every problem `type`.
+pub const PROBLEM_TYPE_PREFIX: &str = "urn:tenantry:problem:";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("a valid API key is required: send Authorization: Bearer <key>")]
+    Unauthorized,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("no such route")]
+    RouteNotFound,
+    #[error("{0}")]
+    MalformedJson(String),
+    #[error("{detail}")]
+    BadRequest { code: &'static str, detail: String },
+    #[error("{message}")]
+    Validation { field: String, message: String },
+    #[error("the slug {0} is already taken")]
+    SlugTaken(String),
+    #[error("{message}")]
+    Rejected {
+        code: &'static str,
+        kind: RejectionKind,
+        message: String,
+    },
+    #[error("the read model has not reached the requested position yet; retry shortly")]
+    NotYetConsistent,
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    required_tier: Option<&'a str>,
+}
+
+impl ApiError {
+    pub fn internal(err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        ApiError::Internal(Box::new(err))
+    }
+
+    /// Status, problem code and title of each variant.
+    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        use ApiError::*;
+        match self {
+            Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+            Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
+            NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            RouteNotFound => (StatusCode::NOT_FOUND, "route-not-found", "Not found"),
+            MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed-json", "Malformed JSON"),
+            BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code, "Bad request"),
+            Validation { .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation",
+                "Invalid value",
+            ),
+            SlugTaken(_) => (StatusCode::CONFLICT, "slug-taken", "Slug taken"),
+            Rejected { code, kind, .. } => match kind {
+                RejectionKind::NotFound => (StatusCode::NOT_FOUND, code, "Not found"),
+                RejectionKind::Conflict => (StatusCode::CONFLICT, code, "Conflict"),
+                RejectionKind::Unprocessable => (StatusCode::UNPROCESSABLE_ENTITY, code, "Refused"),
+                RejectionKind::TierRequired(_) => {
+                    (StatusCode::FORBIDDEN, "tier-required", "Tier required")
+                }
+                RejectionKind::Forbidden => (StatusCode::FORBIDDEN, code, "Forbidden"),
+            },
+            NotYetConsistent => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not-yet-consistent",
+                "Not yet consistent",
+            ),
+            Unavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Unavailable",
+            ),
+            Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal error",
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, title) = self.parts();
+        if let ApiError::Internal(cause) = &self {
+            tracing::error!(error = %cause, source = ?cause.source(), "request failed");
+        }
+        let problem = Problem {
+            kind: format!("{PROBLEM_TYPE_PREFIX}{code}"),
+            title,
+            status: status.as_u16(),
+            detail: self.to_string(),
+            field: match &self {
+                ApiError::Validation { field, .. } => Some(field),
+                _ => None,
+            },
+            required_tier: match &self {
+                ApiError::Rejected {
+                    kind: RejectionKind::TierRequired(tier),
+                    ..
+                } => Some(tier.as_str()),
+                _ => None,
+            },
+        };
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<CommandError> for ApiError {
+    fn from(err: CommandError) -> Self {
+        match err {
+            CommandError::Rejected {
+                code,
+                kind,
+                message,
+            } => ApiError::Rejected {
+                code,
+                kind,
+                message,
+            },
+            CommandError::SlugTaken(slug) => ApiError::SlugTaken(slug),
+            CommandError::Contention { .. } => ApiError::Unavailable(err.to_string()),
+            CommandError::Store(store) => ApiError::internal(store),
+        }
+    }
+}
+
+impl From<tenantry_eventstore::StoreError> for ApiError {
+    fn from(err: tenantry_eventstore::StoreError) -> Self {
+        ApiError::internal(err)
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(err: sqlx::Error) -> Self {
+        ApiError::internal(err)
+    }
+}

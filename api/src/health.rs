@@ -1,0 +1,59 @@
+//! `/healthz`, `/readyz` and `/metrics`: unauthenticated.
+
+use std::fmt::Write;
+
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+
+use crate::{ApiError, AppState};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+}
+
+async fn ready(State(state): State<AppState>) -> Result<&'static str, ApiError> {
+    sqlx::query("SELECT 1")
+        .execute(state.store.pool())
+        .await
+        .map_err(|_| ApiError::Unavailable("PostgreSQL is unreachable".into()))?;
+    if state.nats.connection_state() != async_nats::connection::State::Connected {
+        return Err(ApiError::Unavailable("NATS is unreachable".into()));
+    }
+    Ok("ready")
+}
+
+/// Feed lag, computed at scrape time from the checkpoints: how far (in seconds since the
+/// oldest waiting event was recorded) the relay and each projection are behind.
+async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let mut tx = state.store.begin_system().await?;
+    let lags: Vec<(String, String, f64)> = sqlx::query_as(
+        "WITH checkpoints AS ( \
+             SELECT 'relay' AS component, name AS name, transaction_id, position FROM relay_checkpoints \
+             UNION ALL \
+             SELECT 'projection', projection, transaction_id, position FROM projection_checkpoints) \
+         SELECT c.component, c.name, COALESCE(( \
+             SELECT EXTRACT(EPOCH FROM now() - e.recorded_at)::float8 FROM events e \
+             WHERE (e.transaction_id, e.position) > (c.transaction_id::text::xid8, c.position) \
+             ORDER BY e.transaction_id, e.position LIMIT 1), 0) \
+         FROM checkpoints c ORDER BY 1, 2",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let mut out = String::new();
+    out.push_str("# HELP tenantry_feed_lag_seconds Age of the oldest event a component has not yet handled.\n");
+    out.push_str("# TYPE tenantry_feed_lag_seconds gauge\n");
+    for (component, name, lag) in lags {
+        let _ = writeln!(
+            out,
+            "tenantry_feed_lag_seconds{{component=\"{component}\",name=\"{name}\"}} {lag}"
+        );
+    }
+    Ok(([(CONTENT_TYPE, "text/plain; version=0.0.4")], out))
+}

@@ -1,0 +1,59 @@
+//! Tenantry's HTTP API (DESIGN.md §7).
+//!
+//! One router per resource, merged in [`router`]: handlers extract, call the command or the
+//! query, and map the result. Cross-cutting pieces: [`error`] (problem+json), [`auth`]
+//! (bearer keys), [`extract`] (JSON and query extractors with problem rejections) and
+//! [`consistency`] (`X-Tenantry-Position` / `X-Tenantry-Min-Position`).
+
+pub mod auth;
+pub mod consistency;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod organizations;
+
+use std::time::Duration;
+
+use axum::http::{HeaderName, Request};
+use axum::Router;
+use tenantry_commands::CommandBus;
+use tenantry_eventstore::EventStore;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+pub use error::ApiError;
+
+/// The request-id header, set when the client sends none and echoed back.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// What handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub commands: CommandBus,
+    pub store: EventStore,
+    pub nats: async_nats::Client,
+    pub admin_key: auth::AdminKey,
+    /// How long a query waits for `X-Tenantry-Min-Position` before answering 503.
+    pub consistency_timeout: Duration,
+}
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(organizations::router())
+        .merge(health::router())
+        .fallback(|| async { ApiError::RouteNotFound })
+        .with_state(state)
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                let request_id = request
+                    .headers()
+                    .get(REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
+            }),
+        )
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}

@@ -1,0 +1,40 @@
+//! The command layer's errors.
+
+use tenantry_domain::{Rejection, RejectionKind};
+use tenantry_eventstore::StoreError;
+
+/// Why a command did not take effect.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// The aggregate refused the command: a rule of the domain. Never retried.
+    #[error("{message}")]
+    Rejected {
+        code: &'static str,
+        kind: RejectionKind,
+        message: String,
+    },
+    /// The slug belongs to another organization.
+    #[error("the slug {0} is already taken")]
+    SlugTaken(String),
+    /// Other writers kept winning the race for this stream; nothing was appended.
+    #[error("the {stream_type} changed concurrently too many times; try again")]
+    Contention { stream_type: &'static str },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl CommandError {
+    pub fn rejected<E: Rejection>(err: &E) -> Self {
+        CommandError::Rejected {
+            code: err.code(),
+            kind: err.kind(),
+            message: err.to_string(),
+        }
+    }
+}
+
+impl From<sqlx::Error> for CommandError {
+    fn from(err: sqlx::Error) -> Self {
+        CommandError::Store(StoreError::Database(err))
+    }
+}

@@ -1,0 +1,256 @@
+//! The relay: follows the gap-free feed from its checkpoint and publishes each event to
+//! JetStream (DESIGN.md §3).
+//!
+//! - Publishing is pipelined: a whole batch is sent before the first acknowledgement is
+//!   awaited; the acknowledgements are then taken in feed order.
+//! - The checkpoint advances only over events NATS acknowledged, so a crash or an outage at
+//!   any point re-publishes, never loses. Re-publication is deduplicated by NATS
+//!   (`Nats-Msg-Id` = event id) and, past its window, by the projections' checkpoints.
+//! - Each message carries its cursor and its predecessor's (`Tenantry-Prev-Cursor`), so a
+//!   consumer can tell a contiguous delivery from one with a hole.
+//! - One relay publishes at a time: it holds a session advisory lock on its own connection,
+//!   and reads and checkpoints through that connection, so a relay that lost its lock (its
+//!   connection died) cannot move the checkpoint.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::message::PublishMessage;
+use bytes::Bytes;
+use sqlx::{Connection, PgConnection};
+use tenantry_eventstore::bus::{Bus, HEADER_CURSOR, HEADER_PREV_CURSOR, HEADER_TENANT};
+use tenantry_eventstore::read::read_feed;
+use tenantry_eventstore::scope::enter_system;
+use tenantry_eventstore::{Cursor, EventStore, RecordedEvent, StoreError};
+use tokio::sync::{watch, Notify};
+
+/// Advisory lock key of the publishing relay ("tenantry" in ASCII).
+const RELAY_LOCK: i64 = 0x7465_6e61_6e74_7279;
+/// The checkpoint row of the relay.
+const RELAY_NAME: &str = "feed";
+
+/// Why a relay step failed. The step can be retried: nothing past the acknowledged events
+/// was checkpointed.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("publishing to NATS failed: {0}")]
+    Publish(String),
+}
+
+impl From<sqlx::Error> for RelayError {
+    fn from(err: sqlx::Error) -> Self {
+        RelayError::Store(StoreError::Database(err))
+    }
+}
+
+/// Publishes the feed to JetStream.
+pub struct Relay {
+    store: EventStore,
+    bus: Bus,
+    appended: Arc<Notify>,
+    batch_size: i64,
+    idle_poll: Duration,
+    /// The relay's own connection (not pooled): it holds the advisory lock.
+    conn: Option<PgConnection>,
+    /// Whether `conn` holds the lock.
+    holding: bool,
+}
+
+impl Relay {
+    /// `appended` is the notifier the command bus wakes after each commit.
+    pub fn new(store: EventStore, bus: Bus, appended: Arc<Notify>) -> Self {
+        Self {
+            store,
+            bus,
+            appended,
+            batch_size: 1000,
+            idle_poll: Duration::from_millis(50),
+            conn: None,
+            holding: false,
+        }
+    }
+
+    /// Tries to become the publishing relay. Returns whether this relay holds the lock.
+    ///
+    /// # Errors
+    /// When the database is unreachable.
+    pub async fn try_acquire(&mut self) -> Result<bool, RelayError> {
+        if self.holding {
+            return Ok(true);
+        }
+        let conn = match self.conn.as_mut() {
+            Some(conn) => conn,
+            None => self
+                .conn
+                .insert(PgConnection::connect_with(&self.store.pool().connect_options()).await?),
+        };
+        let held = sqlx::query_as::<_, (bool,)>("SELECT pg_try_advisory_lock($1)")
+            .bind(RELAY_LOCK)
+            .fetch_one(conn)
+            .await;
+        match held {
+            Ok((held,)) => self.holding = held,
+            Err(err) => {
+                self.conn = None;
+                return Err(err.into());
+            }
+        }
+        Ok(self.holding)
+    }
+
+    /// Publishes the next batch of the feed and moves the checkpoint over what NATS
+    /// acknowledged. Returns how many events were published (0: the feed is drained).
+    /// Call [`Relay::try_acquire`] first; without the lock this publishes nothing.
+    ///
+    /// # Errors
+    /// On a database failure or a refused publish; the events not acknowledged stay
+    /// unpublished and the next step starts from them again.
+    #[tracing::instrument(skip_all, err, fields(published))]
+    pub async fn step(&mut self) -> Result<usize, RelayError> {
+        let Some(conn) = self.conn.as_mut().filter(|_| self.holding) else {
+            return Ok(0);
+        };
+        let result = publish_batch(conn, &self.bus, self.batch_size).await;
+        if let Err(RelayError::Store(_)) = &result {
+            // The lock connection may be gone; acquire again before the next step.
+            self.conn = None;
+            self.holding = false;
+        }
+        let published = result?;
+        tracing::Span::current().record("published", published);
+        Ok(published)
+    }
+
+    /// Runs until `shutdown` turns true: acquire the lock, then publish whenever the feed
+    /// moves (woken by in-process commits, and polled for commits made elsewhere).
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        if let Err(err) = self.bus.ensure_stream().await {
+            tracing::error!(error = %err, "cannot create the JetStream stream yet");
+        }
+        let mut backoff = Duration::from_millis(100);
+        while !*shutdown.borrow() {
+            let wait = match self.try_acquire().await {
+                Ok(false) => Duration::from_secs(1),
+                Ok(true) => match self.step().await {
+                    Ok(n) if n > 0 => {
+                        backoff = Duration::from_millis(100);
+                        continue;
+                    }
+                    Ok(_) => {
+                        backoff = Duration::from_millis(100);
+                        self.idle_poll
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, retry_in = ?backoff, "relay step failed");
+                        if matches!(err, RelayError::Publish(_)) {
+                            let _ = self.bus.ensure_stream().await;
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        backoff
+                    }
+                },
+                Err(err) => {
+                    tracing::warn!(error = %err, "relay cannot reach the database");
+                    Duration::from_secs(1)
+                }
+            };
+            tokio::select! {
+                _ = self.appended.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+}
+
+async fn load_checkpoint(conn: &mut PgConnection) -> Result<Cursor, RelayError> {
+    let row: Option<(i64, i64)> =
+        sqlx::query_as("SELECT transaction_id, position FROM relay_checkpoints WHERE name = $1")
+            .bind(RELAY_NAME)
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(row.map_or(Cursor::START, |(tx, pos)| Cursor::new(tx, pos)))
+}
+
+async fn publish_batch(
+    conn: &mut PgConnection,
+    bus: &Bus,
+    limit: i64,
+) -> Result<usize, RelayError> {
+    let mut tx = conn.begin().await?;
+    enter_system(&mut tx).await?;
+    let checkpoint = load_checkpoint(&mut tx).await?;
+    let events = read_feed(&mut tx, checkpoint, limit).await?;
+    tx.commit().await?;
+    if events.is_empty() {
+        return Ok(0);
+    }
+
+    let mut pending = Vec::with_capacity(events.len());
+    let mut prev = checkpoint;
+    let mut send_error = None;
+    for event in &events {
+        match bus
+            .jetstream
+            .send_publish(bus.subject_for(event), message(event, prev))
+            .await
+        {
+            Ok(ack) => pending.push((event.cursor, ack)),
+            Err(err) => {
+                send_error = Some(err.to_string());
+                break;
+            }
+        }
+        prev = event.cursor;
+    }
+
+    let mut acknowledged = checkpoint;
+    let mut published = 0;
+    let mut ack_error = None;
+    for (cursor, ack) in pending {
+        match ack.await {
+            Ok(_) => {
+                acknowledged = cursor;
+                published += 1;
+            }
+            Err(err) => {
+                ack_error = Some(err.to_string());
+                break;
+            }
+        }
+    }
+
+    if acknowledged > checkpoint {
+        let mut tx = conn.begin().await?;
+        enter_system(&mut tx).await?;
+        sqlx::query(
+            "INSERT INTO relay_checkpoints (name, transaction_id, position, updated_at) \
+             VALUES ($1, $2, $3, now()) \
+             ON CONFLICT (name) DO UPDATE \
+             SET transaction_id = EXCLUDED.transaction_id, position = EXCLUDED.position, \
+                 updated_at = now()",
+        )
+        .bind(RELAY_NAME)
+        .bind(acknowledged.transaction_id)
+        .bind(acknowledged.position)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+    }
+    match ack_error.or(send_error) {
+        Some(err) => Err(RelayError::Publish(err)),
+        None => Ok(published),
+    }
+}
+
+fn message(event: &RecordedEvent, prev: Cursor) -> PublishMessage {
+    let payload = serde_json::to_vec(event).expect("a recorded event always serializes");
+    PublishMessage::build()
+        .payload(Bytes::from(payload))
+        .message_id(event.event_id.to_string())
+        .header(HEADER_CURSOR, event.cursor.to_string().as_str())
+        .header(HEADER_PREV_CURSOR, prev.to_string().as_str())
+        .header(HEADER_TENANT, event.tenant_id.to_string().as_str())
+}

@@ -1,0 +1,204 @@
+//! Validated values. Each is built through `parse`, so an invalid one cannot exist past the
+//! boundary; deserializing goes through the same `parse`.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A value that failed validation, naming the field it was meant for.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ValidationError {
+    /// The field (wire name) the value was given for.
+    pub field: &'static str,
+    /// What is wrong with it, in words a client can show.
+    pub message: String,
+}
+
+impl ValidationError {
+    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+macro_rules! string_value {
+    ($(#[$doc:meta])* $name:ident, $field:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            /// The field name used in validation errors.
+            pub const FIELD: &'static str = $field;
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = ValidationError;
+            fn try_from(value: String) -> Result<Self, Self::Error> {
+                Self::parse(value)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(value: $name) -> String {
+                value.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+string_value!(
+    /// An organization's display name: 1–200 characters after trimming, no control characters.
+    OrganizationName,
+    "name"
+);
+string_value!(
+    /// A platform-wide unique handle: 3–40 of `a-z`, `0-9` and `-`, starting and ending with a
+    /// letter or digit.
+    Slug,
+    "slug"
+);
+string_value!(
+    /// An email address: `local@domain.tld`, at most 254 characters, no spaces.
+    Email,
+    "billing_email"
+);
+
+impl OrganizationName {
+    pub fn parse(value: impl Into<String>) -> Result<Self, ValidationError> {
+        let value = value.into().trim().to_owned();
+        if value.is_empty() {
+            return Err(ValidationError::new(Self::FIELD, "must not be empty"));
+        }
+        if value.chars().count() > 200 {
+            return Err(ValidationError::new(
+                Self::FIELD,
+                "must be at most 200 characters",
+            ));
+        }
+        if value.chars().any(char::is_control) {
+            return Err(ValidationError::new(
+                Self::FIELD,
+                "must not contain control characters",
+            ));
+        }
+        Ok(Self(value))
+    }
+}
+
+impl Slug {
+    pub fn parse(value: impl Into<String>) -> Result<Self, ValidationError> {
+        let value = value.into();
+        let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+        if !(3..=40).contains(&value.len()) {
+            return Err(ValidationError::new(
+                Self::FIELD,
+                "must be 3 to 40 characters long",
+            ));
+        }
+        if !value.chars().all(allowed) {
+            return Err(ValidationError::new(
+                Self::FIELD,
+                "may contain only lowercase letters, digits and dashes",
+            ));
+        }
+        if value.starts_with('-') || value.ends_with('-') {
+            return Err(ValidationError::new(
+                Self::FIELD,
+                "must not start or end with a dash",
+            ));
+        }
+        Ok(Self(value))
+    }
+}
+
+impl Email {
+    pub fn parse(value: impl Into<String>) -> Result<Self, ValidationError> {
+        let value = value.into().trim().to_owned();
+        let malformed = || {
+            ValidationError::new(
+                Self::FIELD,
+                "must be an email address like name@example.com",
+            )
+        };
+        if value.len() > 254 || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(malformed());
+        }
+        let (local, domain) = value.rsplit_once('@').ok_or_else(malformed)?;
+        let domain_ok = domain.contains('.')
+            && !domain.starts_with('.')
+            && !domain.ends_with('.')
+            && !domain.contains("..")
+            && domain
+                .chars()
+                .all(|c| c.is_alphanumeric() || c == '-' || c == '.');
+        if local.is_empty() || local.contains('@') || local.len() > 64 || !domain_ok {
+            return Err(malformed());
+        }
+        Ok(Self(value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs() {
+        assert!(Slug::parse("acme-2").is_ok());
+        assert!(Slug::parse("ab").is_err());
+        assert!(Slug::parse("a".repeat(41)).is_err());
+        assert!(Slug::parse("a".repeat(40)).is_ok());
+        assert!(Slug::parse("Acme").is_err());
+        assert!(Slug::parse("ac_me").is_err());
+        assert!(Slug::parse("-acme").is_err());
+        assert!(Slug::parse("acme-").is_err());
+    }
+
+    #[test]
+    fn emails() {
+        assert!(Email::parse("billing@acme.com").is_ok());
+        for bad in [
+            "",
+            "acme.com",
+            "@acme.com",
+            "a@acme",
+            "a@@acme.com",
+            "a b@acme.com",
+            "a@.com",
+            "a@acme..com",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad} should be rejected");
+        }
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(
+            OrganizationName::parse("  Acme  ").unwrap().as_str(),
+            "Acme"
+        );
+        assert!(OrganizationName::parse("   ").is_err());
+        assert!(OrganizationName::parse("a\u{0}b").is_err());
+    }
+
+    #[test]
+    fn deserializing_validates() {
+        let err = serde_json::from_str::<Slug>("\"NO\"").unwrap_err();
+        assert!(err.to_string().contains("slug"));
+    }
+}

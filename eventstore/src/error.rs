@@ -1,0 +1,43 @@
+//! The event store's errors.
+
+use uuid::Uuid;
+
+/// Why an event-store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The stream is not at the version the writer expected: another writer got there first.
+    /// Nothing was appended; reload and decide again.
+    #[error("stream {stream_type}/{stream_id} is no longer at version {expected}")]
+    Conflict {
+        stream_type: String,
+        stream_id: Uuid,
+        expected: i64,
+    },
+    /// An event with this id is already recorded for the tenant.
+    #[error("event {0} is already recorded")]
+    DuplicateEvent(Uuid),
+    /// A row read back from the store could not be decoded.
+    #[error("malformed event row: {0}")]
+    Decode(String),
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+}
+
+/// The SQLSTATE of a unique violation.
+pub(crate) const UNIQUE_VIOLATION: &str = "23505";
+
+/// The SQLSTATE and constraint name of a database error, when it carries them.
+pub fn db_error_code(err: &sqlx::Error) -> Option<(String, Option<String>)> {
+    match err {
+        sqlx::Error::Database(db) => Some((
+            db.code().map(|c| c.into_owned()).unwrap_or_default(),
+            db.constraint().map(str::to_owned),
+        )),
+        _ => None,
+    }
+}
+
+/// True when `err` is a unique violation (SQLSTATE 23505).
+pub fn is_unique_violation(err: &sqlx::Error) -> bool {
+    db_error_code(err).is_some_and(|(code, _)| code == UNIQUE_VIOLATION)
+}

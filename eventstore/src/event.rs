@@ -1,0 +1,81 @@
+//! Events as recorded, and the metadata every event carries.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgRow;
+use sqlx::Row;
+use uuid::Uuid;
+
+use crate::{Cursor, StoreError};
+
+/// Who and what caused an event: kept with it in `metadata`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Metadata {
+    /// `admin`, `key:<key id>`, `system:<component>` …
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+}
+
+/// One event as the store holds it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecordedEvent {
+    pub tenant_id: Uuid,
+    pub stream_type: String,
+    pub stream_id: Uuid,
+    pub version: i64,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: i32,
+    pub payload: serde_json::Value,
+    pub metadata: serde_json::Value,
+    pub recorded_at: DateTime<Utc>,
+    pub cursor: Cursor,
+    /// Hex SHA-256 of the previous event's hash and this event's canonical form.
+    pub hash: String,
+}
+
+/// The columns every read selects, in the order [`RecordedEvent::from_row`] expects.
+pub(crate) const EVENT_COLUMNS: &str = "tenant_id, stream_type, stream_id, version, event_id, \
+     event_type, schema_version, payload, metadata, recorded_at, position, \
+     transaction_id::text::bigint AS transaction_id, hash";
+
+impl RecordedEvent {
+    pub(crate) fn from_row(row: &PgRow) -> Result<Self, StoreError> {
+        let hash: Vec<u8> = row.try_get("hash")?;
+        Ok(Self {
+            tenant_id: row.try_get("tenant_id")?,
+            stream_type: row.try_get("stream_type")?,
+            stream_id: row.try_get("stream_id")?,
+            version: row.try_get("version")?,
+            event_id: row.try_get("event_id")?,
+            event_type: row.try_get("event_type")?,
+            schema_version: row.try_get("schema_version")?,
+            payload: row.try_get("payload")?,
+            metadata: row.try_get("metadata")?,
+            recorded_at: row.try_get("recorded_at")?,
+            cursor: Cursor::new(row.try_get("transaction_id")?, row.try_get("position")?),
+            hash: hex::encode(hash),
+        })
+    }
+
+    /// Rebuilds the aggregate event enum `E` (adjacently tagged `event_type`/`payload`).
+    ///
+    /// # Errors
+    /// [`StoreError::Decode`] when the payload does not fit `E`.
+    pub fn decode<E: serde::de::DeserializeOwned>(&self) -> Result<E, StoreError> {
+        let tagged = serde_json::json!({
+            tenantry_domain::EVENT_TYPE_TAG: self.event_type,
+            tenantry_domain::EVENT_PAYLOAD_TAG: self.payload,
+        });
+        serde_json::from_value(tagged)
+            .map_err(|e| StoreError::Decode(format!("{} {}: {e}", self.event_type, self.event_id)))
+    }
+}

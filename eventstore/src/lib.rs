@@ -1,0 +1,30 @@
+//! Tenantry's event store on PostgreSQL (DESIGN.md §2).
+//!
+//! - [`cursor`]: the one ordering of the platform, `(transaction_id, position)`.
+//! - [`scope`]: transactions bound to one tenant (`tenantry_app`, row-level security) or to the
+//!   platform (`tenantry_system`).
+//! - [`append`]: optimistic-concurrency appends that extend each stream's hash chain.
+//! - [`read`]: one stream, one tenant's history, and the gap-free feed from a cursor.
+//! - [`chain`]: the per-stream hash chain and its verification.
+//! - [`bus`]: the NATS JetStream face of the store (stream, subjects, headers), shared by the
+//!   relay that publishes the feed and the projections that consume it.
+//!
+//! The schema lives in `migrations/` at the workspace root and is embedded as [`MIGRATOR`].
+
+pub mod append;
+pub mod bus;
+pub mod chain;
+pub mod cursor;
+pub mod error;
+pub mod event;
+pub mod read;
+pub mod scope;
+
+pub use append::{append, Expected, NewEvent};
+pub use cursor::Cursor;
+pub use error::StoreError;
+pub use event::{Metadata, RecordedEvent};
+pub use scope::EventStore;
+
+/// The platform's migrations, applied by `tenantry migrate` and at start-up.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");

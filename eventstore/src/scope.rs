@@ -1,0 +1,100 @@
+//! Tenant-scoped and system transactions.
+//!
+//! Pooled connections serve every tenant in turn, so the tenant and the role are set per
+//! transaction (`set_config(…, true)`), never per session: when the transaction ends, both are
+//! gone. Tenant work runs as `tenantry_app` (row-level security applies, no BYPASSRLS);
+//! relay, projections and platform-admin work run as `tenantry_system`.
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use tenantry_domain::TenantId;
+
+use crate::StoreError;
+
+/// The event store: a connection pool and the scopes work runs in.
+#[derive(Clone, Debug)]
+pub struct EventStore {
+    pool: PgPool,
+}
+
+impl EventStore {
+    /// Connects a pool to `url`. Every connection gets `idle_in_transaction_session_timeout`,
+    /// so a forgotten transaction cannot hold the feed back for long.
+    ///
+    /// # Errors
+    /// When the URL is malformed or the database is unreachable.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let options: PgConnectOptions = url.parse()?;
+        let options = options
+            .options([("idle_in_transaction_session_timeout", "60s")])
+            .application_name("tenantry");
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Begins a transaction confined to `tenant`'s rows.
+    ///
+    /// # Errors
+    /// When no connection can be had or the database refuses.
+    pub async fn begin_tenant(
+        &self,
+        tenant: TenantId,
+    ) -> Result<Transaction<'static, Postgres>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        enter_tenant(&mut tx, tenant).await?;
+        Ok(tx)
+    }
+
+    /// Begins a platform-wide transaction (relay, projections, platform admin).
+    ///
+    /// # Errors
+    /// When no connection can be had or the database refuses.
+    pub async fn begin_system(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        enter_system(&mut tx).await?;
+        Ok(tx)
+    }
+}
+
+/// Confines the open transaction on `conn` to `tenant`, as `tenantry_app`.
+///
+/// # Errors
+/// When the database refuses (for example, outside a transaction nothing would stick).
+pub async fn enter_tenant(conn: &mut PgConnection, tenant: TenantId) -> Result<(), StoreError> {
+    sqlx::query(
+        "SELECT set_config('role', 'tenantry_app', true), \
+                set_config('tenantry.tenant_id', $1, true)",
+    )
+    .bind(tenant.to_string())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Switches the open transaction on `conn` to `tenantry_system`.
+///
+/// # Errors
+/// When the database refuses.
+pub async fn enter_system(conn: &mut PgConnection) -> Result<(), StoreError> {
+    sqlx::query(
+        "SELECT set_config('role', 'tenantry_system', true), \
+                set_config('tenantry.tenant_id', '', true)",
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,58 @@
+//! Projections: JetStream consumers that build the read models (DESIGN.md §4).
+//!
+//! - [`runner`]: one durable pull consumer per projection; each batch is applied in one
+//!   PostgreSQL transaction together with the projection's checkpoint, and acknowledged
+//!   only after it committed. Events at or below the checkpoint are skipped, so redelivery
+//!   and re-publication never count twice; a hole in what NATS delivered is filled from the
+//!   event store, so nothing is lost either.
+//! - [`organizations`]: the organizations read model.
+//! - [`consistency`]: read-your-writes — waiting until a projection has passed a cursor.
+
+pub mod consistency;
+pub mod organizations;
+pub mod runner;
+
+use async_trait::async_trait;
+use sqlx::PgConnection;
+use tenantry_eventstore::{RecordedEvent, StoreError};
+
+pub use runner::{Outcome, Runner};
+
+/// A read model built from the feed.
+#[async_trait]
+pub trait Projection: Send + Sync + 'static {
+    /// The projection's name: its checkpoint row and its durable consumer.
+    fn name(&self) -> &'static str;
+
+    /// Applies one event, inside the runner's system-scoped transaction. Events the
+    /// projection does not use are ignored.
+    ///
+    /// # Errors
+    /// On a database failure, or an event it uses that does not decode (the batch is then
+    /// rolled back and redelivered).
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        event: &RecordedEvent,
+    ) -> Result<(), ProjectionError>;
+}
+
+/// Why a projection batch failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("NATS: {0}")]
+    Nats(String),
+}
+
+impl From<sqlx::Error> for ProjectionError {
+    fn from(err: sqlx::Error) -> Self {
+        ProjectionError::Store(StoreError::Database(err))
+    }
+}
+
+/// Every projection of the platform.
+pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
+    vec![std::sync::Arc::new(organizations::Organizations)]
+}

@@ -1,0 +1,245 @@
+//! The projection runner.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+use async_nats::jetstream::message::Message;
+use async_nats::jetstream::AckKind;
+use futures::{FutureExt, StreamExt};
+use sqlx::PgConnection;
+use tenantry_eventstore::bus::{Bus, HEADER_CURSOR, HEADER_PREV_CURSOR};
+use tenantry_eventstore::read::read_feed_between;
+use tenantry_eventstore::{Cursor, EventStore, RecordedEvent};
+use tokio::sync::watch;
+
+use crate::{Projection, ProjectionError};
+
+/// What one step of the runner did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A batch was processed: `applied` events went into the read model (including any
+    /// filled in from the store), `skipped` were at or below the checkpoint.
+    Processed { applied: usize, skipped: usize },
+    /// Nothing arrived within the wait.
+    Idle,
+}
+
+/// Feeds one projection from its durable JetStream consumer.
+pub struct Runner {
+    store: EventStore,
+    bus: Bus,
+    projection: Arc<dyn Projection>,
+    messages: Option<pull::Stream>,
+    batch_size: usize,
+}
+
+impl Runner {
+    pub fn new(store: EventStore, bus: Bus, projection: Arc<dyn Projection>) -> Self {
+        Self {
+            store,
+            bus,
+            projection,
+            messages: None,
+            batch_size: 500,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.projection.name()
+    }
+
+    async fn messages(&mut self) -> Result<&mut pull::Stream, ProjectionError> {
+        if self.messages.is_none() {
+            let nats = |e: async_nats::Error| ProjectionError::Nats(e.to_string());
+            let stream = self.bus.ensure_stream().await.map_err(nats)?;
+            let consumer = stream
+                .get_or_create_consumer(
+                    self.projection.name(),
+                    pull::Config {
+                        durable_name: Some(self.projection.name().to_owned()),
+                        filter_subject: self.bus.all_events(),
+                        deliver_policy: DeliverPolicy::All,
+                        ack_policy: AckPolicy::Explicit,
+                        ack_wait: Duration::from_secs(30),
+                        max_ack_pending: 10_000,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|e| ProjectionError::Nats(e.to_string()))?;
+            let messages = consumer
+                .stream()
+                .max_messages_per_batch(self.batch_size)
+                .heartbeat(Duration::from_secs(5))
+                .expires(Duration::from_secs(30))
+                .messages()
+                .await
+                .map_err(|e| ProjectionError::Nats(e.to_string()))?;
+            self.messages = Some(messages);
+        }
+        Ok(self.messages.as_mut().expect("just set"))
+    }
+
+    /// Waits up to `wait` for messages, then applies what arrived (up to a batch) in one
+    /// transaction with the checkpoint, and acknowledges it after the commit.
+    ///
+    /// # Errors
+    /// On a NATS or database failure; the batch is then neither committed nor acknowledged,
+    /// and is negatively acknowledged so NATS redelivers it.
+    #[tracing::instrument(skip_all, err, fields(projection = self.projection.name(), applied, skipped))]
+    pub async fn process_next_batch(&mut self, wait: Duration) -> Result<Outcome, ProjectionError> {
+        let batch_size = self.batch_size;
+        let messages = self.messages().await?;
+        let first = match tokio::time::timeout(wait, messages.next()).await {
+            Err(_) => return Ok(Outcome::Idle),
+            Ok(None) => {
+                self.messages = None;
+                return Ok(Outcome::Idle);
+            }
+            Ok(Some(Err(err))) => {
+                self.messages = None;
+                return Err(ProjectionError::Nats(err.to_string()));
+            }
+            Ok(Some(Ok(message))) => message,
+        };
+        let mut batch = vec![first];
+        while batch.len() < batch_size {
+            match messages.next().now_or_never() {
+                Some(Some(Ok(message))) => batch.push(message),
+                _ => break,
+            }
+        }
+
+        match self.apply_batch(&batch).await {
+            Ok(outcome) => {
+                for message in &batch {
+                    message
+                        .ack()
+                        .await
+                        .map_err(|e| ProjectionError::Nats(e.to_string()))?;
+                }
+                if let Outcome::Processed { applied, skipped } = outcome {
+                    tracing::Span::current().record("applied", applied);
+                    tracing::Span::current().record("skipped", skipped);
+                }
+                Ok(outcome)
+            }
+            Err(err) => {
+                for message in &batch {
+                    let _ = message
+                        .ack_with(AckKind::Nak(Some(Duration::from_millis(200))))
+                        .await;
+                }
+                Err(err)
+            }
+        }
+    }
+
+    async fn apply_batch(&self, batch: &[Message]) -> Result<Outcome, ProjectionError> {
+        let name = self.projection.name();
+        let mut tx = self.store.begin_system().await?;
+        let mut checkpoint = lock_checkpoint(&mut tx, name).await?;
+        let (mut applied, mut skipped) = (0, 0);
+        for message in batch {
+            let Some(delivered) = Delivered::parse(message) else {
+                // Unreadable: leave it. The next message will show the hole and the event is
+                // filled in from the store.
+                tracing::error!(projection = name, subject = %message.subject, "malformed event message");
+                continue;
+            };
+            if delivered.event.cursor <= checkpoint {
+                skipped += 1;
+                continue;
+            }
+            if delivered.prev != checkpoint {
+                // Something between the checkpoint and this event was not delivered (yet):
+                // take it from the store, which holds the feed in the same order.
+                for missing in
+                    read_feed_between(&mut tx, checkpoint, delivered.event.cursor).await?
+                {
+                    self.projection.apply(&mut tx, &missing).await?;
+                    applied += 1;
+                }
+            }
+            self.projection.apply(&mut tx, &delivered.event).await?;
+            checkpoint = delivered.event.cursor;
+            applied += 1;
+        }
+        save_checkpoint(&mut tx, name, checkpoint).await?;
+        tx.commit().await?;
+        Ok(Outcome::Processed { applied, skipped })
+    }
+
+    /// Processes batches until `shutdown` turns true.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut backoff = Duration::from_millis(100);
+        while !*shutdown.borrow() {
+            tokio::select! {
+                result = self.process_next_batch(Duration::from_millis(500)) => match result {
+                    Ok(_) => backoff = Duration::from_millis(100),
+                    Err(err) => {
+                        tracing::warn!(projection = self.projection.name(), error = %err, "projection batch failed");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                },
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+}
+
+/// An event as NATS delivered it, with its predecessor's cursor.
+struct Delivered {
+    event: RecordedEvent,
+    prev: Cursor,
+}
+
+impl Delivered {
+    fn parse(message: &Message) -> Option<Self> {
+        let headers = message.headers.as_ref()?;
+        let cursor: Cursor = headers.get(HEADER_CURSOR)?.as_str().parse().ok()?;
+        let prev: Cursor = headers.get(HEADER_PREV_CURSOR)?.as_str().parse().ok()?;
+        let event: RecordedEvent = serde_json::from_slice(&message.payload).ok()?;
+        (event.cursor == cursor && prev < cursor).then_some(Self { event, prev })
+    }
+}
+
+async fn lock_checkpoint(
+    conn: &mut PgConnection,
+    projection: &str,
+) -> Result<Cursor, ProjectionError> {
+    sqlx::query(
+        "INSERT INTO projection_checkpoints (projection, transaction_id, position) \
+         VALUES ($1, 0, 0) ON CONFLICT (projection) DO NOTHING",
+    )
+    .bind(projection)
+    .execute(&mut *conn)
+    .await?;
+    let (tx, pos): (i64, i64) = sqlx::query_as(
+        "SELECT transaction_id, position FROM projection_checkpoints \
+         WHERE projection = $1 FOR UPDATE",
+    )
+    .bind(projection)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(Cursor::new(tx, pos))
+}
+
+async fn save_checkpoint(
+    conn: &mut PgConnection,
+    projection: &str,
+    at: Cursor,
+) -> Result<(), ProjectionError> {
+    sqlx::query(
+        "UPDATE projection_checkpoints SET transaction_id = $2, position = $3, updated_at = now() \
+         WHERE projection = $1",
+    )
+    .bind(projection)
+    .bind(at.transaction_id)
+    .bind(at.position)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

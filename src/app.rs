@@ -1,0 +1,191 @@
+//! The application: one process running the API, the relay and the projections (each can be
+//! switched off to run them as separate processes).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tenantry_api::auth::AdminKey;
+use tenantry_api::AppState;
+use tenantry_commands::{CommandBus, Relay};
+use tenantry_eventstore::bus::Bus;
+use tenantry_eventstore::{EventStore, MIGRATOR};
+use tenantry_projections::Runner;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
+
+/// Everything the application is configured with.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub database_url: String,
+    pub nats_url: String,
+    pub listen: String,
+    pub admin_key: String,
+    /// JetStream stream name (`TENANTRY_EVENTS`).
+    pub nats_stream: String,
+    /// Subject prefix (`tenantry`).
+    pub nats_prefix: String,
+    pub consistency_timeout: Duration,
+    pub db_max_connections: u32,
+    pub run_api: bool,
+    pub run_relay: bool,
+    pub run_projections: bool,
+}
+
+impl Settings {
+    /// Defaults for everything but the connection strings and the admin key.
+    pub fn new(database_url: String, nats_url: String, admin_key: String) -> Self {
+        Self {
+            database_url,
+            nats_url,
+            listen: "127.0.0.1:8080".into(),
+            admin_key,
+            nats_stream: "TENANTRY_EVENTS".into(),
+            nats_prefix: "tenantry".into(),
+            consistency_timeout: Duration::from_secs(5),
+            db_max_connections: 32,
+            run_api: true,
+            run_relay: true,
+            run_projections: true,
+        }
+    }
+}
+
+/// A built application, ready to run.
+pub struct Application {
+    listener: Option<TcpListener>,
+    state: AppState,
+    workers: JoinSet<()>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Application {
+    /// Connects to PostgreSQL and NATS, applies pending migrations, starts the relay and the
+    /// projections (as configured) and binds the API's listener.
+    ///
+    /// # Errors
+    /// When a service is unreachable, a migration fails or the address cannot be bound.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let store = EventStore::connect(&settings.database_url, settings.db_max_connections)
+            .await
+            .context("connecting to PostgreSQL")?;
+        MIGRATOR
+            .run(store.pool())
+            .await
+            .context("applying migrations")?;
+        let nats = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect(&settings.nats_url)
+            .await
+            .context("connecting to NATS")?;
+        let bus = Bus::new(nats.clone(), &settings.nats_stream, &settings.nats_prefix);
+
+        let appended = Arc::new(Notify::new());
+        let (shutdown, stopped) = watch::channel(false);
+        let mut workers = JoinSet::new();
+        if settings.run_relay {
+            let relay = Relay::new(store.clone(), bus.clone(), appended.clone());
+            workers.spawn(relay.run(stopped.clone()));
+        }
+        if settings.run_projections {
+            for projection in tenantry_projections::all() {
+                let runner = Runner::new(store.clone(), bus.clone(), projection);
+                workers.spawn(runner.run(stopped.clone()));
+            }
+        }
+        let listener = if settings.run_api {
+            Some(
+                TcpListener::bind(&settings.listen)
+                    .await
+                    .with_context(|| format!("binding {}", settings.listen))?,
+            )
+        } else {
+            None
+        };
+        let state = AppState {
+            commands: CommandBus::new(store.clone(), appended),
+            store,
+            nats,
+            admin_key: AdminKey::new(&settings.admin_key),
+            consistency_timeout: settings.consistency_timeout,
+        };
+        Ok(Self {
+            listener,
+            state,
+            workers,
+            shutdown,
+        })
+    }
+
+    /// The port the API listens on (useful when configured with port 0).
+    pub fn port(&self) -> Option<u16> {
+        self.listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.port())
+    }
+
+    /// Serves until `signal` resolves, then stops the API, the relay and the projections.
+    ///
+    /// # Errors
+    /// When the server fails.
+    pub async fn run_until_stopped(
+        mut self,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        match self.listener.take() {
+            Some(listener) => {
+                tracing::info!(address = %listener.local_addr()?, "serving the API");
+                let app = tenantry_api::router(self.state.clone());
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(signal)
+                    .await?;
+            }
+            None => signal.await,
+        }
+        let _ = self.shutdown.send(true);
+        while self.workers.join_next().await.is_some() {}
+        Ok(())
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutting down");
+}
+
+/// Applies pending migrations to the database at `url`.
+///
+/// # Errors
+/// When the database is unreachable or a migration fails.
+pub async fn migrate(url: &str) -> anyhow::Result<()> {
+    let store = EventStore::connect(url, 2)
+        .await
+        .context("connecting to PostgreSQL")?;
+    MIGRATOR
+        .run(store.pool())
+        .await
+        .context("applying migrations")?;
+    tracing::info!("migrations applied");
+    Ok(())
+}

@@ -1,0 +1,127 @@
+//! The command line.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::Settings;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tenantry",
+    version,
+    about = "Multi-tenant platform for AI agents"
+)]
+pub struct Cli {
+    /// Log format: human-readable text or one JSON object per line.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "TENANTRY_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the API, the relay and the projections in one process.
+    Serve(ServeArgs),
+    /// Run only the relay (publishes the feed to NATS).
+    Relay(ServiceArgs),
+    /// Run only the projections (build the read models from NATS).
+    Project(ServiceArgs),
+    /// Apply pending migrations and exit.
+    Migrate {
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+    },
+    /// Start throwaway PostgreSQL and NATS under .tenantry/ and serve on them.
+    Dev(DevArgs),
+}
+
+/// Connections shared by every long-running command.
+#[derive(Debug, Args)]
+pub struct ServiceArgs {
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    /// JetStream stream that carries the feed.
+    #[arg(long, env = "TENANTRY_NATS_STREAM", default_value = "TENANTRY_EVENTS")]
+    pub nats_stream: String,
+    /// Subject prefix of the feed (`<prefix>.events.<tenant>.<stream_type>.<event_type>`).
+    #[arg(long, env = "TENANTRY_NATS_PREFIX", default_value = "tenantry")]
+    pub nats_prefix: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub service: ServiceArgs,
+    #[arg(long, env = "TENANTRY_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// The platform admin key (`Authorization: Bearer <key>`).
+    #[arg(long, env = "TENANTRY_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: String,
+    /// How long a query waits for `X-Tenantry-Min-Position`, in milliseconds.
+    #[arg(long, env = "TENANTRY_CONSISTENCY_TIMEOUT_MS", default_value_t = 5000)]
+    pub consistency_timeout_ms: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Where the throwaway services keep their data.
+    #[arg(long, default_value = ".tenantry/dev")]
+    pub dir: PathBuf,
+    #[arg(long, env = "TENANTRY_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    #[arg(long, default_value_t = 54329)]
+    pub pg_port: u16,
+    #[arg(long, default_value_t = 42229)]
+    pub nats_port: u16,
+    /// Start from empty data directories.
+    #[arg(long)]
+    pub fresh: bool,
+    /// Start PostgreSQL and NATS only, write their URLs to `<dir>/env`, and wait for Ctrl-C
+    /// (what `make test` uses).
+    #[arg(long)]
+    pub services_only: bool,
+}
+
+impl ServiceArgs {
+    /// Settings for a process that runs only some of the parts.
+    pub fn settings(&self, api: bool, relay: bool, projections: bool) -> Settings {
+        let mut settings = Settings::new(
+            self.database_url.clone(),
+            self.nats_url.clone(),
+            String::new(),
+        );
+        settings.nats_stream = self.nats_stream.clone();
+        settings.nats_prefix = self.nats_prefix.clone();
+        settings.run_api = api;
+        settings.run_relay = relay;
+        settings.run_projections = projections;
+        settings
+    }
+}
+
+impl ServeArgs {
+    pub fn settings(&self) -> Settings {
+        let mut settings = self.service.settings(true, true, true);
+        settings.listen = self.listen.clone();
+        settings.admin_key = self.admin_key.clone();
+        settings.consistency_timeout = Duration::from_millis(self.consistency_timeout_ms);
+        settings
+    }
+}

@@ -1,0 +1,45 @@
+use clap::Parser;
+use tenantry::app::shutdown_signal;
+use tenantry::cli::{Cli, Command, LogFormat};
+use tenantry::Application;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_env("TENANTRY_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,async_nats=warn"));
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => subscriber.json().init(),
+        LogFormat::Text => subscriber.init(),
+    }
+
+    match cli.command {
+        Command::Serve(args) => {
+            if args.admin_key.trim().len() < 16 {
+                anyhow::bail!("TENANTRY_ADMIN_KEY must be at least 16 characters");
+            }
+            Application::build(args.settings())
+                .await?
+                .run_until_stopped(shutdown_signal())
+                .await
+        }
+        Command::Relay(args) => {
+            Application::build(args.settings(false, true, false))
+                .await?
+                .run_until_stopped(shutdown_signal())
+                .await
+        }
+        Command::Project(args) => {
+            Application::build(args.settings(false, false, true))
+                .await?
+                .run_until_stopped(shutdown_signal())
+                .await
+        }
+        Command::Migrate { database_url } => tenantry::app::migrate(&database_url).await,
+        Command::Dev(args) => tenantry::dev::run(args).await,
+    }
+}
