@@ -31,18 +31,28 @@ async fn ready(State(state): State<AppState>) -> Result<&'static str, ApiError> 
 /// Feed lag, computed at scrape time from the checkpoints: how far (in seconds since the
 /// oldest waiting event was recorded) the relay and each projection are behind.
 async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let projection_names: Vec<&str> = tenantry_projections::all()
+        .iter()
+        .map(|p| p.name())
+        .collect();
     let mut tx = state.store.begin_system().await?;
     let lags: Vec<(String, String, f64)> = sqlx::query_as(
         "WITH checkpoints AS ( \
-             SELECT 'relay' AS component, name AS name, transaction_id, position FROM relay_checkpoints \
+             SELECT 'relay' AS component, $2 AS name, \
+                    COALESCE(r.transaction_id, 0) AS transaction_id, COALESCE(r.position, 0) AS position \
+             FROM (SELECT 1) one LEFT JOIN relay_checkpoints r ON r.name = $2 \
              UNION ALL \
-             SELECT 'projection', projection, transaction_id, position FROM projection_checkpoints) \
+             SELECT 'projection', p.name, COALESCE(c.transaction_id, 0), COALESCE(c.position, 0) \
+             FROM unnest($1::text[]) AS p(name) \
+             LEFT JOIN projection_checkpoints c ON c.projection = p.name) \
          SELECT c.component, c.name, COALESCE(( \
              SELECT EXTRACT(EPOCH FROM now() - e.recorded_at)::float8 FROM events e \
              WHERE (e.transaction_id, e.position) > (c.transaction_id::text::xid8, c.position) \
              ORDER BY e.transaction_id, e.position LIMIT 1), 0) \
          FROM checkpoints c ORDER BY 1, 2",
     )
+    .bind(projection_names)
+    .bind(tenantry_commands::relay::RELAY_NAME)
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;

@@ -26,8 +26,8 @@ use tokio::sync::{watch, Notify};
 
 /// Advisory lock key of the publishing relay ("tenantry" in ASCII).
 const RELAY_LOCK: i64 = 0x7465_6e61_6e74_7279;
-/// The checkpoint row of the relay.
-const RELAY_NAME: &str = "feed";
+/// The relay's row in `relay_checkpoints`.
+pub const RELAY_NAME: &str = "feed";
 
 /// Why a relay step failed. The step can be retried: nothing past the acknowledged events
 /// was checkpointed.
@@ -70,6 +70,12 @@ impl Relay {
             conn: None,
             holding: false,
         }
+    }
+
+    /// Publishes at most `size` events per step.
+    pub fn with_batch_size(mut self, size: i64) -> Self {
+        self.batch_size = size.max(1);
+        self
     }
 
     /// Tries to become the publishing relay. Returns whether this relay holds the lock.

@@ -131,7 +131,14 @@ pub async fn verify_tenant(
     conn: &mut PgConnection,
     tenant: TenantId,
 ) -> Result<Vec<StreamReport>, StoreError> {
-    let streams: Vec<(String, Uuid, Option<i64>, Option<Vec<u8>>)> = sqlx::query_as(
+    #[derive(sqlx::FromRow)]
+    struct Listed {
+        stream_type: String,
+        stream_id: Uuid,
+        version: Option<i64>,
+        hash: Option<Vec<u8>>,
+    }
+    let streams: Vec<Listed> = sqlx::query_as(
         "SELECT k.stream_type, k.stream_id, s.version, s.hash FROM ( \
              SELECT stream_type, stream_id FROM streams WHERE tenant_id = $1 \
              UNION SELECT DISTINCT stream_type, stream_id FROM events WHERE tenant_id = $1 \
@@ -143,9 +150,15 @@ pub async fn verify_tenant(
     .fetch_all(&mut *conn)
     .await?;
     let mut reports = Vec::with_capacity(streams.len());
-    for (stream_type, stream_id, head_version, head_hash) in streams {
+    for Listed {
+        stream_type,
+        stream_id,
+        version,
+        hash,
+    } in streams
+    {
         let events = read_stream(conn, tenant, &stream_type, stream_id).await?;
-        let head = head_version.zip(head_hash);
+        let head = version.zip(hash);
         let broken = verify_stream(&events, head.as_ref().map(|(v, h)| (*v, h.as_slice())));
         reports.push(StreamReport {
             stream_type,

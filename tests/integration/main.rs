@@ -1,1 +1,9 @@
+//! Integration tests against real PostgreSQL and NATS JetStream (`make test`).
 
+mod api;
+mod eventstore;
+mod feed;
+mod helpers;
+mod isolation;
+mod relay;
+mod tamper;

@@ -1,0 +1,351 @@
+//! End to end over HTTP: an organization travels command → event store → relay → NATS →
+//! projection → read model → query.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app, spawn_app_with, ADMIN_KEY};
+
+fn body(name: &str, slug: &str, tier: &str, email: &str) -> Value {
+    json!({ "name": name, "slug": slug, "tier": tier, "billing_email": email })
+}
+
+async fn problem(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json", "status {status}");
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["status"], status.as_u16());
+    (status, problem)
+}
+
+#[tokio::test]
+async fn create_then_read_your_write() {
+    let app = spawn_app().await;
+    let response = app
+        .admin(Method::POST, "/v1/organizations")
+        .json(&body("Acme Inc", "acme", "pro", "billing@acme.com"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let position = response.headers()["x-tenantry-position"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let created: Value = response.json().await.unwrap();
+    assert_eq!(created["name"], "Acme Inc");
+    assert_eq!(created["slug"], "acme");
+    assert_eq!(created["tier"], "pro");
+    assert_eq!(created["billing_email"], "billing@acme.com");
+    assert_eq!(created["status"], "active");
+    assert_eq!(created["version"], 1);
+    assert!(created["created_at"].as_str().unwrap().ends_with('Z'));
+    let id = created["id"].as_str().unwrap();
+
+    // Sent with the token, the read is never stale: it waits for the projection.
+    let response = app
+        .admin(Method::GET, &format!("/v1/organizations/{id}"))
+        .header("X-Tenantry-Min-Position", &position)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let read: Value = response.json().await.unwrap();
+    assert_eq!(read, created);
+}
+
+#[tokio::test]
+async fn the_read_comes_from_the_projection() {
+    // With no projection running, the read model never gets the organization: the query waits
+    // the bounded time for the token and answers 503 with Retry-After.
+    let app = spawn_app_with(|s| {
+        s.run_projections = false;
+        s.consistency_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let response = app.create_organization("waiting").await;
+    let position = response.headers()["x-tenantry-position"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let id = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let response = app
+        .admin(Method::GET, &format!("/v1/organizations/{id}"))
+        .header("X-Tenantry-Min-Position", &position)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["retry-after"], "1");
+    let (status, problem) = problem(response).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(problem["type"], "urn:tenantry:problem:not-yet-consistent");
+
+    // Without a token the read model simply has nothing yet.
+    let response = app
+        .admin(Method::GET, &format!("/v1/organizations/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn organizations_are_listed_newest_first_by_cursor() {
+    let app = spawn_app().await;
+    let mut position = String::new();
+    for slug in ["first", "second", "third"] {
+        let response = app.create_organization(slug).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        position = response.headers()["x-tenantry-position"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+    }
+    let page: Value = app
+        .admin(Method::GET, "/v1/organizations?limit=2")
+        .header("X-Tenantry-Min-Position", &position)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let slugs: Vec<&str> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["slug"].as_str().unwrap())
+        .collect();
+    assert_eq!(slugs, ["third", "second"]);
+    let cursor = page["next_cursor"].as_str().unwrap();
+
+    let page: Value = app
+        .admin(
+            Method::GET,
+            &format!("/v1/organizations?limit=2&cursor={cursor}"),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let slugs: Vec<&str> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["slug"].as_str().unwrap())
+        .collect();
+    assert_eq!(slugs, ["first"]);
+    assert!(page["next_cursor"].is_null());
+
+    for bad in ["limit=0", "limit=101", "limit=ten", "cursor=nope"] {
+        let response = app
+            .admin(Method::GET, &format!("/v1/organizations?{bad}"))
+            .send()
+            .await
+            .unwrap();
+        let (status, _) = problem(response).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn a_missing_or_wrong_key_is_401() {
+    let app = spawn_app().await;
+    let no_key = app
+        .client
+        .get(app.url("/v1/organizations"))
+        .send()
+        .await
+        .unwrap();
+    let (status, problem_body) = problem(no_key).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(problem_body["type"], "urn:tenantry:problem:unauthorized");
+
+    let wrong = app
+        .client
+        .post(app.url("/v1/organizations"))
+        .bearer_auth(format!("{ADMIN_KEY}x"))
+        .json(&body("Acme", "acme", "pro", "billing@acme.com"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(wrong).await.0, StatusCode::UNAUTHORIZED);
+
+    let not_bearer = app
+        .client
+        .get(app.url("/v1/organizations"))
+        .header("Authorization", format!("Basic {ADMIN_KEY}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(not_bearer).await.0, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn invalid_fields_are_422_naming_the_field() {
+    let app = spawn_app().await;
+    let cases = [
+        (body("", "acme", "pro", "billing@acme.com"), "name"),
+        (body("   ", "acme", "pro", "billing@acme.com"), "name"),
+        (body("Acme", "acme", "pro", "not-an-email"), "billing_email"),
+        (body("Acme", "acme", "pro", "a@b"), "billing_email"),
+        (body("Acme", "acme", "gold", "billing@acme.com"), "tier"),
+        (body("Acme", "Acme", "pro", "billing@acme.com"), "slug"),
+        (body("Acme", "ac", "pro", "billing@acme.com"), "slug"),
+        (
+            body("Acme", &"a".repeat(41), "pro", "billing@acme.com"),
+            "slug",
+        ),
+        (body("Acme", "acme_inc", "pro", "billing@acme.com"), "slug"),
+        (
+            json!({ "name": "Acme", "tier": "pro", "billing_email": "billing@acme.com" }),
+            "slug",
+        ),
+        (
+            json!({ "name": 7, "slug": "acme", "tier": "pro", "billing_email": "billing@acme.com" }),
+            "name",
+        ),
+    ];
+    for (request, field) in cases {
+        let response = app
+            .admin(Method::POST, "/v1/organizations")
+            .json(&request)
+            .send()
+            .await
+            .unwrap();
+        let (status, problem) = problem(response).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{request}");
+        assert_eq!(problem["field"], field, "{request}");
+        assert_eq!(problem["type"], "urn:tenantry:problem:validation");
+        assert!(!problem["detail"].as_str().unwrap().is_empty());
+    }
+
+    let malformed = app
+        .admin(Method::POST, "/v1/organizations")
+        .header("content-type", "application/json")
+        .body("{\"name\": ")
+        .send()
+        .await
+        .unwrap();
+    let (status, problem_body) = problem(malformed).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(problem_body["type"], "urn:tenantry:problem:malformed-json");
+
+    // None of the refused requests recorded anything.
+    let mut tx = app.store.begin_system().await.unwrap();
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(events, 0);
+}
+
+#[tokio::test]
+async fn a_taken_slug_is_409_and_records_nothing() {
+    let app = spawn_app().await;
+    assert_eq!(
+        app.create_organization("taken").await.status(),
+        StatusCode::CREATED
+    );
+    let again = app
+        .admin(Method::POST, "/v1/organizations")
+        .json(&body("Someone else", "taken", "basic", "other@example.com"))
+        .send()
+        .await
+        .unwrap();
+    let (status, problem_body) = problem(again).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(problem_body["type"], "urn:tenantry:problem:slug-taken");
+
+    let mut tx = app.store.begin_system().await.unwrap();
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(events, 1);
+}
+
+#[tokio::test]
+async fn concurrent_creations_with_one_slug_make_one_organization() {
+    let app = spawn_app().await;
+    let mut requests = Vec::new();
+    for _ in 0..8 {
+        requests.push(app.create_organization("contested"));
+    }
+    let statuses: Vec<StatusCode> = futures::future::join_all(requests)
+        .await
+        .iter()
+        .map(|r| r.status())
+        .collect();
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::CREATED)
+            .count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::CONFLICT)
+            .count(),
+        7,
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_ids_and_routes_are_404() {
+    let app = spawn_app().await;
+    for path in [
+        "/v1/organizations/0190a1f2-0000-7000-8000-000000000000",
+        "/v1/organizations/not-a-uuid",
+        "/v1/nothing-here",
+    ] {
+        let response = app.admin(Method::GET, path).send().await.unwrap();
+        assert_eq!(problem(response).await.0, StatusCode::NOT_FOUND, "{path}");
+    }
+    let bad_token = app
+        .admin(Method::GET, "/v1/organizations")
+        .header("X-Tenantry-Min-Position", "yesterday")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(bad_token).await.0, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics_need_no_key() {
+    let app = spawn_app().await;
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let response = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+    }
+    app.create_organization("measured").await;
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("tenantry_feed_lag_seconds{component=\"relay\""),
+        "{metrics}"
+    );
+}

@@ -1,0 +1,161 @@
+//! The gap-free feed: every committed event exactly once, in a causal order.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use tenantry_domain::TenantId;
+use tenantry_eventstore::read::{read_stream, read_tenant_history};
+use tenantry_eventstore::{append, Cursor, Expected, Metadata};
+use uuid::Uuid;
+
+use crate::eventstore::{event, load_and_append};
+use crate::helpers::{feed_after, feed_eventually, fresh_store};
+
+#[tokio::test]
+async fn a_reader_following_sixteen_writers_sees_every_event_once_in_stream_order() {
+    let (store, _) = fresh_store().await;
+    let tenants: Vec<TenantId> = (0..8).map(|_| TenantId::new()).collect();
+    let writers = 16;
+    let per_writer = 500;
+
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let store = store.clone();
+        let tenant = tenants[w % tenants.len()];
+        tasks.push(tokio::spawn(async move {
+            // Each writer spreads its events over a few streams of its tenant.
+            let streams: Vec<Uuid> = (0..5).map(|_| Uuid::now_v7()).collect();
+            for i in 0..per_writer {
+                load_and_append(&store, tenant, streams[i % streams.len()], i as u64)
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+
+    let total = writers * per_writer;
+    let mut seen: HashSet<Uuid> = HashSet::new();
+    let mut last_version: HashMap<(Uuid, Uuid), i64> = HashMap::new();
+    let mut cursor = Cursor::START;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while seen.len() < total {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "feed stalled at {} of {total}",
+            seen.len()
+        );
+        let batch = feed_after(&store, cursor, 37).await;
+        if batch.is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
+        }
+        for e in batch {
+            assert!(e.cursor > cursor, "the feed went backwards");
+            cursor = e.cursor;
+            assert!(
+                seen.insert(e.event_id),
+                "event {} delivered twice",
+                e.event_id
+            );
+            let last = last_version.entry((e.tenant_id, e.stream_id)).or_insert(0);
+            assert_eq!(
+                e.version,
+                *last + 1,
+                "stream {} out of version order",
+                e.stream_id
+            );
+            *last = e.version;
+        }
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert!(
+        feed_after(&store, cursor, 100).await.is_empty(),
+        "events beyond the expected total"
+    );
+    assert_eq!(seen.len(), total);
+}
+
+#[tokio::test]
+async fn the_feed_waits_for_a_transaction_held_open_then_delivers_both() {
+    let (store, _) = fresh_store().await;
+    let tenant = TenantId::new();
+
+    // The first writer takes its transaction id and holds it open.
+    let mut held = store.begin_tenant(tenant).await.unwrap();
+    let early_stream = Uuid::now_v7();
+    let early = append(
+        &mut held,
+        tenant,
+        "counter",
+        early_stream,
+        Expected::NoStream,
+        vec![event(1)],
+        &Metadata::default(),
+    )
+    .await
+    .unwrap();
+
+    // A later transaction commits first.
+    let late_stream = Uuid::now_v7();
+    load_and_append(&store, tenant, late_stream, 2)
+        .await
+        .unwrap();
+
+    assert!(
+        feed_after(&store, Cursor::START, 100).await.is_empty(),
+        "the feed must not hand out the later event while an earlier transaction may still commit"
+    );
+
+    held.commit().await.unwrap();
+    let events = feed_eventually(&store, Cursor::START, 2).await;
+    let streams: Vec<Uuid> = events.iter().map(|e| e.stream_id).collect();
+    assert_eq!(streams, vec![early_stream, late_stream]);
+    assert_eq!(events[0].cursor, early[0].cursor);
+
+    // The tenant history uses the same order.
+    let mut tx = store.begin_tenant(tenant).await.unwrap();
+    let history = read_tenant_history(&mut tx, tenant, Cursor::START, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        history.iter().map(|e| e.event_id).collect::<Vec<_>>(),
+        events.iter().map(|e| e.event_id).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn a_rolled_back_append_leaves_no_trace() {
+    let (store, _) = fresh_store().await;
+    let tenant = TenantId::new();
+    let stream = Uuid::now_v7();
+
+    let mut tx = store.begin_tenant(tenant).await.unwrap();
+    append(
+        &mut tx,
+        tenant,
+        "counter",
+        stream,
+        Expected::NoStream,
+        vec![event(1)],
+        &Metadata::default(),
+    )
+    .await
+    .unwrap();
+    tx.rollback().await.unwrap();
+
+    assert!(feed_after(&store, Cursor::START, 100).await.is_empty());
+    let mut tx = store.begin_tenant(tenant).await.unwrap();
+    assert!(read_stream(&mut tx, tenant, "counter", stream)
+        .await
+        .unwrap()
+        .is_empty());
+    tx.commit().await.unwrap();
+
+    // The version is free again.
+    assert_eq!(load_and_append(&store, tenant, stream, 2).await.unwrap(), 1);
+    let events = feed_eventually(&store, Cursor::START, 1).await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].payload["n"], 2);
+}

@@ -1,0 +1,251 @@
+//! Relay and projection runner: exactly once from the event store through NATS into a read
+//! model, across relay restarts and re-publication.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::message::PublishMessage;
+use tenantry_commands::organizations::NewOrganization;
+use tenantry_commands::{CommandBus, Relay};
+use tenantry_domain::{Email, OrganizationName, Slug, Tier};
+use tenantry_eventstore::bus::{HEADER_CURSOR, HEADER_PREV_CURSOR};
+use tenantry_eventstore::{Cursor, EventStore, Metadata};
+use tenantry_projections::organizations::Organizations;
+use tenantry_projections::{Outcome, Runner};
+use tokio::sync::{watch, Notify};
+
+use crate::helpers::{eventually, feed_eventually, fresh_bus, fresh_store};
+
+async fn create_organizations(store: &EventStore, count: usize) {
+    let slugs: Vec<String> = (0..count).map(|i| format!("org-{i}")).collect();
+    create_organizations_named(store, &slugs.iter().map(String::as_str).collect::<Vec<_>>()).await;
+}
+
+/// Steps the relay until it has published `expected` events. The feed holds events back while
+/// any older transaction of the cluster (tests in other databases too) may still commit, so a
+/// single step can find nothing yet.
+async fn publish(relay: &mut Relay, expected: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut published = 0;
+    while published < expected {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "published {published} of {expected}"
+        );
+        published += relay.step().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(published, expected);
+}
+
+async fn relay_checkpoint(store: &EventStore) -> Cursor {
+    let mut tx = store.begin_system().await.unwrap();
+    let row: Option<(i64, i64)> =
+        sqlx::query_as("SELECT transaction_id, position FROM relay_checkpoints")
+            .fetch_optional(&mut *tx)
+            .await
+            .unwrap();
+    row.map_or(Cursor::START, |(t, p)| Cursor::new(t, p))
+}
+
+async fn read_model_count(store: &EventStore) -> i64 {
+    let mut tx = store.begin_system().await.unwrap();
+    sqlx::query_scalar("SELECT count(*) FROM organizations")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap()
+}
+
+/// Runs the projection until the read model holds `expected` rows (or a deadline passes),
+/// then until NATS has nothing more for it. Returns how many events it applied.
+async fn drain(runner: &mut Runner, store: &EventStore, expected: i64) -> usize {
+    let mut applied_total = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let reached = read_model_count(store).await >= expected;
+        assert!(
+            reached || tokio::time::Instant::now() < deadline,
+            "the projection did not reach {expected}"
+        );
+        let wait = if reached {
+            Duration::from_millis(300)
+        } else {
+            Duration::from_secs(1)
+        };
+        match runner.process_next_batch(wait).await.unwrap() {
+            Outcome::Processed { applied, .. } => applied_total += applied,
+            Outcome::Idle if reached => return applied_total,
+            Outcome::Idle => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_relay_stopped_mid_stream_and_restarted_delivers_each_event_exactly_once() {
+    let (store, _) = fresh_store().await;
+    let bus = fresh_bus().await;
+    let total = 400;
+    create_organizations(&store, total).await;
+
+    // First relay: small batches, stopped (aborted, wherever it is) part-way through.
+    let (_stop, stopped) = watch::channel(false);
+    let first = Relay::new(store.clone(), bus.clone(), Arc::new(Notify::new())).with_batch_size(25);
+    let task = tokio::spawn(first.run(stopped.clone()));
+    let started = Cursor::START;
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            relay_checkpoint(&store).await > started
+        })
+        .await
+    );
+    task.abort();
+    let _ = task.await;
+    let feed = feed_eventually(&store, Cursor::START, total).await;
+    assert_eq!(feed.len(), total);
+    let stopped_at = relay_checkpoint(&store).await;
+    assert!(
+        stopped_at < feed.last().unwrap().cursor,
+        "the first relay should stop part-way"
+    );
+
+    // A projection consumes what was published so far.
+    let mut runner = Runner::new(store.clone(), bus.clone(), Arc::new(Organizations));
+    drain(&mut runner, &store, 1).await;
+    let midway = read_model_count(&store).await;
+    assert!(midway < total as i64, "midway count {midway}");
+
+    // Second relay takes over from the checkpoint.
+    let second =
+        Relay::new(store.clone(), bus.clone(), Arc::new(Notify::new())).with_batch_size(25);
+    let task = tokio::spawn(second.run(stopped.clone()));
+    let end = feed.last().unwrap().cursor;
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            relay_checkpoint(&store).await == end
+        })
+        .await
+    );
+    task.abort();
+
+    drain(&mut runner, &store, total as i64).await;
+    assert_eq!(read_model_count(&store).await, total as i64);
+    let checkpoint = tenantry_projections::consistency::checkpoint(store.pool(), "organizations")
+        .await
+        .unwrap();
+    assert_eq!(checkpoint, end);
+}
+
+#[tokio::test]
+async fn re_published_events_are_not_applied_twice_and_holes_are_filled() {
+    let (store, _) = fresh_store().await;
+    let bus = fresh_bus().await;
+    create_organizations(&store, 6).await;
+    bus.ensure_stream().await.unwrap();
+    let mut relay = Relay::new(store.clone(), bus.clone(), Arc::new(Notify::new()));
+    assert!(relay.try_acquire().await.unwrap());
+    publish(&mut relay, 6).await;
+
+    let mut runner = Runner::new(store.clone(), bus.clone(), Arc::new(Organizations));
+    assert_eq!(drain(&mut runner, &store, 6).await, 6);
+
+    let feed = feed_eventually(&store, Cursor::START, 6).await;
+
+    // An old event published again under a new message id (past NATS's dedupe) is skipped.
+    let old = &feed[2];
+    let message = PublishMessage::build()
+        .payload(serde_json::to_vec(old).unwrap().into())
+        .message_id(format!("again-{}", old.event_id))
+        .header(HEADER_CURSOR, old.cursor.to_string().as_str())
+        .header(HEADER_PREV_CURSOR, feed[1].cursor.to_string().as_str());
+    bus.jetstream
+        .send_publish(bus.subject_for(old), message)
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    match runner
+        .process_next_batch(Duration::from_secs(5))
+        .await
+        .unwrap()
+    {
+        Outcome::Processed { applied, skipped } => assert_eq!((applied, skipped), (0, 1)),
+        Outcome::Idle => panic!("the re-published event should have been delivered"),
+    }
+    assert_eq!(read_model_count(&store).await, 6);
+
+    // Two new events, of which NATS only ever sees the second: the hole is filled from the
+    // event store, so the first is not lost.
+    create_organizations_named(&store, &["late-1", "late-2"]).await;
+    let new = feed_eventually(&store, feed.last().unwrap().cursor, 2).await;
+    assert_eq!(new.len(), 2);
+    let message = PublishMessage::build()
+        .payload(serde_json::to_vec(&new[1]).unwrap().into())
+        .message_id(new[1].event_id.to_string())
+        .header(HEADER_CURSOR, new[1].cursor.to_string().as_str())
+        .header(HEADER_PREV_CURSOR, new[0].cursor.to_string().as_str());
+    bus.jetstream
+        .send_publish(bus.subject_for(&new[1]), message)
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    match runner
+        .process_next_batch(Duration::from_secs(5))
+        .await
+        .unwrap()
+    {
+        Outcome::Processed { applied, skipped } => assert_eq!((applied, skipped), (2, 0)),
+        Outcome::Idle => panic!("the event should have been delivered"),
+    }
+    assert_eq!(read_model_count(&store).await, 8);
+
+    // When the relay later publishes both, nothing is counted again.
+    publish(&mut relay, 2).await;
+    assert_eq!(drain(&mut runner, &store, 8).await, 0);
+    assert_eq!(read_model_count(&store).await, 8);
+}
+
+async fn create_organizations_named(store: &EventStore, slugs: &[&str]) {
+    let bus = CommandBus::new(store.clone(), Arc::new(Notify::new()));
+    for slug in slugs {
+        bus.create_organization(
+            NewOrganization {
+                name: OrganizationName::parse(*slug).unwrap(),
+                slug: Slug::parse(*slug).unwrap(),
+                tier: Tier::Pro,
+                billing_email: Email::parse(format!("billing@{slug}.example.com")).unwrap(),
+            },
+            &Metadata::default(),
+        )
+        .await
+        .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn only_one_relay_publishes_at_a_time() {
+    let (store, _) = fresh_store().await;
+    let bus = fresh_bus().await;
+    let mut first = Relay::new(store.clone(), bus.clone(), Arc::new(Notify::new()));
+    let mut second = Relay::new(store.clone(), bus.clone(), Arc::new(Notify::new()));
+    assert!(first.try_acquire().await.unwrap());
+    assert!(!second.try_acquire().await.unwrap());
+    create_organizations(&store, 2).await;
+    bus.ensure_stream().await.unwrap();
+    assert_eq!(
+        second.step().await.unwrap(),
+        0,
+        "a relay without the lock publishes nothing"
+    );
+    publish(&mut first, 2).await;
+    drop(first);
+    // The lock goes with the first relay's connection.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !second.try_acquire().await.unwrap() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the lock was not released"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
