@@ -159,6 +159,11 @@ impl From<CommandError> for ApiError {
                 message,
             },
             CommandError::SlugTaken(slug) => ApiError::SlugTaken(slug),
+            CommandError::IdempotencyConflict(_) => ApiError::Rejected {
+                code: "idempotency-key-reused",
+                kind: RejectionKind::Conflict,
+                message: err.to_string(),
+            },
             CommandError::Contention { .. } => ApiError::Unavailable(err.to_string()),
             CommandError::Store(store) => ApiError::internal(store),
         }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 use tenantry_commands::organizations::NewOrganization;
+use tenantry_commands::Request;
 use tenantry_domain::organization::Organization;
 use tenantry_domain::{Email, OrganizationName, Slug, TenantId, Tier};
 use tenantry_eventstore::Metadata;
@@ -89,26 +90,30 @@ async fn create(
     headers: HeaderMap,
     Json(body): Json<CreateOrganization>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let new = NewOrganization {
-        name: body.name,
-        slug: body.slug,
-        tier: body.tier,
-        billing_email: body.billing_email,
-    };
-    let done = state
-        .commands
-        .create_organization(new, &metadata(PlatformAdmin::ACTOR, &headers))
-        .await?;
-    let view = view_of(
-        &done.aggregate,
-        done.version,
-        done.events.first().map(|e| e.recorded_at),
-    )?;
+    let new = NewOrganization::new(body.name, body.slug, body.tier, body.billing_email);
+    let request = Request::new(metadata(PlatformAdmin::ACTOR, &headers));
+    let done = state.commands.create_organization(new, &request).await?;
+    let created_at = first_recorded_at(&state, done.id).await?;
+    let view = view_of(&done.aggregate, done.version, Some(created_at))?;
     Ok((
         StatusCode::CREATED,
         position_headers(done.position()),
         axum::Json(view),
     ))
+}
+
+/// When the stream's first event was recorded.
+async fn first_recorded_at(state: &AppState, id: Uuid) -> Result<DateTime<Utc>, ApiError> {
+    let mut tx = state.store.begin_tenant(TenantId::from_uuid(id)).await?;
+    let at: Option<DateTime<Utc>> = sqlx::query_scalar(
+        "SELECT recorded_at FROM events WHERE tenant_id = $1 AND stream_type = 'organization' \
+         AND stream_id = $1 AND version = 1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    at.ok_or(ApiError::NotFound("organization"))
 }
 
 fn view_of(

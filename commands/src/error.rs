@@ -16,6 +16,9 @@ pub enum CommandError {
     /// The slug belongs to another organization.
     #[error("the slug {0} is already taken")]
     SlugTaken(String),
+    /// The idempotency key was used before with a different request.
+    #[error("the idempotency key {0} was used with a different request")]
+    IdempotencyConflict(String),
     /// Other writers kept winning the race for this stream; nothing was appended.
     #[error("the {stream_type} changed concurrently too many times; try again")]
     Contention { stream_type: &'static str },

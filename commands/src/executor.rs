@@ -1,39 +1,283 @@
-//! Load → decide → append.
+//! Load → decide → append, with retries, idempotency keys and multi-stream transactions.
+//!
+//! Every command runs in one tenant-scoped transaction ([`CommandBus::transact`]): it loads
+//! the aggregates it needs ([`load`]), decides ([`Loaded::decide`]) and appends
+//! ([`Loaded::save`]) to one or more streams. If any append finds its stream moved, the whole
+//! transaction is rolled back and the command is decided again from a fresh load (bounded,
+//! with jitter). A refusal by the domain never retries.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
-use sqlx::PgConnection;
+use futures::future::BoxFuture;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use sqlx::{PgConnection, Postgres, Transaction};
 use tenantry_domain::{Rejection, TenantId};
 use tenantry_eventstore::read::read_stream;
-use tenantry_eventstore::{
-    append, Cursor, EventStore, Expected, Metadata, NewEvent, RecordedEvent, StoreError,
-};
+use tenantry_eventstore::scope::enter_tenant;
+use tenantry_eventstore::{append, Cursor, EventStore, Expected, Metadata, NewEvent, StoreError};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::CommandError;
 
-/// How often a command is decided again after losing a race for its stream.
-const MAX_ATTEMPTS: usize = 8;
+/// How often a command is decided again after losing a race for one of its streams.
+const MAX_ATTEMPTS: u32 = 12;
 
-/// The outcome of a command that took effect.
+/// An idempotency key and the fingerprint of the request it came with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Idempotency {
+    /// The client's `Idempotency-Key`, scoped by organization.
+    pub key: String,
+    /// What identifies the request (e.g. a hash of method, path and body): the same key with
+    /// another fingerprint is a conflict.
+    pub fingerprint: String,
+    /// Whose keys these are: the command's organization when `None`. Creating an organization
+    /// scopes keys by the platform, since the organization does not exist yet.
+    pub scope: Option<TenantId>,
+}
+
+/// Who asks, and how to recognise a retry.
+#[derive(Clone, Debug, Default)]
+pub struct Request {
+    pub metadata: Metadata,
+    pub idempotency: Option<Idempotency>,
+}
+
+impl Request {
+    pub fn new(metadata: Metadata) -> Self {
+        Self {
+            metadata,
+            idempotency: None,
+        }
+    }
+
+    pub fn with_idempotency(
+        mut self,
+        key: impl Into<String>,
+        fingerprint: impl Into<String>,
+    ) -> Self {
+        let key = key.into();
+        self.metadata.idempotency_key = Some(key.clone());
+        self.idempotency = Some(Idempotency {
+            key,
+            fingerprint: fingerprint.into(),
+            scope: None,
+        });
+        self
+    }
+
+    /// Scopes the idempotency key by `scope` instead of the command's organization.
+    pub fn with_idempotency_scope(mut self, scope: TenantId) -> Self {
+        if let Some(idempotency) = &mut self.idempotency {
+            idempotency.scope = Some(scope);
+        }
+        self
+    }
+}
+
+/// The outcome of a command that took effect, for its primary aggregate.
 #[derive(Clone, Debug)]
 pub struct Executed<A> {
-    /// The aggregate after the new events.
+    /// The primary aggregate's id.
+    pub id: Uuid,
+    /// The primary aggregate after the command.
     pub aggregate: A,
-    /// The stream's version after the new events.
+    /// The primary stream's version after the command.
     pub version: i64,
-    /// The events recorded (none when the command changed nothing).
-    pub events: Vec<RecordedEvent>,
+    /// The consistency token: the cursor of the last event recorded (across all streams).
+    pub position: Option<Cursor>,
+    /// True when an idempotency key matched: this is the first execution's result, and
+    /// nothing was recorded now.
+    pub replayed: bool,
 }
 
 impl<A> Executed<A> {
-    /// The consistency token: the cursor of the last event recorded.
     pub fn position(&self) -> Option<Cursor> {
-        self.events.last().map(|e| e.cursor)
+        self.position
     }
+}
+
+/// What an idempotency key remembers.
+#[derive(Serialize, Deserialize)]
+struct Remembered {
+    tenant_id: Uuid,
+    stream_id: Uuid,
+    version: i64,
+    position: Option<Cursor>,
+}
+
+/// An aggregate loaded inside a command's transaction.
+#[derive(Clone, Debug)]
+pub struct Loaded<A> {
+    pub id: Uuid,
+    pub state: A,
+    expected: Expected,
+    version: i64,
+    /// The cursor of the last event this transaction appended.
+    position: Option<Cursor>,
+}
+
+/// Loads aggregate `A` with id `id` (the default state when the stream does not exist).
+///
+/// # Errors
+/// On a database failure or an event that does not decode.
+pub async fn load<A: Aggregate>(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    id: Uuid,
+) -> Result<Loaded<A>, CommandError> {
+    let history = read_stream(conn, tenant, A::TYPE, id).await?;
+    let mut state = A::default();
+    for recorded in &history {
+        state.apply(recorded.decode::<A::Event>()?);
+    }
+    Ok(Loaded {
+        id,
+        state,
+        expected: Expected::after(&history)?,
+        version: history.len() as i64,
+        position: None,
+    })
+}
+
+/// Loads `A` as it was at `version`.
+async fn load_at<A: Aggregate>(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    id: Uuid,
+    version: i64,
+) -> Result<A, CommandError> {
+    let mut state = A::default();
+    for recorded in read_stream(conn, tenant, A::TYPE, id).await? {
+        if recorded.version > version {
+            break;
+        }
+        state.apply(recorded.decode::<A::Event>()?);
+    }
+    Ok(state)
+}
+
+impl<A> Loaded<A>
+where
+    A: Aggregate<Services = ()>,
+    A::Error: Rejection,
+{
+    /// Decides `command`; the state moves on, the events are returned for [`Loaded::save`].
+    ///
+    /// # Errors
+    /// [`CommandError::Rejected`] when the aggregate refuses.
+    pub async fn decide(&mut self, command: A::Command) -> Result<Vec<A::Event>, CommandError> {
+        let sink = EventSink::<A>::default();
+        self.state
+            .handle(command, &(), &sink)
+            .await
+            .map_err(|e| CommandError::rejected(&e))?;
+        Ok(sink.collect().await)
+    }
+
+    /// Appends `events` to this aggregate's stream after the version it was loaded at.
+    ///
+    /// # Errors
+    /// `CommandError::Store(Conflict)` when the stream moved since it was loaded.
+    pub async fn save(
+        &mut self,
+        conn: &mut PgConnection,
+        tenant: TenantId,
+        events: Vec<A::Event>,
+        metadata: &Metadata,
+    ) -> Result<(), CommandError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let new_events = events
+            .iter()
+            .map(|e| NewEvent::from_domain(e, e.event_version().parse().unwrap_or(1)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let recorded = append(
+            conn,
+            tenant,
+            A::TYPE,
+            self.id,
+            self.expected.clone(),
+            new_events,
+            metadata,
+        )
+        .await?;
+        self.expected = Expected::after(&recorded)?;
+        self.version += recorded.len() as i64;
+        self.position = recorded.last().map(|e| e.cursor);
+        Ok(())
+    }
+
+    /// Decides and saves in one go.
+    ///
+    /// # Errors
+    /// As [`Loaded::decide`] and [`Loaded::save`].
+    pub async fn execute(
+        &mut self,
+        conn: &mut PgConnection,
+        tenant: TenantId,
+        command: A::Command,
+        metadata: &Metadata,
+    ) -> Result<(), CommandError> {
+        let events = self.decide(command).await?;
+        self.save(conn, tenant, events, metadata).await
+    }
+
+    /// The result of a command whose primary aggregate is this one; `others` are the other
+    /// streams it appended to, for the consistency token.
+    pub fn executed(self, others: &[Option<Cursor>]) -> Executed<A> {
+        let position = others
+            .iter()
+            .copied()
+            .chain([self.position])
+            .flatten()
+            .max();
+        Executed {
+            id: self.id,
+            aggregate: self.state,
+            version: self.version,
+            position,
+            replayed: false,
+        }
+    }
+}
+
+impl<A> Loaded<A> {
+    /// The cursor of the last event this transaction appended to this stream.
+    pub fn position(&self) -> Option<Cursor> {
+        self.position
+    }
+}
+
+/// An open tenant transaction.
+pub type Tx = Transaction<'static, Postgres>;
+
+/// One attempt of a command: given the open tenant transaction, load, decide and save; hand
+/// the transaction back with the outcome.
+pub type Attempt<'a, A> =
+    Box<dyn FnMut(Tx) -> BoxFuture<'a, (Tx, Result<Executed<A>, CommandError>)> + Send + 'a>;
+
+/// Builds an [`Attempt`] from a closure over `&mut PgConnection`:
+/// `attempt!(|tx| { …; Ok(executed) })`.
+#[macro_export]
+macro_rules! attempt {
+    (|$tx:ident| $body:block) => {
+        Box::new(move |mut transaction: $crate::executor::Tx| {
+            Box::pin(async move {
+                let result = async {
+                    let $tx: &mut sqlx::PgConnection = &mut transaction;
+                    $body
+                }
+                .await;
+                (transaction, result)
+            })
+        })
+    };
 }
 
 /// Runs commands against the event store.
@@ -49,7 +293,7 @@ impl CommandBus {
         Self { store, appended }
     }
 
-    pub fn store(&self) -> &EventStore {
+    pub fn event_store(&self) -> &EventStore {
         &self.store
     }
 
@@ -58,99 +302,196 @@ impl CommandBus {
         self.appended.notify_one();
     }
 
-    /// Executes `command` on the aggregate `A` with id `stream_id` in `tenant`.
-    ///
-    /// A version conflict retries from a fresh load (bounded); a refusal never retries.
+    /// Runs `attempt` in a tenant transaction until it commits, a refusal stops it, or
+    /// [`MAX_ATTEMPTS`] conflicts have passed. With an idempotency key, a key already used with
+    /// the same fingerprint returns the first result and records nothing.
     ///
     /// # Errors
-    /// [`CommandError::Rejected`] when the aggregate refuses, [`CommandError::Contention`] when
-    /// every attempt lost its race, [`CommandError::Store`] on a database failure.
-    #[tracing::instrument(skip_all, err, fields(tenant_id = %tenant, stream_type = A::TYPE, stream_id = %stream_id))]
-    pub async fn execute<A>(
+    /// [`CommandError::Rejected`], [`CommandError::IdempotencyConflict`],
+    /// [`CommandError::Contention`] or a store error.
+    pub async fn transact<A>(
         &self,
         tenant: TenantId,
-        stream_id: Uuid,
-        command: A::Command,
-        metadata: &Metadata,
+        request: &Request,
+        mut attempt: Attempt<'_, A>,
     ) -> Result<Executed<A>, CommandError>
     where
-        A: Aggregate<Services = ()>,
-        A::Command: Clone,
-        A::Error: Rejection,
+        A: Aggregate,
     {
-        for _ in 0..MAX_ATTEMPTS {
+        for round in 0..MAX_ATTEMPTS {
+            if round > 0 {
+                let jitter = rand::rng().random_range(0..=2u64 << round.min(5));
+                tokio::time::sleep(Duration::from_millis(jitter)).await;
+            }
             let mut tx = self.store.begin_tenant(tenant).await?;
-            match decide_and_append::<A>(&mut tx, tenant, stream_id, command.clone(), metadata)
-                .await
-            {
-                Ok(done) => {
-                    tx.commit().await?;
-                    self.notify_appended();
-                    return Ok(done);
+            if let Some(idempotency) = &request.idempotency {
+                if let Some(replay) = replay::<A>(&mut tx, tenant, idempotency).await? {
+                    return Ok(replay);
                 }
+            }
+            let (returned, result) = attempt(tx).await;
+            tx = returned;
+            let done = match result {
+                Ok(done) => done,
                 Err(CommandError::Store(StoreError::Conflict { .. })) => {
-                    tracing::debug!("version conflict; deciding again");
+                    tracing::debug!(round, "version conflict; deciding again");
                     continue;
                 }
                 Err(err) => return Err(err),
+            };
+            if let Some(idempotency) = &request.idempotency {
+                if !remember(&mut tx, tenant, idempotency, &done).await? {
+                    // Another request with this key committed first: roll back and replay it.
+                    continue;
+                }
             }
+            tx.commit().await?;
+            if done.position.is_some() {
+                self.notify_appended();
+            }
+            return Ok(done);
         }
         Err(CommandError::Contention {
             stream_type: A::TYPE,
         })
     }
+
+    /// Executes `command` on the aggregate `A` with id `stream_id` (single-stream commands).
+    ///
+    /// # Errors
+    /// As [`CommandBus::transact`].
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(tenant_id = %tenant, stream_type = A::TYPE, stream_id = %stream_id))]
+    pub async fn execute<A>(
+        &self,
+        tenant: TenantId,
+        stream_id: Uuid,
+        command: A::Command,
+        request: &Request,
+    ) -> Result<Executed<A>, CommandError>
+    where
+        A: Aggregate<Services = ()> + 'static,
+        A::Command: Clone + Send + Sync,
+        A::Error: Rejection,
+    {
+        let metadata = &request.metadata;
+        let command = &command;
+        self.transact(
+            tenant,
+            request,
+            crate::attempt!(|tx| {
+                let mut loaded = load::<A>(tx, tenant, stream_id).await?;
+                loaded
+                    .execute(tx, tenant, command.clone(), metadata)
+                    .await?;
+                Ok(loaded.executed(&[]))
+            }),
+        )
+        .await
+    }
+
+    /// Loads aggregate `A` as it stands now.
+    ///
+    /// # Errors
+    /// On a database failure or an event that does not decode.
+    pub async fn load<A: Aggregate>(
+        &self,
+        tenant: TenantId,
+        id: Uuid,
+    ) -> Result<(A, i64), CommandError> {
+        let mut tx = self.store.begin_tenant(tenant).await?;
+        let loaded = load::<A>(&mut tx, tenant, id).await?;
+        tx.commit().await?;
+        Ok((loaded.state, loaded.version))
+    }
 }
 
-/// Loads `A` from its stream, decides `command` and appends the events, inside the caller's
-/// tenant-scoped transaction (the caller commits).
-///
-/// # Errors
-/// As [`CommandBus::execute`], with a version conflict as `CommandError::Store(Conflict)`.
-pub async fn decide_and_append<A>(
+async fn replay<A: Aggregate>(
     conn: &mut PgConnection,
     tenant: TenantId,
-    stream_id: Uuid,
-    command: A::Command,
-    metadata: &Metadata,
-) -> Result<Executed<A>, CommandError>
-where
-    A: Aggregate<Services = ()>,
-    A::Error: Rejection,
-{
-    let history = read_stream(conn, tenant, A::TYPE, stream_id).await?;
-    let expected = Expected::after(&history)?;
-    let mut aggregate = A::default();
-    for recorded in &history {
-        aggregate.apply(recorded.decode::<A::Event>()?);
+    idempotency: &Idempotency,
+) -> Result<Option<Executed<A>>, CommandError> {
+    let scope = idempotency.scope.unwrap_or(tenant);
+    if scope != tenant {
+        enter_tenant(conn, scope).await?;
     }
-    let version = history.len() as i64;
-
-    let sink = EventSink::<A>::default();
-    aggregate
-        .handle(command, &(), &sink)
-        .await
-        .map_err(|e| CommandError::rejected(&e))?;
-    let decided = sink.collect().await;
-    let new_events = decided
-        .iter()
-        .map(|e| {
-            let schema: i32 = e.event_version().parse().unwrap_or(1);
-            NewEvent::from_domain(e, schema)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let events = append(
-        conn,
-        tenant,
-        A::TYPE,
-        stream_id,
-        expected,
-        new_events,
-        metadata,
+    let row: Option<(String, serde_json::Value)> = sqlx::query_as(
+        "SELECT fingerprint, outcome FROM idempotency_keys WHERE tenant_id = $1 AND key = $2",
     )
+    .bind(scope.as_uuid())
+    .bind(&idempotency.key)
+    .fetch_optional(&mut *conn)
     .await?;
-    Ok(Executed {
+    let Some((fingerprint, outcome)) = row else {
+        if scope != tenant {
+            enter_tenant(conn, tenant).await?;
+        }
+        return Ok(None);
+    };
+    if fingerprint != idempotency.fingerprint {
+        return Err(CommandError::IdempotencyConflict(idempotency.key.clone()));
+    }
+    let remembered: Remembered = serde_json::from_value(outcome)
+        .map_err(|e| StoreError::Decode(format!("idempotency outcome: {e}")))?;
+    let owner = TenantId::from_uuid(remembered.tenant_id);
+    if owner != scope {
+        enter_tenant(conn, owner).await?;
+    }
+    let aggregate = load_at::<A>(conn, owner, remembered.stream_id, remembered.version).await?;
+    Ok(Some(Executed {
+        id: remembered.stream_id,
         aggregate,
-        version: version + events.len() as i64,
-        events,
+        version: remembered.version,
+        position: remembered.position,
+        replayed: true,
+    }))
+}
+
+/// Records the key's outcome; false when another request already holds the key.
+async fn remember<A>(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    idempotency: &Idempotency,
+    done: &Executed<A>,
+) -> Result<bool, CommandError> {
+    let scope = idempotency.scope.unwrap_or(tenant);
+    if scope != tenant {
+        enter_tenant(conn, scope).await?;
+    }
+    let outcome = serde_json::to_value(Remembered {
+        tenant_id: tenant.as_uuid(),
+        stream_id: done.id,
+        version: done.version,
+        position: done.position,
     })
+    .map_err(|e| StoreError::Decode(e.to_string()))?;
+    let inserted = sqlx::query(
+        "INSERT INTO idempotency_keys (tenant_id, key, fingerprint, outcome) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (tenant_id, key) DO NOTHING",
+    )
+    .bind(scope.as_uuid())
+    .bind(&idempotency.key)
+    .bind(&idempotency.fingerprint)
+    .bind(outcome)
+    .execute(conn)
+    .await?;
+    Ok(inserted.rows_affected() == 1)
+}
+
+/// Deletes idempotency keys older than `age` (they are promised for at least 24 hours).
+///
+/// # Errors
+/// On a database failure.
+pub async fn purge_idempotency_keys(
+    store: &EventStore,
+    age: Duration,
+) -> Result<u64, CommandError> {
+    let mut tx = store.begin_system().await?;
+    let deleted = sqlx::query(
+        "DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1)",
+    )
+    .bind(age.as_secs_f64())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(deleted.rows_affected())
 }

@@ -2,16 +2,20 @@
 //!
 //! - [`executor`]: load an aggregate → decide → append, in one tenant-scoped transaction,
 //!   retried from a fresh load when another writer got there first.
-//! - [`organizations`]: commands whose transaction does more than append (the platform-wide
-//!   slug reservation of a new organization).
+//! - [`organizations`], [`stores`], [`agent_instances`], [`conversations`]: the commands of
+//!   each aggregate, with the parents they check and the organization slots (tier limits)
+//!   they take or give back in the same transaction.
 //! - [`relay`]: follows the gap-free feed and publishes it to JetStream, checkpointing only
 //!   what NATS acknowledged.
 
+pub mod agent_instances;
+pub mod conversations;
 pub mod error;
 pub mod executor;
 pub mod organizations;
 pub mod relay;
+pub mod stores;
 
 pub use error::CommandError;
-pub use executor::{CommandBus, Executed};
+pub use executor::{CommandBus, Executed, Request};
 pub use relay::Relay;

@@ -71,6 +71,35 @@ id_type!(
     EventId
 );
 
+id_type!(
+    /// A store (business unit) of an organization.
+    StoreId
+);
+id_type!(
+    /// An agent instance deployed into a store.
+    AgentInstanceId
+);
+id_type!(
+    /// A conversation held by an agent instance.
+    ConversationId
+);
+id_type!(
+    /// A member of an organization's team.
+    MemberId
+);
+id_type!(
+    /// An organization API key (`sk_live_…`).
+    ApiKeyId
+);
+id_type!(
+    /// A publishable widget key (`pk_widget_…`) bound to one agent instance.
+    WidgetKeyId
+);
+id_type!(
+    /// One message of a conversation.
+    MessageId
+);
+
 impl From<OrganizationId> for TenantId {
     fn from(id: OrganizationId) -> Self {
         TenantId(id.0)

@@ -1,20 +1,45 @@
 //! Tenantry's pure core.
 //!
 //! Everything the platform decides is decided here, with no IO: identifiers and validated
-//! values (`ids`, `values`), the tiers of the price list (`tier`), and the aggregates, each a
-//! `cqrs_es::Aggregate` whose `handle` decides and whose `apply` folds (`organization`).
+//! values (`ids`, `values`), the tiers of the price list (`tier`), the agent `catalog`, and the four
+//! aggregates (`organization`, `store`, `agent_instance`, `conversation`), each a
+//! `cqrs_es::Aggregate` whose `handle` decides and whose `apply` folds. Child aggregates get
+//! their parents' state through `context`; every refusal is a `DomainError`; `upcast` keeps
+//! old event schemas loading.
 //!
 //! The crate depends on no database, HTTP or NATS crate; `tenantry-eventstore` persists what
 //! is decided here and `tenantry-api` exposes it.
 
+pub mod agent_instance;
+pub mod catalog;
+pub mod context;
+pub mod conversation;
+pub mod error;
 pub mod ids;
 pub mod organization;
+pub mod store;
 pub mod tier;
+pub mod upcast;
 pub mod values;
 
-pub use ids::{EventId, OrganizationId, TenantId};
-pub use tier::Tier;
-pub use values::{Email, OrganizationName, Slug, ValidationError};
+pub use error::DomainError;
+pub use ids::{
+    AgentInstanceId, ApiKeyId, ConversationId, EventId, MemberId, MessageId, OrganizationId,
+    StoreId, TenantId, WidgetKeyId,
+};
+pub use tier::{Limits, Terms, Tier};
+pub use values::{
+    AgentType, Channel, CustomerRef, Email, KeyName, MessageContent, MessageRole, Money,
+    OrganizationName, Platform, Resolution, Role, Slug, StoreDomain, StoreName, ValidationError,
+};
+
+/// The `event_type` name of an aggregate event (its serde tag).
+pub fn event_type_of<E: serde::Serialize>(event: &E) -> String {
+    serde_json::to_value(event)
+        .ok()
+        .and_then(|v| v.get(EVENT_TYPE_TAG)?.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
 
 /// Wire identity of an event: its stable `event_type` name and payload schema version.
 ///
@@ -48,4 +73,70 @@ pub enum RejectionKind {
     TierRequired(Tier),
     /// The caller may not do this (403).
     Forbidden,
+}
+
+/// Shared builders for the aggregates' given/when/then tests.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use crate::organization::{OrganizationCommand, OrganizationEvent, OrganizationStatus};
+    use crate::*;
+
+    pub fn email(value: &str) -> Email {
+        Email::parse(value).unwrap()
+    }
+
+    pub fn enterprise_terms() -> Terms {
+        Terms {
+            base_fee: Money::cents(250_000),
+            included_conversations: 50_000,
+            overage_rate: Money::cents(2),
+        }
+    }
+
+    pub fn create(id: OrganizationId, owner: MemberId, tier: Tier) -> OrganizationCommand {
+        OrganizationCommand::Create {
+            id,
+            name: OrganizationName::parse("Acme").unwrap(),
+            slug: Slug::parse("acme").unwrap(),
+            tier,
+            custom_terms: None,
+            billing_email: email("billing@acme.com"),
+            owner,
+            owner_email: email("owner@acme.com"),
+            trial_ends_at: None,
+        }
+    }
+
+    pub fn created(id: OrganizationId, owner: MemberId, tier: Tier) -> Vec<OrganizationEvent> {
+        vec![
+            OrganizationEvent::OrganizationCreated {
+                organization_id: id,
+                name: OrganizationName::parse("Acme").unwrap(),
+                slug: Slug::parse("acme").unwrap(),
+                tier,
+                terms: tier.list_terms().unwrap_or_else(enterprise_terms),
+                billing_email: email("billing@acme.com"),
+                status: OrganizationStatus::Active,
+                trial_ends_at: None,
+            },
+            OrganizationEvent::MemberInvited {
+                member_id: owner,
+                email: email("owner@acme.com"),
+                role: Role::Owner,
+            },
+        ]
+    }
+
+    pub fn suspended_event() -> OrganizationEvent {
+        OrganizationEvent::OrganizationSuspended {
+            reason: "unpaid".into(),
+        }
+    }
+
+    pub fn org_ctx(tier: Tier) -> context::OrgContext {
+        context::OrgContext {
+            status: OrganizationStatus::Active,
+            tier,
+        }
+    }
 }

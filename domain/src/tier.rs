@@ -1,14 +1,14 @@
-//! The subscription tiers of DESIGN.md §6.
+//! The subscription tiers of DESIGN.md §6: prices, allowances and limits.
 
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::values::ValidationError;
+use crate::values::{AgentType, Money, ValidationError};
 
 /// A subscription tier.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Tier {
     Basic,
@@ -23,6 +23,119 @@ impl Tier {
             Tier::Basic => "basic",
             Tier::Pro => "pro",
             Tier::Enterprise => "enterprise",
+        }
+    }
+
+    /// What the tier allows.
+    pub fn limits(self) -> Limits {
+        match self {
+            Tier::Basic => Limits {
+                stores: Some(1),
+                active_instances: Some(3),
+                agent_types: &[AgentType::CustomerService],
+                members_beyond_owner: false,
+                prompt_overrides: false,
+                requests_per_minute: 600,
+            },
+            Tier::Pro => Limits {
+                stores: Some(10),
+                active_instances: Some(50),
+                agent_types: AgentType::ALL,
+                members_beyond_owner: true,
+                prompt_overrides: false,
+                requests_per_minute: 3_000,
+            },
+            Tier::Enterprise => Limits {
+                stores: None,
+                active_instances: None,
+                agent_types: AgentType::ALL,
+                members_beyond_owner: true,
+                prompt_overrides: true,
+                requests_per_minute: 12_000,
+            },
+        }
+    }
+
+    /// The list price of Basic and Pro; Enterprise has none (it is negotiated).
+    pub fn list_terms(self) -> Option<Terms> {
+        match self {
+            Tier::Basic => Some(Terms {
+                base_fee: Money::cents(9_900),
+                included_conversations: 1_000,
+                overage_rate: Money::cents(10),
+            }),
+            Tier::Pro => Some(Terms {
+                base_fee: Money::cents(49_900),
+                included_conversations: 5_000,
+                overage_rate: Money::cents(5),
+            }),
+            Tier::Enterprise => None,
+        }
+    }
+
+    /// The smallest tier whose limits satisfy `fits`.
+    pub fn smallest_where(fits: impl Fn(&Limits) -> bool) -> Tier {
+        [Tier::Basic, Tier::Pro, Tier::Enterprise]
+            .into_iter()
+            .find(|t| fits(&t.limits()))
+            .unwrap_or(Tier::Enterprise)
+    }
+}
+
+/// What a tier allows. `None` is unlimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub stores: Option<u32>,
+    pub active_instances: Option<u32>,
+    pub agent_types: &'static [AgentType],
+    pub members_beyond_owner: bool,
+    pub prompt_overrides: bool,
+    pub requests_per_minute: u32,
+}
+
+/// What an organization pays: the base fee per month, the conversations it includes, and the
+/// price of each one beyond them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Terms {
+    pub base_fee: Money,
+    pub included_conversations: u64,
+    pub overage_rate: Money,
+}
+
+impl Terms {
+    /// Terms for `tier`: its list price, or for Enterprise the negotiated `custom` terms
+    /// (required, each amount positive).
+    ///
+    /// # Errors
+    /// When Enterprise has no custom terms or non-positive ones, or when custom terms are
+    /// given for a listed tier.
+    pub fn for_tier(tier: Tier, custom: Option<Terms>) -> Result<Terms, ValidationError> {
+        match (tier.list_terms(), custom) {
+            (Some(list), None) => Ok(list),
+            (Some(_), Some(_)) => Err(ValidationError::new(
+                "base_fee",
+                "custom prices are for the enterprise tier only",
+            )),
+            (None, None) => Err(ValidationError::new(
+                "base_fee",
+                "the enterprise tier needs base_fee, included_conversations and overage_rate",
+            )),
+            (None, Some(terms)) => {
+                let positive = |m: Money| m.0 > rust_decimal::Decimal::ZERO;
+                if !positive(terms.base_fee) {
+                    return Err(ValidationError::new("base_fee", "must be positive"));
+                }
+                if terms.included_conversations == 0 {
+                    return Err(ValidationError::new(
+                        "included_conversations",
+                        "must be positive",
+                    ));
+                }
+                if !positive(terms.overage_rate) {
+                    return Err(ValidationError::new("overage_rate", "must be positive"));
+                }
+                Ok(terms)
+            }
         }
     }
 }
@@ -45,5 +158,51 @@ impl FromStr for Tier {
                 "must be one of basic, pro, enterprise",
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enterprise_needs_positive_custom_terms() {
+        let custom = Terms {
+            base_fee: Money::cents(250_000),
+            included_conversations: 50_000,
+            overage_rate: Money::cents(2),
+        };
+        assert_eq!(Terms::for_tier(Tier::Enterprise, Some(custom)), Ok(custom));
+        assert!(Terms::for_tier(Tier::Enterprise, None).is_err());
+        assert!(Terms::for_tier(Tier::Pro, Some(custom)).is_err());
+        let zero = Terms {
+            included_conversations: 0,
+            ..custom
+        };
+        assert_eq!(
+            Terms::for_tier(Tier::Enterprise, Some(zero))
+                .unwrap_err()
+                .field,
+            "included_conversations"
+        );
+        assert_eq!(
+            Terms::for_tier(Tier::Basic, None)
+                .unwrap()
+                .base_fee
+                .to_string(),
+            "99.00"
+        );
+    }
+
+    #[test]
+    fn smallest_tier_for_a_need() {
+        assert_eq!(
+            Tier::smallest_where(|l| l.stores.is_none_or(|n| n >= 2)),
+            Tier::Pro
+        );
+        assert_eq!(
+            Tier::smallest_where(|l| l.prompt_overrides),
+            Tier::Enterprise
+        );
     }
 }

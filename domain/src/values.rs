@@ -202,3 +202,201 @@ mod tests {
         assert!(err.to_string().contains("slug"));
     }
 }
+
+string_value!(
+    /// A store's display name: 1–200 characters after trimming.
+    StoreName,
+    "name"
+);
+string_value!(
+    /// A store's web domain, such as `shop.example.com`: lowercase host name, 1–253 characters.
+    StoreDomain,
+    "domain"
+);
+string_value!(
+    /// An API or widget key's label: 1–100 characters after trimming.
+    KeyName,
+    "name"
+);
+string_value!(
+    /// Who the end customer is in the tenant's own terms (an id, an email…): 1–200 characters.
+    CustomerRef,
+    "customer_ref"
+);
+string_value!(
+    /// A message's text: 1–32,000 characters.
+    MessageContent,
+    "content"
+);
+
+fn trimmed_text(field: &'static str, value: String, max: usize) -> Result<String, ValidationError> {
+    let value = value.trim().to_owned();
+    if value.is_empty() {
+        return Err(ValidationError::new(field, "must not be empty"));
+    }
+    if value.chars().count() > max {
+        return Err(ValidationError::new(
+            field,
+            format!("must be at most {max} characters"),
+        ));
+    }
+    if value
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err(ValidationError::new(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(value)
+}
+
+impl StoreName {
+    pub fn parse(value: impl Into<String>) -> Result<Self, ValidationError> {
+        trimmed_text(Self::FIELD, value.into(), 200).map(Self)
+    }
+}
+
+impl KeyName {
+    pub fn parse(value: impl Into<String>) -> Result<Self, ValidationError> {
+        trimmed_text(Self::FIELD, value.into(), 100).map(Self)
+    }
+}
+
+impl CustomerRef {
+    pub fn parse(value: impl Into<String>) -> Result<Self, ValidationError> {
+        trimmed_text(Self::FIELD, value.into(), 200).map(Self)
+    }
+}
+
+impl MessageContent {
+    pub fn parse(value: impl Into<String>) -> Result<Self, ValidationError> {
+        let value = value.into();
+        if value.trim().is_empty() {
+            return Err(ValidationError::new(Self::FIELD, "must not be empty"));
+        }
+        if value.chars().count() > 32_000 {
+            return Err(ValidationError::new(
+                Self::FIELD,
+                "must be at most 32000 characters",
+            ));
+        }
+        Ok(Self(value))
+    }
+}
+
+impl StoreDomain {
+    pub fn parse(value: impl Into<String>) -> Result<Self, ValidationError> {
+        let value = value.into().trim().to_ascii_lowercase();
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        };
+        if value.is_empty() || value.len() > 253 || !value.split('.').all(label_ok) {
+            return Err(ValidationError::new(
+                Self::FIELD,
+                "must be a host name such as shop.example.com",
+            ));
+        }
+        Ok(Self(value))
+    }
+}
+
+macro_rules! wire_enum {
+    ($(#[$doc:meta])* $name:ident, $field:literal { $($variant:ident => $wire:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name {
+            $($variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $wire),+
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = ValidationError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($wire => Ok($name::$variant),)+
+                    _ => Err(ValidationError::new(
+                        $field,
+                        concat!("must be one of ", $($wire, " "),+),
+                    )),
+                }
+            }
+        }
+    };
+}
+
+wire_enum!(
+    /// A member's role. Each includes the ones after it: owner ⊃ admin ⊃ developer ⊃ member.
+    Role, "role" { Owner => "owner", Admin => "admin", Developer => "developer", Member => "member" }
+);
+wire_enum!(
+    /// Where a store runs.
+    Platform, "platform" { Shopify => "shopify", Woocommerce => "woocommerce", Magento => "magento", Bigcommerce => "bigcommerce", Custom => "custom" }
+);
+wire_enum!(
+    /// The kinds of agent the catalog offers.
+    AgentType, "agent_type" { CustomerService => "customer_service", Sales => "sales", Marketing => "marketing" }
+);
+wire_enum!(
+    /// How a conversation reached the agent.
+    Channel, "channel" { Web => "web", Email => "email", Api => "api" }
+);
+wire_enum!(
+    /// Who wrote a message.
+    MessageRole, "role" { Customer => "customer", Agent => "agent" }
+);
+wire_enum!(
+    /// How a conversation ended.
+    Resolution, "resolution" { Resolved => "resolved", Abandoned => "abandoned", Escalated => "escalated" }
+);
+
+impl Role {
+    /// Whether this role includes everything `other` may do.
+    pub fn includes(self, other: Role) -> bool {
+        // Declaration order is owner, admin, developer, member: smaller is stronger.
+        self <= other
+    }
+}
+
+/// An amount of US dollars. Never a float; serialized as a decimal string (`"99.00"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Money(pub rust_decimal::Decimal);
+
+impl Money {
+    /// `units` cents, e.g. `Money::cents(9900)` is $99.00.
+    pub fn cents(units: i64) -> Self {
+        Money(rust_decimal::Decimal::new(units, 2))
+    }
+
+    pub fn is_negative(&self) -> bool {
+        self.0.is_sign_negative() && !self.0.is_zero()
+    }
+}
+
+impl fmt::Display for Money {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:.2}", self.0)
+    }
+}

@@ -66,14 +66,21 @@ impl RecordedEvent {
         })
     }
 
-    /// Rebuilds the aggregate event enum `E` (adjacently tagged `event_type`/`payload`).
+    /// Rebuilds the aggregate event enum `E` (adjacently tagged `event_type`/`payload`),
+    /// upcasting a payload stored under an older schema version first.
     ///
     /// # Errors
     /// [`StoreError::Decode`] when the payload does not fit `E`.
     pub fn decode<E: serde::de::DeserializeOwned>(&self) -> Result<E, StoreError> {
+        let payload = tenantry_domain::upcast::upcast(
+            &self.stream_type,
+            &self.event_type,
+            self.schema_version,
+            self.payload.clone(),
+        );
         let tagged = serde_json::json!({
             tenantry_domain::EVENT_TYPE_TAG: self.event_type,
-            tenantry_domain::EVENT_PAYLOAD_TAG: self.payload,
+            tenantry_domain::EVENT_PAYLOAD_TAG: payload,
         });
         serde_json::from_value(tagged)
             .map_err(|e| StoreError::Decode(format!("{} {}: {e}", self.event_type, self.event_id)))

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use cqrs_es::Aggregate;
 use sqlx::PgConnection;
-use tenantry_domain::organization::{Organization, OrganizationEvent};
+use tenantry_domain::organization::{Organization, OrganizationEvent, OrganizationStatus};
 use tenantry_eventstore::RecordedEvent;
 
 use crate::{Projection, ProjectionError};
@@ -28,7 +28,9 @@ impl Projection for Organizations {
         if event.stream_type != Organization::TYPE {
             return Ok(());
         }
-        match event.decode::<OrganizationEvent>()? {
+        let tenant = event.tenant_id;
+        // Every organization event moves the row's version; some change more.
+        let change: Option<(&str, Vec<String>)> = match event.decode::<OrganizationEvent>()? {
             OrganizationEvent::OrganizationCreated {
                 organization_id,
                 name,
@@ -36,6 +38,7 @@ impl Projection for Organizations {
                 tier,
                 billing_email,
                 status,
+                ..
             } => {
                 sqlx::query(
                     "INSERT INTO organizations (tenant_id, name, slug, tier, billing_email, status, \
@@ -52,8 +55,45 @@ impl Projection for Organizations {
                 .bind(event.recorded_at)
                 .execute(conn)
                 .await?;
+                return Ok(());
             }
+            OrganizationEvent::OrganizationDetailsChanged {
+                name,
+                billing_email,
+                ..
+            } => Some((
+                "name = $4, billing_email = $5",
+                vec![name.to_string(), billing_email.to_string()],
+            )),
+            OrganizationEvent::TierChanged { tier, .. } => {
+                Some(("tier = $4", vec![tier.to_string()]))
+            }
+            OrganizationEvent::SubscriptionStatusChanged { status, .. }
+            | OrganizationEvent::OrganizationReactivated { status } => {
+                Some(("status = $4", vec![status.as_str().to_owned()]))
+            }
+            OrganizationEvent::OrganizationSuspended { .. } => Some((
+                "status = $4",
+                vec![OrganizationStatus::Suspended.as_str().to_owned()],
+            )),
+            OrganizationEvent::OrganizationClosed {} => Some((
+                "status = $4",
+                vec![OrganizationStatus::Closed.as_str().to_owned()],
+            )),
+            _ => None,
+        };
+        let (set, values) = change.unwrap_or(("version = version", Vec::new()));
+        let sql = format!(
+            "UPDATE organizations SET {set}, version = $2, updated_at = $3 WHERE tenant_id = $1"
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(tenant)
+            .bind(event.version)
+            .bind(event.recorded_at);
+        for value in values {
+            query = query.bind(value);
         }
+        query.execute(conn).await?;
         Ok(())
     }
 }

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use async_nats::jetstream::message::PublishMessage;
 use tenantry_commands::organizations::NewOrganization;
-use tenantry_commands::{CommandBus, Relay};
+use tenantry_commands::{CommandBus, Relay, Request};
 use tenantry_domain::{Email, OrganizationName, Slug, Tier};
 use tenantry_eventstore::bus::{HEADER_CURSOR, HEADER_PREV_CURSOR};
-use tenantry_eventstore::{Cursor, EventStore, Metadata};
+use tenantry_eventstore::{Cursor, EventStore};
 use tenantry_projections::organizations::Organizations;
 use tenantry_projections::{Outcome, Runner};
 use tokio::sync::{watch, Notify};
@@ -209,13 +209,13 @@ async fn create_organizations_named(store: &EventStore, slugs: &[&str]) {
     let bus = CommandBus::new(store.clone(), Arc::new(Notify::new()));
     for slug in slugs {
         bus.create_organization(
-            NewOrganization {
-                name: OrganizationName::parse(*slug).unwrap(),
-                slug: Slug::parse(*slug).unwrap(),
-                tier: Tier::Pro,
-                billing_email: Email::parse(format!("billing@{slug}.example.com")).unwrap(),
-            },
-            &Metadata::default(),
+            NewOrganization::new(
+                OrganizationName::parse(*slug).unwrap(),
+                Slug::parse(*slug).unwrap(),
+                Tier::Pro,
+                Email::parse(format!("billing@{slug}.example.com")).unwrap(),
+            ),
+            &Request::default(),
         )
         .await
         .unwrap();

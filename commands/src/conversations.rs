@@ -1,0 +1,105 @@
+//! Conversation commands: each checks the conversation's agent instance, store and
+//! organization as they stand in the same transaction.
+
+use tenantry_domain::agent_instance::AgentInstance;
+use tenantry_domain::context::{InstanceContext, StoreContext};
+use tenantry_domain::conversation::{Conversation, ConversationAction, ConversationCommand};
+use tenantry_domain::organization::Organization;
+use tenantry_domain::store::Store;
+use tenantry_domain::{ConversationId, OrganizationId, TenantId};
+
+use crate::executor::{load, Request};
+use crate::stores::not_found;
+use crate::{CommandBus, CommandError, Executed};
+
+impl CommandBus {
+    /// Runs `action` on conversation `conversation_id` of organization `org` (for `Start`, the
+    /// id and agent instance inside the action).
+    ///
+    /// # Errors
+    /// As [`CommandBus::transact`].
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(tenant_id = %org, conversation_id = %conversation_id))]
+    pub async fn conversation(
+        &self,
+        org: OrganizationId,
+        conversation_id: ConversationId,
+        action: ConversationAction,
+        request: &Request,
+    ) -> Result<Executed<Conversation>, CommandError> {
+        let tenant = TenantId::from(org);
+        let (conversation_id, start_instance) = match &action {
+            ConversationAction::Start {
+                id,
+                agent_instance_id,
+                ..
+            } => (*id, Some(*agent_instance_id)),
+            _ => (conversation_id, None),
+        };
+        let metadata = &request.metadata;
+        let action = &action;
+        self.transact(
+            tenant,
+            request,
+            crate::attempt!(|tx| {
+                let mut conversation =
+                    load::<Conversation>(tx, tenant, conversation_id.as_uuid()).await?;
+                let instance_id = match start_instance {
+                    Some(id) => id,
+                    None if conversation.state.organization_id == Some(org) => conversation
+                        .state
+                        .agent_instance_id
+                        .ok_or_else(|| not_found("conversation"))?,
+                    None => return Err(not_found("conversation")),
+                };
+                let instance = load::<AgentInstance>(tx, tenant, instance_id.as_uuid()).await?;
+                if instance.state.organization_id != Some(org) {
+                    return Err(not_found("agent instance"));
+                }
+                let store_id = instance
+                    .state
+                    .store_id
+                    .ok_or_else(|| not_found("agent instance"))?;
+                let store = load::<Store>(tx, tenant, store_id.as_uuid()).await?;
+                let organization = load::<Organization>(tx, tenant, org.as_uuid()).await?;
+                let ctx = organization
+                    .state
+                    .context()
+                    .map_err(|e| CommandError::rejected(&e))?;
+                let action = match action {
+                    // The conversation records what its parents are, as the store says.
+                    ConversationAction::Start {
+                        id,
+                        customer_ref,
+                        channel,
+                        ..
+                    } => ConversationAction::Start {
+                        id: *id,
+                        agent_instance_id: instance_id,
+                        agent_type: instance
+                            .state
+                            .agent_type
+                            .ok_or_else(|| not_found("agent instance"))?,
+                        store_id,
+                        organization_id: org,
+                        customer_ref: customer_ref.clone(),
+                        channel: *channel,
+                    },
+                    other => other.clone(),
+                };
+                let command = ConversationCommand {
+                    org: ctx,
+                    store: StoreContext {
+                        active: store.state.active,
+                    },
+                    instance: InstanceContext {
+                        status: instance.state.status,
+                    },
+                    action,
+                };
+                conversation.execute(tx, tenant, command, metadata).await?;
+                Ok(conversation.executed(&[]))
+            }),
+        )
+        .await
+    }
+}
