@@ -95,6 +95,9 @@ impl Application {
                 workers.spawn(runner.run(stopped.clone()));
             }
         }
+        if settings.run_api {
+            workers.spawn(purge_idempotency_keys(store.clone(), stopped.clone()));
+        }
         let listener = if settings.run_api {
             Some(
                 TcpListener::bind(&settings.listen)
@@ -148,6 +151,22 @@ impl Application {
         let _ = self.shutdown.send(true);
         while self.workers.join_next().await.is_some() {}
         Ok(())
+    }
+}
+
+/// Idempotency keys are promised for at least 24 hours; they are deleted after 48.
+async fn purge_idempotency_keys(store: EventStore, mut shutdown: watch::Receiver<bool>) {
+    const KEEP: Duration = Duration::from_secs(48 * 3600);
+    while !*shutdown.borrow() {
+        match tenantry_commands::executor::purge_idempotency_keys(&store, KEEP).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "purged expired idempotency keys"),
+            Err(err) => tracing::warn!(error = %err, "purging idempotency keys failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+            _ = shutdown.changed() => {}
+        }
     }
 }
 

@@ -53,6 +53,6 @@ pub fn find(agent_type: AgentType, version: Option<&str>) -> Option<&'static Age
     let mut versions = CATALOG.iter().filter(|d| d.agent_type == agent_type);
     match version {
         Some(v) => versions.find(|d| d.version == v),
-        None => versions.last(),
+        None => versions.next_back(),
     }
 }

@@ -22,6 +22,9 @@ pub mod tier;
 pub mod upcast;
 pub mod values;
 
+#[cfg(test)]
+mod proptests;
+
 pub use error::DomainError;
 pub use ids::{
     AgentInstanceId, ApiKeyId, ConversationId, EventId, MemberId, MessageId, OrganizationId,

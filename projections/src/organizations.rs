@@ -82,9 +82,10 @@ impl Projection for Organizations {
             )),
             _ => None,
         };
-        let (set, values) = change.unwrap_or(("version = version", Vec::new()));
+        let (set, values) = change.map_or(("", Vec::new()), |(set, values)| (set, values));
+        let separator = if set.is_empty() { "" } else { ", " };
         let sql = format!(
-            "UPDATE organizations SET {set}, version = $2, updated_at = $3 WHERE tenant_id = $1"
+            "UPDATE organizations SET {set}{separator}version = $2, updated_at = $3 WHERE tenant_id = $1"
         );
         let mut query = sqlx::query(&sql)
             .bind(tenant)

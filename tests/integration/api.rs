@@ -44,7 +44,8 @@ async fn create_then_read_your_write() {
     assert_eq!(created["tier"], "pro");
     assert_eq!(created["billing_email"], "billing@acme.com");
     assert_eq!(created["status"], "active");
-    assert_eq!(created["version"], 1);
+    // OrganizationCreated and the owner's MemberInvited.
+    assert_eq!(created["version"], 2);
     assert!(created["created_at"].as_str().unwrap().ends_with('Z'));
     let id = created["id"].as_str().unwrap();
 
@@ -274,7 +275,7 @@ async fn a_taken_slug_is_409_and_records_nothing() {
         .fetch_one(&mut *tx)
         .await
         .unwrap();
-    assert_eq!(events, 1);
+    assert_eq!(events, 2, "only the first organization's two events");
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! Integration tests against real PostgreSQL and NATS JetStream (`make test`).
 
 mod api;
+mod commands;
 mod eventstore;
 mod feed;
 mod helpers;
