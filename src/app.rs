@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tenantry_api::auth::AdminKey;
+use tenantry_api::auth::{AdminKey, LastUsed};
 use tenantry_api::AppState;
 use tenantry_commands::{CommandBus, Relay};
 use tenantry_eventstore::bus::Bus;
@@ -107,11 +107,20 @@ impl Application {
         } else {
             None
         };
+        let last_used = LastUsed::default();
+        if settings.run_api {
+            workers.spawn(flush_last_used(
+                last_used.clone(),
+                store.clone(),
+                stopped.clone(),
+            ));
+        }
         let state = AppState {
             commands: CommandBus::new(store.clone(), appended),
             store,
             nats,
             admin_key: AdminKey::new(&settings.admin_key),
+            last_used,
             consistency_timeout: settings.consistency_timeout,
         };
         Ok(Self {
@@ -166,6 +175,27 @@ async fn purge_idempotency_keys(store: EventStore, mut shutdown: watch::Receiver
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
             _ = shutdown.changed() => {}
+        }
+    }
+}
+
+/// Writes keys' `last_used_at` every 30 seconds (and once more at shutdown) instead of on
+/// every request.
+async fn flush_last_used(
+    last_used: LastUsed,
+    store: EventStore,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let stopping = tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(30)) => false,
+            _ = shutdown.changed() => true,
+        };
+        if let Err(err) = last_used.flush(&store).await {
+            tracing::warn!(error = %err, "recording when keys were last used failed");
+        }
+        if stopping || *shutdown.borrow() {
+            return;
         }
     }
 }

@@ -1,9 +1,25 @@
-//! Authentication: `Authorization: Bearer <key>`.
+//! Authentication and authorization.
+//!
+//! `Authorization: Bearer <key>` is one of: the configured platform admin key; an
+//! organization secret key (`sk_live_…`), acting with the role it was issued for; or a
+//! publishable widget key (`pk_widget_…`), bound to one agent instance. Keys are looked up by
+//! the SHA-256 of the presented secret in `credentials`, which the issuing and revoking
+//! commands write in their own transactions, so a revoked key fails at once.
+//!
+//! Authorization answers 404, never 403, for anything in another tenant, and 403 for a role or
+//! key type that may not.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
+use tenantry_commands::keys::{self, API_KEY_PREFIX, WIDGET_KEY_PREFIX};
+use tenantry_domain::{AgentInstanceId, OrganizationId, Role};
+use uuid::Uuid;
 
 use crate::{ApiError, AppState};
 
@@ -31,25 +47,222 @@ fn bearer(parts: &Parts) -> Option<&str> {
         .then_some(token.trim())
 }
 
-/// A request made with the platform admin key.
-#[derive(Clone, Copy, Debug)]
-pub struct PlatformAdmin;
-
-impl PlatformAdmin {
-    /// The actor recorded in the metadata of events it causes.
-    pub const ACTOR: &'static str = "platform-admin";
+/// Who is calling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Principal {
+    /// The platform operator: every route, every tenant.
+    Admin,
+    /// An organization key with a role.
+    Key {
+        org: OrganizationId,
+        key_id: Uuid,
+        role: Role,
+    },
+    /// A publishable widget key: starts conversations on its instance and adds customer
+    /// messages to them, nothing else.
+    Widget {
+        org: OrganizationId,
+        key_id: Uuid,
+        instance: AgentInstanceId,
+    },
 }
 
-impl FromRequestParts<AppState> for PlatformAdmin {
+impl Principal {
+    /// The actor recorded in the metadata of events it causes.
+    pub fn actor(&self) -> String {
+        match self {
+            Principal::Admin => "platform-admin".into(),
+            Principal::Key { key_id, .. } => format!("api-key:{key_id}"),
+            Principal::Widget { key_id, .. } => format!("widget-key:{key_id}"),
+        }
+    }
+
+    /// The organization a key belongs to (`None` for the admin).
+    pub fn org(&self) -> Option<OrganizationId> {
+        match self {
+            Principal::Admin => None,
+            Principal::Key { org, .. } | Principal::Widget { org, .. } => Some(*org),
+        }
+    }
+
+    pub fn is_admin(&self) -> bool {
+        matches!(self, Principal::Admin)
+    }
+
+    /// Requires the platform admin key.
+    ///
+    /// # Errors
+    /// 403 for any other key.
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        if self.is_admin() {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(
+                "this route needs the platform admin key".into(),
+            ))
+        }
+    }
+
+    /// Allows access to organization `org` with at least `role`.
+    ///
+    /// # Errors
+    /// 404 when the key belongs to another organization (or is a widget key of one), 403
+    /// when its role or kind is not enough.
+    pub fn require(&self, org: OrganizationId, role: Role) -> Result<(), ApiError> {
+        match self {
+            Principal::Admin => Ok(()),
+            Principal::Key { org: own, .. } | Principal::Widget { org: own, .. } if *own != org => {
+                Err(ApiError::NotFound("resource"))
+            }
+            Principal::Key { role: held, .. } if held.includes(role) => Ok(()),
+            Principal::Key { role: held, .. } => Err(ApiError::Forbidden(format!(
+                "a {held} key may not do this; it needs {role} or above"
+            ))),
+            Principal::Widget { .. } => {
+                Err(ApiError::Forbidden("a widget key may not do this".into()))
+            }
+        }
+    }
+
+    /// The role a key acts with, for checks such as "a key never grants more than its
+    /// creator's role" (`None` for the admin, who may grant any).
+    pub fn role(&self) -> Option<Role> {
+        match self {
+            Principal::Key { role, .. } => Some(*role),
+            _ => None,
+        }
+    }
+}
+
+/// When each key was last used, flushed to `credentials.last_used_at` in batches instead of
+/// a write per request.
+#[derive(Clone, Default)]
+pub struct LastUsed(Arc<Mutex<HashMap<String, DateTime<Utc>>>>);
+
+impl LastUsed {
+    fn touch(&self, hash: &str) {
+        if let Ok(mut seen) = self.0.lock() {
+            seen.insert(hash.to_owned(), Utc::now());
+        }
+    }
+
+    /// Writes what was seen since the last flush.
+    ///
+    /// # Errors
+    /// On a database failure (the entries are kept for the next flush).
+    pub async fn flush(
+        &self,
+        store: &tenantry_eventstore::EventStore,
+    ) -> Result<usize, sqlx::Error> {
+        let seen: Vec<(String, DateTime<Utc>)> = match self.0.lock() {
+            Ok(mut seen) => seen.drain().collect(),
+            Err(_) => return Ok(0),
+        };
+        if seen.is_empty() {
+            return Ok(0);
+        }
+        let (hashes, times): (Vec<String>, Vec<DateTime<Utc>>) = seen.iter().cloned().unzip();
+        let result = async {
+            let mut tx = store.begin_system().await.map_err(|e| match e {
+                tenantry_eventstore::StoreError::Database(e) => e,
+                other => sqlx::Error::Protocol(other.to_string()),
+            })?;
+            sqlx::query(
+                "UPDATE credentials c SET last_used_at = GREATEST(c.last_used_at, u.at) \
+                 FROM unnest($1::text[], $2::timestamptz[]) AS u(hash, at) WHERE c.hash = u.hash",
+            )
+            .bind(&hashes)
+            .bind(&times)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await
+        }
+        .await;
+        if let Err(err) = result {
+            if let Ok(mut pending) = self.0.lock() {
+                for (hash, at) in seen {
+                    pending.entry(hash).or_insert(at);
+                }
+            }
+            return Err(err);
+        }
+        Ok(hashes.len())
+    }
+}
+
+impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        match bearer(parts) {
-            Some(key) if state.admin_key.matches(key) => Ok(PlatformAdmin),
-            _ => Err(ApiError::Unauthorized),
+        if let Some(principal) = parts.extensions.get::<Principal>() {
+            return Ok(*principal);
         }
+        let key = bearer(parts).ok_or(ApiError::Unauthorized)?;
+        let principal = authenticate(state, key).await?;
+        parts.extensions.insert(principal);
+        Ok(principal)
+    }
+}
+
+/// Resolves a bearer key.
+///
+/// # Errors
+/// 401 for an unknown, malformed or revoked key.
+pub async fn authenticate(state: &AppState, key: &str) -> Result<Principal, ApiError> {
+    if state.admin_key.matches(key) {
+        return Ok(Principal::Admin);
+    }
+    if !(key.starts_with(API_KEY_PREFIX) || key.starts_with(WIDGET_KEY_PREFIX)) || key.len() > 200 {
+        return Err(ApiError::Unauthorized);
+    }
+    let hash = keys::hash(key);
+    let mut tx = state.store.begin_system().await?;
+    #[derive(sqlx::FromRow)]
+    struct Credential {
+        tenant_id: Uuid,
+        key_id: Uuid,
+        kind: String,
+        role: Option<String>,
+        agent_instance_id: Option<Uuid>,
+        revoked_at: Option<DateTime<Utc>>,
+    }
+    let credential: Option<Credential> = sqlx::query_as(
+        "SELECT tenant_id, key_id, kind, role, agent_instance_id, revoked_at FROM credentials WHERE hash = $1",
+    )
+    .bind(&hash)
+    .fetch_optional(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let Some(Credential {
+        tenant_id: tenant,
+        key_id,
+        kind,
+        role,
+        agent_instance_id: instance,
+        revoked_at,
+    }) = credential
+    else {
+        return Err(ApiError::Unauthorized);
+    };
+    if revoked_at.is_some() {
+        return Err(ApiError::Unauthorized);
+    }
+    state.last_used.touch(&hash);
+    let org = OrganizationId::from_uuid(tenant);
+    match (
+        kind.as_str(),
+        role.and_then(|r| r.parse::<Role>().ok()),
+        instance,
+    ) {
+        ("api", Some(role), _) => Ok(Principal::Key { org, key_id, role }),
+        ("widget", _, Some(instance)) => Ok(Principal::Widget {
+            org,
+            key_id,
+            instance: AgentInstanceId::from_uuid(instance),
+        }),
+        _ => Err(ApiError::Unauthorized),
     }
 }

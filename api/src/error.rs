@@ -24,6 +24,12 @@ pub enum ApiError {
     RouteNotFound,
     #[error("{0}")]
     MalformedJson(String),
+    #[error("the body is larger than 1 MiB")]
+    PayloadTooLarge,
+    #[error("{0}")]
+    PreconditionFailed(String),
+    #[error("too many requests for this organization's tier; retry after {retry_after} s")]
+    RateLimited { retry_after: u64 },
     #[error("{detail}")]
     BadRequest { code: &'static str, detail: String },
     #[error("{message}")]
@@ -71,6 +77,21 @@ impl ApiError {
             NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             RouteNotFound => (StatusCode::NOT_FOUND, "route-not-found", "Not found"),
             MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed-json", "Malformed JSON"),
+            PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Payload too large",
+            ),
+            PreconditionFailed(_) => (
+                StatusCode::PRECONDITION_FAILED,
+                "version-mismatch",
+                "Precondition failed",
+            ),
+            RateLimited { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Too many requests",
+            ),
             BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code, "Bad request"),
             Validation { .. } => (
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -139,6 +160,11 @@ impl IntoResponse for ApiError {
         if status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
+        if let ApiError::RateLimited { retry_after } = &self {
+            if let Ok(value) = HeaderValue::from_str(&retry_after.to_string()) {
+                headers.insert(header::RETRY_AFTER, value);
+            }
+        }
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
@@ -165,6 +191,9 @@ impl From<CommandError> for ApiError {
                 message: err.to_string(),
             },
             CommandError::Contention { .. } => ApiError::Unavailable(err.to_string()),
+            CommandError::PreconditionFailed { .. } => {
+                ApiError::PreconditionFailed(err.to_string())
+            }
             CommandError::Store(store) => ApiError::internal(store),
         }
     }

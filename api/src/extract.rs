@@ -15,9 +15,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ApiError::MalformedJson(e.body_text()))?;
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::MalformedJson(e.body_text())
+            }
+        })?;
         parse_json(&bytes).map(Json)
     }
 }
@@ -55,9 +59,11 @@ fn strip_position(message: &str) -> String {
     }
 }
 
-/// The field in serde's "missing field `name`".
+/// The field in serde's "missing field `name`" or "unknown field `name`, expected …".
 fn missing_field_name(message: &str) -> Option<String> {
-    let rest = message.strip_prefix("missing field `")?;
+    let rest = message
+        .strip_prefix("missing field `")
+        .or_else(|| message.strip_prefix("unknown field `"))?;
     Some(rest.split('`').next()?.to_owned())
 }
 

@@ -5,12 +5,19 @@
 //! (bearer keys), [`extract`] (JSON and query extractors with problem rejections) and
 //! [`consistency`] (`X-Tenantry-Position` / `X-Tenantry-Min-Position`).
 
+pub mod agent_instances;
+pub mod api_keys;
 pub mod auth;
+pub mod command;
 pub mod consistency;
+pub mod conversations;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod members;
 pub mod organizations;
+pub mod resources;
+pub mod stores;
 
 use std::time::Duration;
 
@@ -33,6 +40,8 @@ pub struct AppState {
     pub store: EventStore,
     pub nats: async_nats::Client,
     pub admin_key: auth::AdminKey,
+    /// When keys were last used, flushed in batches.
+    pub last_used: auth::LastUsed,
     /// How long a query waits for `X-Tenantry-Min-Position` before answering 503.
     pub consistency_timeout: Duration,
 }
@@ -41,8 +50,14 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(organizations::router())
+        .merge(members::router())
+        .merge(api_keys::router())
+        .merge(stores::router())
+        .merge(agent_instances::router())
+        .merge(conversations::router())
         .merge(health::router())
         .fallback(|| async { ApiError::RouteNotFound })
+        .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
         .with_state(state)
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(

@@ -1,31 +1,41 @@
-//! `/v1/organizations`.
+//! `/v1/organizations`: the organization itself, its tier and lifecycle.
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::Router;
 use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 use tenantry_commands::organizations::NewOrganization;
-use tenantry_commands::Request;
-use tenantry_domain::organization::Organization;
-use tenantry_domain::{Email, OrganizationName, Slug, TenantId, Tier};
-use tenantry_eventstore::Metadata;
+use tenantry_domain::organization::{Organization, OrganizationCommand};
+use tenantry_domain::{
+    Email, Money, OrganizationId, OrganizationName, Role, Slug, TenantId, Terms, Tier,
+};
 use tenantry_projections::organizations::NAME as ORGANIZATIONS;
 use uuid::Uuid;
 
-use crate::auth::PlatformAdmin;
-use crate::consistency::{position_headers, MinPosition};
-use crate::extract::{parse_id, Json, Query};
-use crate::{ApiError, AppState, REQUEST_ID};
+use crate::auth::Principal;
+use crate::command::{etag, Command, CommandWith};
+use crate::consistency::MinPosition;
+use crate::extract::{parse_id, Query};
+use crate::resources::{answer, ListParams, Page};
+use crate::{ApiError, AppState};
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/organizations", get(list).post(create))
-        .route("/v1/organizations/{id}", get(show))
+        .route(
+            "/v1/organizations/{org}",
+            get(show).patch(update).delete(close),
+        )
+        .route("/v1/organizations/{org}/tier", post(change_tier))
+        .route("/v1/organizations/{org}/suspend", post(suspend))
+        .route("/v1/organizations/{org}/reactivate", post(reactivate))
 }
 
 /// An organization as the API shows it.
@@ -56,134 +66,146 @@ impl OrganizationView {
             created_at: row.try_get("created_at")?,
         })
     }
-}
 
-#[derive(Deserialize)]
-struct CreateOrganization {
-    name: OrganizationName,
-    slug: Slug,
-    tier: Tier,
-    billing_email: Email,
-}
-
-/// The metadata of events caused by this request.
-pub fn metadata(actor: &str, headers: &HeaderMap) -> Metadata {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    let request_id = header(REQUEST_ID.as_str());
-    Metadata {
-        actor: Some(actor.to_owned()),
-        correlation_id: header("x-correlation-id").or_else(|| request_id.clone()),
-        request_id,
-        causation_id: None,
-        idempotency_key: header("idempotency-key"),
+    /// From the write side, right after a command.
+    async fn of(state: &AppState, org: &Organization, version: i64) -> Result<Self, ApiError> {
+        let missing = || ApiError::NotFound("organization");
+        let id = org.id.ok_or_else(missing)?;
+        Ok(Self {
+            id: id.as_uuid(),
+            name: org.name.as_ref().ok_or_else(missing)?.to_string(),
+            slug: org.slug.as_ref().ok_or_else(missing)?.to_string(),
+            tier: org.tier.ok_or_else(missing)?.to_string(),
+            billing_email: org.billing_email.as_ref().ok_or_else(missing)?.to_string(),
+            status: org.status.as_str().to_owned(),
+            version,
+            created_at: first_recorded_at(state, id).await?,
+        })
     }
 }
 
-async fn create(
-    State(state): State<AppState>,
-    _admin: PlatformAdmin,
-    headers: HeaderMap,
-    Json(body): Json<CreateOrganization>,
-) -> Result<impl IntoResponse, ApiError> {
-    let new = NewOrganization::new(body.name, body.slug, body.tier, body.billing_email);
-    let request = Request::new(metadata(PlatformAdmin::ACTOR, &headers));
-    let done = state.commands.create_organization(new, &request).await?;
-    let created_at = first_recorded_at(&state, done.id).await?;
-    let view = view_of(&done.aggregate, done.version, Some(created_at))?;
-    Ok((
-        StatusCode::CREATED,
-        position_headers(done.position()),
-        axum::Json(view),
-    ))
-}
-
-/// When the stream's first event was recorded.
-async fn first_recorded_at(state: &AppState, id: Uuid) -> Result<DateTime<Utc>, ApiError> {
-    let mut tx = state.store.begin_tenant(TenantId::from_uuid(id)).await?;
+/// When the organization's first event was recorded.
+async fn first_recorded_at(
+    state: &AppState,
+    id: OrganizationId,
+) -> Result<DateTime<Utc>, ApiError> {
+    let mut tx = state.store.begin_tenant(TenantId::from(id)).await?;
     let at: Option<DateTime<Utc>> = sqlx::query_scalar(
         "SELECT recorded_at FROM events WHERE tenant_id = $1 AND stream_type = 'organization' \
          AND stream_id = $1 AND version = 1",
     )
-    .bind(id)
+    .bind(id.as_uuid())
     .fetch_optional(&mut *tx)
     .await?;
     tx.commit().await?;
     at.ok_or(ApiError::NotFound("organization"))
 }
 
-fn view_of(
-    org: &Organization,
-    version: i64,
-    created_at: Option<DateTime<Utc>>,
-) -> Result<OrganizationView, ApiError> {
-    let missing = || ApiError::internal(std::io::Error::other("organization state incomplete"));
-    Ok(OrganizationView {
-        id: org.id.ok_or_else(missing)?.as_uuid(),
-        name: org.name.as_ref().ok_or_else(missing)?.to_string(),
-        slug: org.slug.as_ref().ok_or_else(missing)?.to_string(),
-        tier: org.tier.ok_or_else(missing)?.to_string(),
-        billing_email: org.billing_email.as_ref().ok_or_else(missing)?.to_string(),
-        status: org.status.as_str().to_owned(),
-        version,
-        created_at: created_at.ok_or_else(missing)?,
-    })
+/// Negotiated Enterprise terms, as sent: all three or none.
+fn custom_terms(
+    base_fee: Option<Decimal>,
+    included_conversations: Option<u64>,
+    overage_rate: Option<Decimal>,
+) -> Result<Option<Terms>, ApiError> {
+    {
+        match (base_fee, included_conversations, overage_rate) {
+            (None, None, None) => Ok(None),
+            (Some(base_fee), Some(included_conversations), Some(overage_rate)) => Ok(Some(Terms {
+                base_fee: Money(base_fee),
+                included_conversations,
+                overage_rate: Money(overage_rate),
+            })),
+            _ => Err(ApiError::Validation {
+                field: "base_fee".into(),
+                message: "base_fee, included_conversations and overage_rate go together".into(),
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateOrganization {
+    name: OrganizationName,
+    slug: Slug,
+    tier: Tier,
+    billing_email: Email,
+    base_fee: Option<Decimal>,
+    included_conversations: Option<u64>,
+    overage_rate: Option<Decimal>,
+}
+
+/// A new organization with the owner key's secret, shown this once.
+#[derive(Serialize)]
+struct Created {
+    #[serde(flatten)]
+    organization: OrganizationView,
+    api_key: Option<crate::api_keys::IssuedKey>,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    command: CommandWith<CreateOrganization>,
+) -> Result<Response, ApiError> {
+    command.principal.require_admin()?;
+    let body = command.body;
+    let mut new = NewOrganization::new(body.name, body.slug, body.tier, body.billing_email);
+    new.custom_terms = custom_terms(
+        body.base_fee,
+        body.included_conversations,
+        body.overage_rate,
+    )?;
+    // Keys for creating organizations belong to the platform, not to an organization.
+    let request = command
+        .request
+        .with_idempotency_scope(TenantId::from_uuid(Uuid::nil()));
+    let (done, key_id, secret) = state.commands.create_organization(new, &request).await?;
+    let organization = OrganizationView::of(&state, &done.aggregate, done.version).await?;
+    // A replay cannot show the secret again: only its hash was kept.
+    let api_key = (!done.replayed).then(|| crate::api_keys::IssuedKey {
+        id: key_id.as_uuid(),
+        secret: secret.secret,
+        prefix: secret.prefix,
+        role: Role::Owner.as_str(),
+    });
+    Ok(answer(
+        StatusCode::CREATED,
+        &done,
+        Created {
+            organization,
+            api_key,
+        },
+    ))
 }
 
 async fn show(
     State(state): State<AppState>,
-    _admin: PlatformAdmin,
+    principal: Principal,
     min_position: MinPosition,
-    Path(id): Path<String>,
-) -> Result<axum::Json<OrganizationView>, ApiError> {
-    let id = parse_id(&id, "organization")?;
+    Path(org): Path<String>,
+) -> Result<Response, ApiError> {
+    let org = OrganizationId::from_uuid(parse_id(&org, "organization")?);
+    principal.require(org, Role::Member)?;
     min_position.wait(&state, &[ORGANIZATIONS]).await?;
-    let mut tx = state.store.begin_tenant(TenantId::from_uuid(id)).await?;
+    let mut tx = state.store.begin_tenant(TenantId::from(org)).await?;
     let sql = format!("SELECT {COLUMNS} FROM organizations WHERE tenant_id = $1");
-    let row = sqlx::query(&sql).bind(id).fetch_optional(&mut *tx).await?;
+    let row = sqlx::query(&sql)
+        .bind(org.as_uuid())
+        .fetch_optional(&mut *tx)
+        .await?;
     tx.commit().await?;
-    let row = row.ok_or(ApiError::NotFound("organization"))?;
-    Ok(axum::Json(OrganizationView::from_row(&row)?))
-}
-
-#[derive(Deserialize)]
-struct ListParams {
-    limit: Option<i64>,
-    cursor: Option<String>,
-}
-
-/// A page of a list, newest first.
-#[derive(Serialize)]
-pub struct Page<T> {
-    pub data: Vec<T>,
-    /// Pass as `?cursor=` for the next page; absent on the last page.
-    pub next_cursor: Option<String>,
+    let view = OrganizationView::from_row(&row.ok_or(ApiError::NotFound("organization"))?)?;
+    Ok((etag(view.version), axum::Json(view)).into_response())
 }
 
 async fn list(
     State(state): State<AppState>,
-    _admin: PlatformAdmin,
+    principal: Principal,
     min_position: MinPosition,
     Query(params): Query<ListParams>,
 ) -> Result<axum::Json<Page<OrganizationView>>, ApiError> {
-    let limit = params.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::BadRequest {
-            code: "invalid-query",
-            detail: "limit must be between 1 and 100".into(),
-        });
-    }
-    let after = match params.cursor.as_deref() {
-        None | Some("") => None,
-        Some(raw) => Some(Uuid::parse_str(raw).map_err(|_| ApiError::BadRequest {
-            code: "invalid-query",
-            detail: "cursor is not one this API returned".into(),
-        })?),
-    };
+    principal.require_admin()?;
+    let (limit, after) = params.parse()?;
     min_position.wait(&state, &[ORGANIZATIONS]).await?;
     let mut tx = state.store.begin_system().await?;
     let sql = format!(
@@ -196,15 +218,158 @@ async fn list(
         .fetch_all(&mut *tx)
         .await?;
     tx.commit().await?;
-    let mut data = rows
+    let views = rows
         .iter()
         .map(OrganizationView::from_row)
         .collect::<Result<Vec<_>, _>>()?;
-    let next_cursor = if data.len() as i64 > limit {
-        data.truncate(limit as usize);
-        data.last().map(|o| o.id.to_string())
-    } else {
-        None
+    Ok(axum::Json(Page::of(views, limit, |o| o.id)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateOrganization {
+    name: Option<OrganizationName>,
+    billing_email: Option<Email>,
+    settings: Option<Map<String, Value>>,
+}
+
+/// Runs an organization command for a caller with at least `role`.
+async fn run(
+    state: &AppState,
+    command: &Command,
+    org: &str,
+    role: Role,
+    what: OrganizationCommand,
+) -> Result<Response, ApiError> {
+    let org = OrganizationId::from_uuid(parse_id(org, "organization")?);
+    command.principal.require(org, role)?;
+    let done = state
+        .commands
+        .organization(org, what, &command.request)
+        .await?;
+    let view = OrganizationView::of(state, &done.aggregate, done.version).await?;
+    Ok(answer(StatusCode::OK, &done, view))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    Path(org): Path<String>,
+    command: CommandWith<UpdateOrganization>,
+) -> Result<Response, ApiError> {
+    let CommandWith {
+        principal,
+        request,
+        body,
+    } = command;
+    let what = OrganizationCommand::ChangeDetails {
+        name: body.name,
+        billing_email: body.billing_email,
+        settings: body.settings,
     };
-    Ok(axum::Json(Page { data, next_cursor }))
+    run(
+        &state,
+        &Command { principal, request },
+        &org,
+        Role::Admin,
+        what,
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangeTier {
+    tier: Tier,
+    base_fee: Option<Decimal>,
+    included_conversations: Option<u64>,
+    overage_rate: Option<Decimal>,
+}
+
+async fn change_tier(
+    State(state): State<AppState>,
+    Path(org): Path<String>,
+    command: CommandWith<ChangeTier>,
+) -> Result<Response, ApiError> {
+    let CommandWith {
+        principal,
+        request,
+        body,
+    } = command;
+    let what = OrganizationCommand::ChangeTier {
+        tier: body.tier,
+        custom_terms: custom_terms(
+            body.base_fee,
+            body.included_conversations,
+            body.overage_rate,
+        )?,
+    };
+    run(
+        &state,
+        &Command { principal, request },
+        &org,
+        Role::Owner,
+        what,
+    )
+    .await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Suspend {
+    reason: Option<String>,
+}
+
+async fn suspend(
+    State(state): State<AppState>,
+    Path(org): Path<String>,
+    command: CommandWith<Option<Suspend>>,
+) -> Result<Response, ApiError> {
+    let CommandWith {
+        principal,
+        request,
+        body,
+    } = command;
+    principal.require_admin()?;
+    let what = OrganizationCommand::Suspend {
+        reason: body
+            .unwrap_or_default()
+            .reason
+            .unwrap_or_else(|| "suspended by the platform".into()),
+        by_platform_admin: true,
+    };
+    run(
+        &state,
+        &Command { principal, request },
+        &org,
+        Role::Owner,
+        what,
+    )
+    .await
+}
+
+async fn reactivate(
+    State(state): State<AppState>,
+    Path(org): Path<String>,
+    command: Command,
+) -> Result<Response, ApiError> {
+    command.principal.require_admin()?;
+    let what = OrganizationCommand::Reactivate {
+        by_platform_admin: true,
+    };
+    run(&state, &command, &org, Role::Owner, what).await
+}
+
+async fn close(
+    State(state): State<AppState>,
+    Path(org): Path<String>,
+    command: Command,
+) -> Result<Response, ApiError> {
+    run(
+        &state,
+        &command,
+        &org,
+        Role::Owner,
+        OrganizationCommand::Close,
+    )
+    .await
 }

@@ -12,6 +12,7 @@ use tenantry_domain::store::Store;
 use tenantry_domain::{AgentInstanceId, OrganizationId, StoreId, TenantId};
 
 use crate::executor::{load, Request};
+use crate::keys::{insert_credential, revoke_credential, Grant};
 use crate::stores::not_found;
 use crate::{CommandBus, CommandError, Executed};
 
@@ -53,6 +54,7 @@ impl CommandBus {
                     .context()
                     .map_err(|e| CommandError::rejected(&e))?;
                 let mut instance = load::<AgentInstance>(tx, tenant, instance_id.as_uuid()).await?;
+                instance.check_expected(request)?;
                 let store_id: StoreId = match deploy_store {
                     Some(store_id) => store_id,
                     None if instance.state.organization_id == Some(org) => instance
@@ -99,6 +101,16 @@ impl CommandBus {
                 };
                 if let Some(slot) = slot {
                     organization.execute(tx, tenant, slot, metadata).await?;
+                }
+                match action {
+                    AgentInstanceAction::IssueWidgetKey { key_id, hash, .. } => {
+                        let grant = Grant::Widget(instance_id);
+                        insert_credential(tx, tenant, key_id.as_uuid(), hash, grant).await?
+                    }
+                    AgentInstanceAction::RevokeWidgetKey { key_id } => {
+                        revoke_credential(tx, tenant, key_id.as_uuid()).await?
+                    }
+                    _ => {}
                 }
                 Ok(instance.executed(&[organization.position()]))
             }),

@@ -43,6 +43,7 @@ impl CommandBus {
             crate::attempt!(|tx| {
                 let mut conversation =
                     load::<Conversation>(tx, tenant, conversation_id.as_uuid()).await?;
+                conversation.check_expected(request)?;
                 let instance_id = match start_instance {
                     Some(id) => id,
                     None if conversation.state.organization_id == Some(org) => conversation

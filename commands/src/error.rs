@@ -16,6 +16,9 @@ pub enum CommandError {
     /// The slug belongs to another organization.
     #[error("the slug {0} is already taken")]
     SlugTaken(String),
+    /// `If-Match` named another version than the aggregate's.
+    #[error("the resource is at version {actual}, not {expected}; read it again")]
+    PreconditionFailed { expected: i64, actual: i64 },
     /// The idempotency key was used before with a different request.
     #[error("the idempotency key {0} was used with a different request")]
     IdempotencyConflict(String),

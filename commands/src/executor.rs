@@ -45,6 +45,8 @@ pub struct Idempotency {
 pub struct Request {
     pub metadata: Metadata,
     pub idempotency: Option<Idempotency>,
+    /// `If-Match`: the version the caller last saw of the command's aggregate.
+    pub expected_version: Option<i64>,
 }
 
 impl Request {
@@ -52,7 +54,14 @@ impl Request {
         Self {
             metadata,
             idempotency: None,
+            expected_version: None,
         }
+    }
+
+    /// Refuses the command unless its aggregate is still at `version`.
+    pub fn with_expected_version(mut self, version: Option<i64>) -> Self {
+        self.expected_version = version;
+        self
     }
 
     pub fn with_idempotency(
@@ -248,6 +257,20 @@ where
 }
 
 impl<A> Loaded<A> {
+    /// Refuses when the request's `If-Match` version is not the loaded one.
+    ///
+    /// # Errors
+    /// [`CommandError::PreconditionFailed`].
+    pub fn check_expected(&self, request: &Request) -> Result<(), CommandError> {
+        match request.expected_version {
+            Some(expected) if expected != self.version => Err(CommandError::PreconditionFailed {
+                expected,
+                actual: self.version,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// The cursor of the last event this transaction appended to this stream.
     pub fn position(&self) -> Option<Cursor> {
         self.position
@@ -414,6 +437,12 @@ async fn replay<A: Aggregate>(
     if scope != tenant {
         enter_tenant(conn, scope).await?;
     }
+    // Requests with one key run one at a time: a second waits here until the first has
+    // committed (and then replays it) or rolled back (and then runs itself).
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(format!("idempotency:{scope}:{}", idempotency.key))
+        .execute(&mut *conn)
+        .await?;
     let row: Option<(String, serde_json::Value)> = sqlx::query_as(
         "SELECT fingerprint, outcome FROM idempotency_keys WHERE tenant_id = $1 AND key = $2",
     )

@@ -12,6 +12,7 @@ pub mod agent_instances;
 pub mod conversations;
 pub mod error;
 pub mod executor;
+pub mod keys;
 pub mod organizations;
 pub mod relay;
 pub mod stores;

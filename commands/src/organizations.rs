@@ -3,11 +3,13 @@
 use chrono::{DateTime, Utc};
 use tenantry_domain::organization::{Organization, OrganizationCommand};
 use tenantry_domain::{
-    Email, MemberId, OrganizationId, OrganizationName, Slug, TenantId, Terms, Tier,
+    ApiKeyId, Email, KeyName, MemberId, OrganizationId, OrganizationName, Role, Slug, TenantId,
+    Terms, Tier,
 };
 use tenantry_eventstore::error::is_unique_violation;
 
 use crate::executor::{load, Request};
+use crate::keys::{insert_credential, revoke_credential, Grant, Secret, API_KEY_PREFIX};
 use crate::{CommandBus, CommandError, Executed};
 
 /// What a new organization is made of.
@@ -42,8 +44,9 @@ impl NewOrganization {
 
 impl CommandBus {
     /// Opens a new organization: reserves its slug platform-wide and records
-    /// `OrganizationCreated` and its first owner, in one transaction, so a slug is never held
-    /// by an organization that does not exist.
+    /// `OrganizationCreated`, its first owner and the owner's API key, in one transaction, so
+    /// a slug is never held by an organization that does not exist. The owner key's secret is
+    /// returned once.
     ///
     /// # Errors
     /// [`CommandError::SlugTaken`] when another organization has the slug; otherwise as
@@ -53,62 +56,129 @@ impl CommandBus {
         &self,
         new: NewOrganization,
         request: &Request,
-    ) -> Result<Executed<Organization>, CommandError> {
+    ) -> Result<(Executed<Organization>, ApiKeyId, Secret), CommandError> {
         let id = OrganizationId::new();
         let tenant = TenantId::from(id);
         let owner = MemberId::new();
+        let owner_key = ApiKeyId::new();
+        let owner_secret = Secret::generate(API_KEY_PREFIX);
+        let secret = &owner_secret;
         let metadata = &request.metadata;
         let new = &new;
-        self.transact(
-            tenant,
-            request,
-            crate::attempt!(|tx| {
-                let reserved =
-                    sqlx::query("INSERT INTO organization_slugs (slug, tenant_id) VALUES ($1, $2)")
-                        .bind(new.slug.as_str())
-                        .bind(id.as_uuid())
-                        .execute(&mut *tx)
-                        .await;
-                match reserved {
-                    Err(err) if is_unique_violation(&err) => {
-                        return Err(CommandError::SlugTaken(new.slug.to_string()))
-                    }
-                    other => other?,
-                };
-                let mut org = load::<Organization>(tx, tenant, id.as_uuid()).await?;
-                let command = OrganizationCommand::Create {
-                    id,
-                    name: new.name.clone(),
-                    slug: new.slug.clone(),
-                    tier: new.tier,
-                    custom_terms: new.custom_terms,
-                    billing_email: new.billing_email.clone(),
-                    owner,
-                    owner_email: new
-                        .owner_email
-                        .clone()
-                        .unwrap_or_else(|| new.billing_email.clone()),
-                    trial_ends_at: new.trial_ends_at,
-                };
-                org.execute(tx, tenant, command, metadata).await?;
-                Ok(org.executed(&[]))
-            }),
-        )
-        .await
+        let done = self
+            .transact(
+                tenant,
+                request,
+                crate::attempt!(|tx| {
+                    let reserved = sqlx::query(
+                        "INSERT INTO organization_slugs (slug, tenant_id) VALUES ($1, $2)",
+                    )
+                    .bind(new.slug.as_str())
+                    .bind(id.as_uuid())
+                    .execute(&mut *tx)
+                    .await;
+                    match reserved {
+                        Err(err) if is_unique_violation(&err) => {
+                            return Err(CommandError::SlugTaken(new.slug.to_string()))
+                        }
+                        other => other?,
+                    };
+                    let mut org = load::<Organization>(tx, tenant, id.as_uuid()).await?;
+                    let command = OrganizationCommand::Create {
+                        id,
+                        name: new.name.clone(),
+                        slug: new.slug.clone(),
+                        tier: new.tier,
+                        custom_terms: new.custom_terms,
+                        billing_email: new.billing_email.clone(),
+                        owner,
+                        owner_email: new
+                            .owner_email
+                            .clone()
+                            .unwrap_or_else(|| new.billing_email.clone()),
+                        trial_ends_at: new.trial_ends_at,
+                    };
+                    org.execute(tx, tenant, command, metadata).await?;
+                    // The first owner's API key, so the organization can be used at once.
+                    let issue = OrganizationCommand::IssueApiKey {
+                        key_id: owner_key,
+                        name: KeyName::parse("owner").expect("a valid key name"),
+                        role: Role::Owner,
+                        prefix: secret.prefix.clone(),
+                        hash: secret.hash.clone(),
+                    };
+                    org.execute(tx, tenant, issue, metadata).await?;
+                    let grant = Grant::Api(Role::Owner);
+                    insert_credential(tx, tenant, owner_key.as_uuid(), &secret.hash, grant).await?;
+                    Ok(org.executed(&[]))
+                }),
+            )
+            .await?;
+        Ok((done, owner_key, owner_secret))
     }
 
     /// Any command on the organization itself (details, tier, subscription, suspension,
-    /// closing, members, API keys).
+    /// closing, members, API keys). Issuing and revoking an API key also writes its
+    /// credential, in the same transaction.
     ///
     /// # Errors
     /// As [`CommandBus::transact`].
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(tenant_id = %id))]
     pub async fn organization(
         &self,
         id: OrganizationId,
         command: OrganizationCommand,
         request: &Request,
     ) -> Result<Executed<Organization>, CommandError> {
-        self.execute::<Organization>(TenantId::from(id), id.as_uuid(), command, request)
-            .await
+        let tenant = TenantId::from(id);
+        let metadata = &request.metadata;
+        let command = &command;
+        self.transact(
+            tenant,
+            request,
+            crate::attempt!(|tx| {
+                let mut org = load::<Organization>(tx, tenant, id.as_uuid()).await?;
+                org.check_expected(request)?;
+                org.execute(tx, tenant, command.clone(), metadata).await?;
+                match command {
+                    OrganizationCommand::IssueApiKey {
+                        key_id, role, hash, ..
+                    } => {
+                        insert_credential(tx, tenant, key_id.as_uuid(), hash, Grant::Api(*role))
+                            .await?
+                    }
+                    OrganizationCommand::RevokeApiKey { key_id } => {
+                        revoke_credential(tx, tenant, key_id.as_uuid()).await?
+                    }
+                    _ => {}
+                }
+                Ok(org.executed(&[]))
+            }),
+        )
+        .await
+    }
+
+    /// Issues an API key with `role`; the secret is in the returned [`Secret`], shown once.
+    ///
+    /// # Errors
+    /// As [`CommandBus::organization`].
+    pub async fn issue_api_key(
+        &self,
+        org: OrganizationId,
+        name: KeyName,
+        role: Role,
+        request: &Request,
+    ) -> Result<(Executed<Organization>, ApiKeyId, Secret), CommandError> {
+        let key_id = ApiKeyId::new();
+        let secret = Secret::generate(API_KEY_PREFIX);
+        let command = OrganizationCommand::IssueApiKey {
+            key_id,
+            name,
+            role,
+            prefix: secret.prefix.clone(),
+            hash: secret.hash.clone(),
+        };
+        let done = self.organization(org, command, request).await?;
+        Ok((done, key_id, secret))
     }
 }

@@ -45,6 +45,7 @@ impl CommandBus {
                     .context()
                     .map_err(|e| CommandError::rejected(&e))?;
                 let mut store = load::<Store>(tx, tenant, store_id.as_uuid()).await?;
+                store.check_expected(request)?;
                 if !matches!(action, StoreAction::Create { .. })
                     && store.state.organization_id != Some(org)
                 {

@@ -6,9 +6,12 @@
 //!   and re-publication never count twice; a hole in what NATS delivered is filled from the
 //!   event store, so nothing is lost either.
 //! - [`organizations`]: the organizations read model.
+//! - [`directory`]: members, API keys, stores, agent instances, widget keys, conversations and
+//!   messages.
 //! - [`consistency`]: read-your-writes — waiting until a projection has passed a cursor.
 
 pub mod consistency;
+pub mod directory;
 pub mod organizations;
 pub mod runner;
 
@@ -54,5 +57,8 @@ impl From<sqlx::Error> for ProjectionError {
 
 /// Every projection of the platform.
 pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
-    vec![std::sync::Arc::new(organizations::Organizations)]
+    vec![
+        std::sync::Arc::new(organizations::Organizations),
+        std::sync::Arc::new(directory::Directory),
+    ]
 }

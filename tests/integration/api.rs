@@ -38,14 +38,17 @@ async fn create_then_read_your_write() {
         .to_str()
         .unwrap()
         .to_owned();
-    let created: Value = response.json().await.unwrap();
+    let mut created: Value = response.json().await.unwrap();
     assert_eq!(created["name"], "Acme Inc");
     assert_eq!(created["slug"], "acme");
     assert_eq!(created["tier"], "pro");
     assert_eq!(created["billing_email"], "billing@acme.com");
     assert_eq!(created["status"], "active");
-    // OrganizationCreated and the owner's MemberInvited.
-    assert_eq!(created["version"], 2);
+    // OrganizationCreated, the owner's MemberInvited and the owner's ApiKeyIssued.
+    assert_eq!(created["version"], 3);
+    let api_key = created.as_object_mut().unwrap().remove("api_key").unwrap();
+    assert!(api_key["secret"].as_str().unwrap().starts_with("sk_live_"));
+    assert_eq!(api_key["role"], "owner");
     assert!(created["created_at"].as_str().unwrap().ends_with('Z'));
     let id = created["id"].as_str().unwrap();
 
@@ -275,7 +278,7 @@ async fn a_taken_slug_is_409_and_records_nothing() {
         .fetch_one(&mut *tx)
         .await
         .unwrap();
-    assert_eq!(events, 2, "only the first organization's two events");
+    assert_eq!(events, 3, "only the first organization's three events");
 }
 
 #[tokio::test]

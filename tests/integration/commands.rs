@@ -46,7 +46,7 @@ async fn organization(bus: &CommandBus, slug: &str, tier: Tier) -> OrganizationI
         )
         .await
         .unwrap();
-    done.aggregate.id.unwrap()
+    done.0.aggregate.id.unwrap()
 }
 
 async fn store(bus: &CommandBus, org: OrganizationId) -> Result<StoreId, CommandError> {
@@ -384,7 +384,7 @@ async fn concurrent_commands_on_one_stream_all_land_through_retries() {
         .await
         .unwrap();
     assert_eq!(state.members.len(), 11);
-    assert_eq!(version, 12);
+    assert_eq!(version, 13);
 }
 
 #[tokio::test]
@@ -486,9 +486,10 @@ async fn every_event_carries_its_metadata() {
             .fetch_all(&mut *tx)
             .await
             .unwrap();
-    assert_eq!(rows.len(), 4, "{rows:?}");
+    // Three events open the organization (created, owner, owner key); two make the store.
+    assert_eq!(rows.len(), 5, "{rows:?}");
     assert_eq!(rows[0].1["actor"], "platform-admin");
-    for (event_type, metadata) in &rows[2..] {
+    for (event_type, metadata) in &rows[3..] {
         assert_eq!(metadata["actor"], "key:0190", "{event_type}");
         assert_eq!(metadata["correlation_id"], "corr-1");
         assert_eq!(metadata["causation_id"], "cause-1");

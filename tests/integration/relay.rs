@@ -100,9 +100,9 @@ async fn a_relay_stopped_mid_stream_and_restarted_delivers_each_event_exactly_on
     );
     task.abort();
     let _ = task.await;
-    // Each organization is two events: OrganizationCreated and its owner's MemberInvited.
-    let feed = feed_eventually(&store, Cursor::START, 2 * total).await;
-    assert_eq!(feed.len(), 2 * total);
+    // Each organization is three events: created, its owner, its owner's key.
+    let feed = feed_eventually(&store, Cursor::START, 3 * total).await;
+    assert_eq!(feed.len(), 3 * total);
     let stopped_at = relay_checkpoint(&store).await;
     assert!(
         stopped_at < feed.last().unwrap().cursor,
@@ -144,12 +144,12 @@ async fn re_published_events_are_not_applied_twice_and_holes_are_filled() {
     bus.ensure_stream().await.unwrap();
     let mut relay = Relay::new(store.clone(), bus.clone(), Arc::new(Notify::new()));
     assert!(relay.try_acquire().await.unwrap());
-    publish(&mut relay, 12).await;
+    publish(&mut relay, 18).await;
 
     let mut runner = Runner::new(store.clone(), bus.clone(), Arc::new(Organizations));
-    assert_eq!(drain(&mut runner, &store, 6).await, 12);
+    assert_eq!(drain(&mut runner, &store, 6).await, 18);
 
-    let feed = feed_eventually(&store, Cursor::START, 12).await;
+    let feed = feed_eventually(&store, Cursor::START, 18).await;
 
     // An old event published again under a new message id (past NATS's dedupe) is skipped.
     let old = &feed[2];
@@ -174,18 +174,18 @@ async fn re_published_events_are_not_applied_twice_and_holes_are_filled() {
     }
     assert_eq!(read_model_count(&store).await, 6);
 
-    // Four new events, of which NATS only ever sees the last: the hole is filled from the
-    // event store, so the first three are not lost.
+    // Six new events, of which NATS only ever sees the last: the hole is filled from the
+    // event store, so the first five are not lost.
     create_organizations_named(&store, &["late-1", "late-2"]).await;
-    let new = feed_eventually(&store, feed.last().unwrap().cursor, 4).await;
-    assert_eq!(new.len(), 4);
+    let new = feed_eventually(&store, feed.last().unwrap().cursor, 6).await;
+    assert_eq!(new.len(), 6);
     let message = PublishMessage::build()
-        .payload(serde_json::to_vec(&new[3]).unwrap().into())
-        .message_id(new[3].event_id.to_string())
-        .header(HEADER_CURSOR, new[3].cursor.to_string().as_str())
-        .header(HEADER_PREV_CURSOR, new[2].cursor.to_string().as_str());
+        .payload(serde_json::to_vec(&new[5]).unwrap().into())
+        .message_id(new[5].event_id.to_string())
+        .header(HEADER_CURSOR, new[5].cursor.to_string().as_str())
+        .header(HEADER_PREV_CURSOR, new[4].cursor.to_string().as_str());
     bus.jetstream
-        .send_publish(bus.subject_for(&new[3]), message)
+        .send_publish(bus.subject_for(&new[5]), message)
         .await
         .unwrap()
         .await
@@ -195,13 +195,13 @@ async fn re_published_events_are_not_applied_twice_and_holes_are_filled() {
         .await
         .unwrap()
     {
-        Outcome::Processed { applied, skipped } => assert_eq!((applied, skipped), (4, 0)),
+        Outcome::Processed { applied, skipped } => assert_eq!((applied, skipped), (6, 0)),
         Outcome::Idle => panic!("the event should have been delivered"),
     }
     assert_eq!(read_model_count(&store).await, 8);
 
     // When the relay later publishes both, nothing is counted again.
-    publish(&mut relay, 4).await;
+    publish(&mut relay, 6).await;
     assert_eq!(drain(&mut runner, &store, 8).await, 0);
     assert_eq!(read_model_count(&store).await, 8);
 }
@@ -238,7 +238,7 @@ async fn only_one_relay_publishes_at_a_time() {
         0,
         "a relay without the lock publishes nothing"
     );
-    publish(&mut first, 4).await;
+    publish(&mut first, 6).await;
     drop(first);
     // The lock goes with the first relay's connection.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

@@ -1,0 +1,336 @@
+//! Agent instances, their widget keys, and the agent catalog.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, patch, post};
+use axum::Router;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tenantry_commands::keys::{Secret, WIDGET_KEY_PREFIX};
+use tenantry_domain::agent_instance::{AgentInstance, AgentInstanceAction};
+use tenantry_domain::catalog::{AgentDefinition, CATALOG};
+use tenantry_domain::{AgentInstanceId, AgentType, OrganizationId, Role, TenantId, WidgetKeyId};
+use tenantry_projections::directory::NAME as DIRECTORY;
+use uuid::Uuid;
+
+use crate::auth::Principal;
+use crate::command::{etag, Command, CommandWith};
+use crate::consistency::MinPosition;
+use crate::extract::{parse_id, Query};
+use crate::resources::{answer, owner_of, ListParams, Page};
+use crate::{ApiError, AppState};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/agent-definitions", get(definitions))
+        .route("/v1/stores/{store}/agent-instances", get(list).post(deploy))
+        .route("/v1/agent-instances/{id}", get(show).delete(archive))
+        .route("/v1/agent-instances/{id}/config", patch(change_config))
+        .route("/v1/agent-instances/{id}/pause", post(pause))
+        .route("/v1/agent-instances/{id}/resume", post(resume))
+        .route("/v1/agent-instances/{id}/upgrade", post(upgrade))
+        .route(
+            "/v1/agent-instances/{id}/widget-keys",
+            post(issue_widget_key),
+        )
+        .route(
+            "/v1/agent-instances/{id}/widget-keys/{key}",
+            delete(revoke_widget_key),
+        )
+}
+
+async fn definitions(principal: Principal) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let _ = principal;
+    let data: &[AgentDefinition] = CATALOG;
+    Ok(axum::Json(serde_json::json!({ "data": data })))
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct AgentInstanceView {
+    pub id: Uuid,
+    pub organization_id: Uuid,
+    pub store_id: Uuid,
+    pub agent_type: String,
+    /// The catalog version the instance runs.
+    pub agent_version: String,
+    pub config: Value,
+    pub status: String,
+    /// The instance's own version (for `If-Match`).
+    pub version: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+const COLUMNS: &str = "instance_id AS id, tenant_id AS organization_id, store_id, agent_type, \
+     version AS agent_version, config, status, stream_version AS version, created_at";
+
+impl AgentInstanceView {
+    fn of(instance: &AgentInstance, version: i64) -> Result<Self, ApiError> {
+        let missing = || ApiError::NotFound("agent instance");
+        Ok(Self {
+            id: instance.id.ok_or_else(missing)?.as_uuid(),
+            organization_id: instance.organization_id.ok_or_else(missing)?.as_uuid(),
+            store_id: instance.store_id.ok_or_else(missing)?.as_uuid(),
+            agent_type: instance.agent_type.ok_or_else(missing)?.to_string(),
+            agent_version: instance.version.clone().ok_or_else(missing)?,
+            config: Value::Object(instance.config.clone()),
+            status: instance.status.as_str().to_owned(),
+            version,
+            created_at: None,
+        })
+    }
+}
+
+/// The agent instance `raw` and its organization, for a caller with at least `role`.
+pub async fn find(
+    state: &AppState,
+    principal: &Principal,
+    raw: &str,
+    role: Role,
+) -> Result<(OrganizationId, AgentInstanceId), ApiError> {
+    let id = parse_id(raw, "agent instance")?;
+    let org = owner_of(state, principal, "agent_instance", id, "agent instance").await?;
+    principal.require(org, role)?;
+    Ok((org, AgentInstanceId::from_uuid(id)))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    min_position: MinPosition,
+    Path(store): Path<String>,
+    Query(params): Query<ListParams>,
+) -> Result<axum::Json<Page<AgentInstanceView>>, ApiError> {
+    let (org, store) = crate::stores::find(&state, &principal, &store, Role::Member).await?;
+    let (limit, after) = params.parse()?;
+    min_position.wait(&state, &[DIRECTORY]).await?;
+    let mut tx = state.store.begin_tenant(TenantId::from(org)).await?;
+    let sql = format!(
+        "SELECT {COLUMNS} FROM agent_instances WHERE tenant_id = $1 AND store_id = $2 \
+         AND ($3::uuid IS NULL OR instance_id < $3) ORDER BY instance_id DESC LIMIT $4"
+    );
+    let rows: Vec<AgentInstanceView> = sqlx::query_as(&sql)
+        .bind(org.as_uuid())
+        .bind(store.as_uuid())
+        .bind(after)
+        .bind(limit + 1)
+        .fetch_all(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(axum::Json(Page::of(rows, limit, |i| i.id)))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    principal: Principal,
+    min_position: MinPosition,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let (org, id) = find(&state, &principal, &id, Role::Member).await?;
+    min_position.wait(&state, &[DIRECTORY]).await?;
+    let mut tx = state.store.begin_tenant(TenantId::from(org)).await?;
+    let sql =
+        format!("SELECT {COLUMNS} FROM agent_instances WHERE tenant_id = $1 AND instance_id = $2");
+    let view: Option<AgentInstanceView> = sqlx::query_as(&sql)
+        .bind(org.as_uuid())
+        .bind(id.as_uuid())
+        .fetch_optional(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    let view = view.ok_or(ApiError::NotFound("agent instance"))?;
+    Ok((etag(view.version), axum::Json(view)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Deploy {
+    agent_type: AgentType,
+    version: Option<String>,
+    #[serde(default)]
+    config: Map<String, Value>,
+}
+
+async fn deploy(
+    State(state): State<AppState>,
+    Path(store): Path<String>,
+    command: CommandWith<Deploy>,
+) -> Result<Response, ApiError> {
+    let (org, store) =
+        crate::stores::find(&state, &command.principal, &store, Role::Developer).await?;
+    let id = AgentInstanceId::new();
+    let action = AgentInstanceAction::Deploy {
+        id,
+        store_id: store,
+        organization_id: org,
+        agent_type: command.body.agent_type,
+        version: command.body.version,
+        config: command.body.config,
+    };
+    let done = state
+        .commands
+        .agent_instance(org, id, action, &command.request)
+        .await?;
+    Ok(answer(
+        StatusCode::CREATED,
+        &done,
+        AgentInstanceView::of(&done.aggregate, done.version)?,
+    ))
+}
+
+async fn run(
+    state: &AppState,
+    command: &Command,
+    raw: &str,
+    action: AgentInstanceAction,
+) -> Result<Response, ApiError> {
+    let (org, id) = find(state, &command.principal, raw, Role::Developer).await?;
+    let done = state
+        .commands
+        .agent_instance(org, id, action, &command.request)
+        .await?;
+    Ok(answer(
+        StatusCode::OK,
+        &done,
+        AgentInstanceView::of(&done.aggregate, done.version)?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangeConfig {
+    config: Map<String, Value>,
+}
+
+async fn change_config(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    command: CommandWith<ChangeConfig>,
+) -> Result<Response, ApiError> {
+    let CommandWith {
+        principal,
+        request,
+        body,
+    } = command;
+    let action = AgentInstanceAction::ChangeConfig {
+        config: body.config,
+    };
+    run(&state, &Command { principal, request }, &id, action).await
+}
+
+async fn pause(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    command: Command,
+) -> Result<Response, ApiError> {
+    run(&state, &command, &id, AgentInstanceAction::Pause).await
+}
+
+async fn resume(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    command: Command,
+) -> Result<Response, ApiError> {
+    run(&state, &command, &id, AgentInstanceAction::Resume).await
+}
+
+async fn archive(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    command: Command,
+) -> Result<Response, ApiError> {
+    run(&state, &command, &id, AgentInstanceAction::Archive).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Upgrade {
+    version: String,
+}
+
+async fn upgrade(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    command: CommandWith<Upgrade>,
+) -> Result<Response, ApiError> {
+    let CommandWith {
+        principal,
+        request,
+        body,
+    } = command;
+    let action = AgentInstanceAction::Upgrade {
+        version: body.version,
+    };
+    run(&state, &Command { principal, request }, &id, action).await
+}
+
+/// A widget key just issued: its secret is shown this once.
+#[derive(Debug, Serialize)]
+struct IssuedWidgetKey {
+    id: Uuid,
+    agent_instance_id: Uuid,
+    secret: Option<String>,
+    prefix: String,
+}
+
+async fn issue_widget_key(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    command: Command,
+) -> Result<Response, ApiError> {
+    let (org, instance) = find(&state, &command.principal, &id, Role::Developer).await?;
+    let key_id = WidgetKeyId::new();
+    let secret = Secret::generate(WIDGET_KEY_PREFIX);
+    let action = AgentInstanceAction::IssueWidgetKey {
+        key_id,
+        prefix: secret.prefix.clone(),
+        hash: secret.hash.clone(),
+    };
+    let done = state
+        .commands
+        .agent_instance(org, instance, action, &command.request)
+        .await?;
+    let view = if done.replayed {
+        // Only the hash was kept: the secret cannot be shown again.
+        let (id, key) = done
+            .aggregate
+            .widget_keys
+            .iter()
+            .next_back()
+            .ok_or(ApiError::NotFound("widget key"))?;
+        IssuedWidgetKey {
+            id: id.as_uuid(),
+            agent_instance_id: instance.as_uuid(),
+            secret: None,
+            prefix: key.prefix.clone(),
+        }
+    } else {
+        IssuedWidgetKey {
+            id: key_id.as_uuid(),
+            agent_instance_id: instance.as_uuid(),
+            secret: Some(secret.secret),
+            prefix: secret.prefix,
+        }
+    };
+    Ok(answer(StatusCode::CREATED, &done, view))
+}
+
+async fn revoke_widget_key(
+    State(state): State<AppState>,
+    Path((id, key)): Path<(String, String)>,
+    command: Command,
+) -> Result<Response, ApiError> {
+    let (org, instance) = find(&state, &command.principal, &id, Role::Developer).await?;
+    let key_id = WidgetKeyId::from_uuid(parse_id(&key, "widget key")?);
+    let action = AgentInstanceAction::RevokeWidgetKey { key_id };
+    let done = state
+        .commands
+        .agent_instance(org, instance, action, &command.request)
+        .await?;
+    Ok(answer(
+        StatusCode::OK,
+        &done,
+        serde_json::json!({ "id": key_id.as_uuid(), "revoked": true }),
+    ))
+}

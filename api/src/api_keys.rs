@@ -1,0 +1,139 @@
+//! `/v1/organizations/{org}/api-keys`: organization secret keys.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{delete, get};
+use axum::Router;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tenantry_domain::organization::OrganizationCommand;
+use tenantry_domain::{ApiKeyId, KeyName, OrganizationId, Role, TenantId};
+use tenantry_projections::directory::NAME as DIRECTORY;
+use uuid::Uuid;
+
+use crate::auth::Principal;
+use crate::command::{Command, CommandWith};
+use crate::consistency::MinPosition;
+use crate::extract::{parse_id, Query};
+use crate::resources::{answer, ListParams, Page};
+use crate::{ApiError, AppState};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/organizations/{org}/api-keys", get(list).post(issue))
+        .route("/v1/organizations/{org}/api-keys/{key}", delete(revoke))
+}
+
+/// A key just issued: its secret is shown this once.
+#[derive(Debug, Serialize)]
+pub struct IssuedKey {
+    pub id: Uuid,
+    pub secret: String,
+    pub prefix: String,
+    pub role: &'static str,
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct ApiKeyView {
+    pub id: Uuid,
+    pub name: String,
+    pub role: String,
+    pub prefix: String,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    min_position: MinPosition,
+    Path(org): Path<String>,
+    Query(params): Query<ListParams>,
+) -> Result<axum::Json<Page<ApiKeyView>>, ApiError> {
+    let org = OrganizationId::from_uuid(parse_id(&org, "organization")?);
+    principal.require(org, Role::Admin)?;
+    let (limit, after) = params.parse()?;
+    min_position.wait(&state, &[DIRECTORY]).await?;
+    let mut tx = state.store.begin_tenant(TenantId::from(org)).await?;
+    let rows: Vec<ApiKeyView> = sqlx::query_as(
+        "SELECT k.key_id AS id, k.name, k.role, k.prefix, k.created_at, k.revoked_at, c.last_used_at \
+         FROM api_keys k LEFT JOIN credentials c ON c.tenant_id = k.tenant_id AND c.key_id = k.key_id \
+         WHERE k.tenant_id = $1 AND ($2::uuid IS NULL OR k.key_id < $2) ORDER BY k.key_id DESC LIMIT $3",
+    )
+    .bind(org.as_uuid())
+    .bind(after)
+    .bind(limit + 1)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(axum::Json(Page::of(rows, limit, |k| k.id)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Issue {
+    name: KeyName,
+    role: Role,
+}
+
+async fn issue(
+    State(state): State<AppState>,
+    Path(org): Path<String>,
+    command: CommandWith<Issue>,
+) -> Result<Response, ApiError> {
+    let org = OrganizationId::from_uuid(parse_id(&org, "organization")?);
+    command.principal.require(org, Role::Admin)?;
+    if let Some(held) = command.principal.role() {
+        if !held.includes(command.body.role) {
+            return Err(ApiError::Forbidden(format!(
+                "a {held} key cannot issue a {} key: a key never grants more than its creator's role",
+                command.body.role
+            )));
+        }
+    }
+    let (done, key_id, secret) = state
+        .commands
+        .issue_api_key(org, command.body.name, command.body.role, &command.request)
+        .await?;
+    if done.replayed {
+        // Only the hash was kept: the secret cannot be shown again.
+        let (id, key) = done
+            .aggregate
+            .api_keys
+            .iter()
+            .next_back()
+            .ok_or(ApiError::NotFound("api key"))?;
+        let view =
+            serde_json::json!({ "id": id, "prefix": key.prefix, "role": key.role, "secret": null });
+        return Ok(answer(StatusCode::CREATED, &done, view));
+    }
+    let view = IssuedKey {
+        id: key_id.as_uuid(),
+        secret: secret.secret,
+        prefix: secret.prefix,
+        role: command.body.role.as_str(),
+    };
+    Ok(answer(StatusCode::CREATED, &done, view))
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    Path((org, key)): Path<(String, String)>,
+    command: Command,
+) -> Result<Response, ApiError> {
+    let org = OrganizationId::from_uuid(parse_id(&org, "organization")?);
+    let key = ApiKeyId::from_uuid(parse_id(&key, "api key")?);
+    command.principal.require(org, Role::Admin)?;
+    let what = OrganizationCommand::RevokeApiKey { key_id: key };
+    let done = state
+        .commands
+        .organization(org, what, &command.request)
+        .await?;
+    Ok(answer(
+        StatusCode::OK,
+        &done,
+        serde_json::json!({ "id": key.as_uuid(), "revoked": true }),
+    ))
+}

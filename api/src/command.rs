@@ -1,0 +1,141 @@
+//! What every command handler extracts: the caller, and a [`Request`] carrying the events'
+//! metadata, the `Idempotency-Key` with a fingerprint of the request, and `If-Match`.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request as HttpRequest};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method};
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+use tenantry_commands::Request;
+use tenantry_eventstore::Metadata;
+
+use crate::auth::Principal;
+use crate::extract::parse_json;
+use crate::{ApiError, AppState, REQUEST_ID};
+
+/// A command without a body.
+pub struct Command {
+    pub principal: Principal,
+    pub request: Request,
+}
+
+/// A command with a JSON body.
+pub struct CommandWith<T> {
+    pub principal: Principal,
+    pub request: Request,
+    pub body: T,
+}
+
+fn fingerprint(method: &Method, path: &str, body: &[u8]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(method.as_str());
+    hasher.update(b" ");
+    hasher.update(path);
+    hasher.update(b"\n");
+    hasher.update(body);
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// `If-Match: "3"` (or `3`, or `W/"3"`): the version the caller expects.
+fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
+    let Some(value) = headers.get("if-match") else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or_default().trim();
+    let text = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
+    text.parse::<i64>()
+        .ok()
+        .filter(|v| *v >= 0)
+        .map(Some)
+        .ok_or_else(|| ApiError::BadRequest {
+            code: "invalid-if-match",
+            detail: "If-Match must be a version this API returned in ETag, such as \"3\"".into(),
+        })
+}
+
+fn build(principal: &Principal, parts: &Parts, fingerprint: String) -> Result<Request, ApiError> {
+    let headers = &parts.headers;
+    let request_id = header(headers, REQUEST_ID.as_str()).map(str::to_owned);
+    let metadata = Metadata {
+        actor: Some(principal.actor()),
+        correlation_id: header(headers, "x-correlation-id")
+            .map(str::to_owned)
+            .or_else(|| request_id.clone()),
+        causation_id: header(headers, "x-causation-id").map(str::to_owned),
+        request_id,
+        idempotency_key: None,
+    };
+    let mut request = Request::new(metadata).with_expected_version(if_match(headers)?);
+    if let Some(key) = headers.get("idempotency-key") {
+        let key = key
+            .to_str()
+            .ok()
+            .filter(|k| !k.is_empty() && k.len() <= 255)
+            .ok_or_else(|| ApiError::BadRequest {
+                code: "invalid-idempotency-key",
+                detail: "Idempotency-Key must be 1 to 255 visible characters".into(),
+            })?;
+        request = request.with_idempotency(key, fingerprint);
+    }
+    Ok(request)
+}
+
+impl FromRequestParts<AppState> for Command {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let principal = Principal::from_request_parts(parts, state).await?;
+        let fingerprint = fingerprint(&parts.method, parts.uri.path(), b"");
+        let request = build(&principal, parts, fingerprint)?;
+        Ok(Command { principal, request })
+    }
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for CommandWith<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: HttpRequest, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = req.into_parts();
+        let principal = Principal::from_request_parts(&mut parts, state).await?;
+        let bytes = Bytes::from_request(HttpRequest::from_parts(parts.clone(), body), state)
+            .await
+            .map_err(|e| {
+                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge
+                } else {
+                    ApiError::MalformedJson(e.body_text())
+                }
+            })?;
+        // An empty body reads as `null`, which an optional body accepts.
+        let body = parse_json(if bytes.is_empty() { b"null" } else { &bytes })?;
+        let request = build(
+            &principal,
+            &parts,
+            fingerprint(&parts.method, parts.uri.path(), &bytes),
+        )?;
+        Ok(CommandWith {
+            principal,
+            request,
+            body,
+        })
+    }
+}
+
+/// `ETag: "<version>"`.
+pub fn etag(version: i64) -> [(axum::http::HeaderName, HeaderValue); 1] {
+    let value = HeaderValue::from_str(&format!("\"{version}\""))
+        .unwrap_or(HeaderValue::from_static("\"0\""));
+    [(axum::http::header::ETAG, value)]
+}

@@ -1,0 +1,310 @@
+//! Conversations: started and fed by developer keys or by a widget key of their agent
+//! instance.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tenantry_domain::conversation::{Conversation, ConversationAction};
+use tenantry_domain::{
+    AgentInstanceId, AgentType, Channel, ConversationId, CustomerRef, MessageContent, MessageId,
+    MessageRole, OrganizationId, Resolution, Role, StoreId, TenantId,
+};
+use tenantry_projections::directory::NAME as DIRECTORY;
+use uuid::Uuid;
+
+use crate::auth::Principal;
+use crate::command::{etag, CommandWith};
+use crate::consistency::MinPosition;
+use crate::extract::{parse_id, Query};
+use crate::resources::{answer, owner_of, ListParams, Page};
+use crate::{ApiError, AppState};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/conversations", post(start))
+        .route("/v1/conversations/{id}", get(show))
+        .route("/v1/conversations/{id}/messages", post(append))
+        .route("/v1/conversations/{id}/end", post(end))
+        .route("/v1/agent-instances/{id}/conversations", get(list))
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct ConversationView {
+    pub id: Uuid,
+    pub agent_instance_id: Uuid,
+    pub store_id: Uuid,
+    pub customer_ref: Option<String>,
+    pub channel: String,
+    pub status: String,
+    pub resolution: Option<String>,
+    pub messages: i64,
+    pub tokens_in: i64,
+    pub tokens_out: i64,
+    pub version: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+}
+
+const COLUMNS: &str =
+    "conversation_id AS id, instance_id AS agent_instance_id, store_id, customer_ref, channel, \
+     status, resolution, messages, tokens_in, tokens_out, version, started_at";
+
+impl ConversationView {
+    fn of(c: &Conversation, version: i64) -> Result<Self, ApiError> {
+        let missing = || ApiError::NotFound("conversation");
+        Ok(Self {
+            id: c.id.ok_or_else(missing)?.as_uuid(),
+            agent_instance_id: c.agent_instance_id.ok_or_else(missing)?.as_uuid(),
+            store_id: c.store_id.ok_or_else(missing)?.as_uuid(),
+            customer_ref: c.customer_ref.as_ref().map(|r| r.to_string()),
+            channel: c.channel.ok_or_else(missing)?.to_string(),
+            status: if c.ended.is_some() { "ended" } else { "open" }.into(),
+            resolution: c.ended.map(|r| r.to_string()),
+            messages: c.messages as i64,
+            tokens_in: c.tokens_in as i64,
+            tokens_out: c.tokens_out as i64,
+            version,
+            started_at: None,
+        })
+    }
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct MessageView {
+    pub id: Uuid,
+    pub role: String,
+    pub content: String,
+    pub tokens_in: i64,
+    pub tokens_out: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+/// May this caller talk in conversations of `instance` (of `org`)? Developer keys and up may;
+/// a widget key only on its own instance.
+fn require_talk(
+    principal: &Principal,
+    org: OrganizationId,
+    instance: AgentInstanceId,
+) -> Result<(), ApiError> {
+    match principal {
+        Principal::Widget { org: own, .. } if *own != org => {
+            Err(ApiError::NotFound("agent instance"))
+        }
+        Principal::Widget { instance: own, .. } if *own == instance => Ok(()),
+        Principal::Widget { .. } => Err(ApiError::Forbidden(
+            "this widget key belongs to another agent instance".into(),
+        )),
+        other => other.require(org, Role::Developer),
+    }
+}
+
+/// The conversation `raw`, its organization and its state on the write side.
+async fn conversation(
+    state: &AppState,
+    principal: &Principal,
+    raw: &str,
+) -> Result<(OrganizationId, ConversationId, Conversation), ApiError> {
+    let id = parse_id(raw, "conversation")?;
+    let org = owner_of(state, principal, "conversation", id, "conversation").await?;
+    let (state_now, _) = state
+        .commands
+        .load::<Conversation>(TenantId::from(org), id)
+        .await?;
+    Ok((org, ConversationId::from_uuid(id), state_now))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Start {
+    agent_instance_id: Uuid,
+    customer_ref: Option<CustomerRef>,
+    channel: Option<Channel>,
+}
+
+async fn start(
+    State(state): State<AppState>,
+    command: CommandWith<Start>,
+) -> Result<Response, ApiError> {
+    let instance = command.body.agent_instance_id;
+    let org = owner_of(
+        &state,
+        &command.principal,
+        "agent_instance",
+        instance,
+        "agent instance",
+    )
+    .await?;
+    let instance = AgentInstanceId::from_uuid(instance);
+    require_talk(&command.principal, org, instance)?;
+    let id = ConversationId::new();
+    let action = ConversationAction::Start {
+        id,
+        agent_instance_id: instance,
+        // Filled in from the instance by the command layer.
+        agent_type: AgentType::CustomerService,
+        store_id: StoreId::from_uuid(Uuid::nil()),
+        organization_id: org,
+        customer_ref: command.body.customer_ref,
+        channel: command.body.channel.unwrap_or(Channel::Api),
+    };
+    let done = state
+        .commands
+        .conversation(org, id, action, &command.request)
+        .await?;
+    Ok(answer(
+        StatusCode::CREATED,
+        &done,
+        ConversationView::of(&done.aggregate, done.version)?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Append {
+    role: MessageRole,
+    content: MessageContent,
+    #[serde(default)]
+    tokens_in: u64,
+    #[serde(default)]
+    tokens_out: u64,
+}
+
+async fn append(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    command: CommandWith<Append>,
+) -> Result<Response, ApiError> {
+    let (org, id, current) = conversation(&state, &command.principal, &id).await?;
+    let instance = current
+        .agent_instance_id
+        .ok_or(ApiError::NotFound("conversation"))?;
+    require_talk(&command.principal, org, instance)?;
+    if matches!(command.principal, Principal::Widget { .. })
+        && command.body.role != MessageRole::Customer
+    {
+        return Err(ApiError::Forbidden(
+            "a widget key may only add customer messages".into(),
+        ));
+    }
+    let action = ConversationAction::AppendMessage {
+        message_id: MessageId::new(),
+        role: command.body.role,
+        content: command.body.content,
+        tokens_in: command.body.tokens_in,
+        tokens_out: command.body.tokens_out,
+    };
+    let done = state
+        .commands
+        .conversation(org, id, action, &command.request)
+        .await?;
+    Ok(answer(
+        StatusCode::CREATED,
+        &done,
+        ConversationView::of(&done.aggregate, done.version)?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct End {
+    resolution: Resolution,
+}
+
+async fn end(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    command: CommandWith<End>,
+) -> Result<Response, ApiError> {
+    let (org, id, _) = conversation(&state, &command.principal, &id).await?;
+    command.principal.require(org, Role::Developer)?;
+    let action = ConversationAction::End {
+        resolution: command.body.resolution,
+    };
+    let done = state
+        .commands
+        .conversation(org, id, action, &command.request)
+        .await?;
+    Ok(answer(
+        StatusCode::OK,
+        &done,
+        ConversationView::of(&done.aggregate, done.version)?,
+    ))
+}
+
+#[derive(Serialize)]
+struct WithMessages {
+    #[serde(flatten)]
+    conversation: ConversationView,
+    messages_list: Vec<MessageView>,
+}
+
+async fn show(
+    State(state): State<AppState>,
+    principal: Principal,
+    min_position: MinPosition,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let raw = parse_id(&id, "conversation")?;
+    let org = owner_of(&state, &principal, "conversation", raw, "conversation").await?;
+    principal.require(org, Role::Member)?;
+    min_position.wait(&state, &[DIRECTORY]).await?;
+    let mut tx = state.store.begin_tenant(TenantId::from(org)).await?;
+    let sql = format!(
+        "SELECT {COLUMNS} FROM conversations WHERE tenant_id = $1 AND conversation_id = $2"
+    );
+    let view: Option<ConversationView> = sqlx::query_as(&sql)
+        .bind(org.as_uuid())
+        .bind(raw)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let messages: Vec<MessageView> = sqlx::query_as(
+        "SELECT message_id AS id, role, content, tokens_in, tokens_out, created_at FROM messages \
+         WHERE tenant_id = $1 AND conversation_id = $2 ORDER BY seq",
+    )
+    .bind(org.as_uuid())
+    .bind(raw)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let view = view.ok_or(ApiError::NotFound("conversation"))?;
+    let version = view.version;
+    Ok((
+        etag(version),
+        axum::Json(WithMessages {
+            conversation: view,
+            messages_list: messages,
+        }),
+    )
+        .into_response())
+}
+
+async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    min_position: MinPosition,
+    Path(id): Path<String>,
+    Query(params): Query<ListParams>,
+) -> Result<axum::Json<Page<ConversationView>>, ApiError> {
+    let (org, instance) =
+        crate::agent_instances::find(&state, &principal, &id, Role::Member).await?;
+    let (limit, after) = params.parse()?;
+    min_position.wait(&state, &[DIRECTORY]).await?;
+    let mut tx = state.store.begin_tenant(TenantId::from(org)).await?;
+    let sql = format!(
+        "SELECT {COLUMNS} FROM conversations WHERE tenant_id = $1 AND instance_id = $2 \
+         AND ($3::uuid IS NULL OR conversation_id < $3) ORDER BY conversation_id DESC LIMIT $4"
+    );
+    let rows: Vec<ConversationView> = sqlx::query_as(&sql)
+        .bind(org.as_uuid())
+        .bind(instance.as_uuid())
+        .bind(after)
+        .bind(limit + 1)
+        .fetch_all(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(axum::Json(Page::of(rows, limit, |c| c.id)))
+}

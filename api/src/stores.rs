@@ -1,0 +1,218 @@
+//! Stores: `/v1/organizations/{org}/stores` and `/v1/stores/{store}`.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tenantry_domain::store::{Store, StoreAction};
+use tenantry_domain::{OrganizationId, Platform, Role, StoreDomain, StoreId, StoreName, TenantId};
+use tenantry_projections::directory::NAME as DIRECTORY;
+use uuid::Uuid;
+
+use crate::auth::Principal;
+use crate::command::{etag, Command, CommandWith};
+use crate::consistency::MinPosition;
+use crate::extract::{parse_id, Query};
+use crate::resources::{answer, owner_of, ListParams, Page};
+use crate::{ApiError, AppState};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/organizations/{org}/stores", get(list).post(create))
+        .route("/v1/stores/{store}", get(show).patch(update))
+        .route("/v1/stores/{store}/deactivate", post(deactivate))
+        .route("/v1/stores/{store}/activate", post(activate))
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct StoreView {
+    pub id: Uuid,
+    pub organization_id: Uuid,
+    pub name: String,
+    pub domain: String,
+    pub platform: String,
+    pub status: String,
+    pub version: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+const COLUMNS: &str =
+    "store_id AS id, tenant_id AS organization_id, name, domain, platform, status, version, created_at";
+
+impl StoreView {
+    fn of(store: &Store, version: i64) -> Result<Self, ApiError> {
+        let missing = || ApiError::NotFound("store");
+        Ok(Self {
+            id: store.id.ok_or_else(missing)?.as_uuid(),
+            organization_id: store.organization_id.ok_or_else(missing)?.as_uuid(),
+            name: store.name.as_ref().ok_or_else(missing)?.to_string(),
+            domain: store.domain.as_ref().ok_or_else(missing)?.to_string(),
+            platform: store.platform.ok_or_else(missing)?.to_string(),
+            status: if store.active {
+                "active"
+            } else {
+                "deactivated"
+            }
+            .into(),
+            version,
+            created_at: None,
+        })
+    }
+}
+
+/// The store `raw` and its organization, for a caller with at least `role`.
+pub async fn find(
+    state: &AppState,
+    principal: &Principal,
+    raw: &str,
+    role: Role,
+) -> Result<(OrganizationId, StoreId), ApiError> {
+    let id = parse_id(raw, "store")?;
+    let org = owner_of(state, principal, "store", id, "store").await?;
+    principal.require(org, role)?;
+    Ok((org, StoreId::from_uuid(id)))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    min_position: MinPosition,
+    Path(org): Path<String>,
+    Query(params): Query<ListParams>,
+) -> Result<axum::Json<Page<StoreView>>, ApiError> {
+    let org = OrganizationId::from_uuid(parse_id(&org, "organization")?);
+    principal.require(org, Role::Member)?;
+    let (limit, after) = params.parse()?;
+    min_position.wait(&state, &[DIRECTORY]).await?;
+    let mut tx = state.store.begin_tenant(TenantId::from(org)).await?;
+    let sql = format!(
+        "SELECT {COLUMNS} FROM stores WHERE tenant_id = $1 AND ($2::uuid IS NULL OR store_id < $2) \
+         ORDER BY store_id DESC LIMIT $3"
+    );
+    let rows: Vec<StoreView> = sqlx::query_as(&sql)
+        .bind(org.as_uuid())
+        .bind(after)
+        .bind(limit + 1)
+        .fetch_all(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(axum::Json(Page::of(rows, limit, |s| s.id)))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    principal: Principal,
+    min_position: MinPosition,
+    Path(store): Path<String>,
+) -> Result<Response, ApiError> {
+    let (org, store) = find(&state, &principal, &store, Role::Member).await?;
+    min_position.wait(&state, &[DIRECTORY]).await?;
+    let mut tx = state.store.begin_tenant(TenantId::from(org)).await?;
+    let sql = format!("SELECT {COLUMNS} FROM stores WHERE tenant_id = $1 AND store_id = $2");
+    let view: Option<StoreView> = sqlx::query_as(&sql)
+        .bind(org.as_uuid())
+        .bind(store.as_uuid())
+        .fetch_optional(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    let view = view.ok_or(ApiError::NotFound("store"))?;
+    Ok((etag(view.version), axum::Json(view)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateStore {
+    name: StoreName,
+    domain: StoreDomain,
+    platform: Option<Platform>,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Path(org): Path<String>,
+    command: CommandWith<CreateStore>,
+) -> Result<Response, ApiError> {
+    let org = OrganizationId::from_uuid(parse_id(&org, "organization")?);
+    command.principal.require(org, Role::Admin)?;
+    let id = StoreId::new();
+    let action = StoreAction::Create {
+        id,
+        organization_id: org,
+        name: command.body.name,
+        domain: command.body.domain,
+        platform: command.body.platform.unwrap_or(Platform::Custom),
+    };
+    let done = state
+        .commands
+        .store(org, id, action, &command.request)
+        .await?;
+    Ok(answer(
+        StatusCode::CREATED,
+        &done,
+        StoreView::of(&done.aggregate, done.version)?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateStore {
+    name: Option<StoreName>,
+    domain: Option<StoreDomain>,
+    platform: Option<Platform>,
+}
+
+async fn run(
+    state: &AppState,
+    command: &Command,
+    raw: &str,
+    action: StoreAction,
+) -> Result<Response, ApiError> {
+    let (org, store) = find(state, &command.principal, raw, Role::Admin).await?;
+    let done = state
+        .commands
+        .store(org, store, action, &command.request)
+        .await?;
+    Ok(answer(
+        StatusCode::OK,
+        &done,
+        StoreView::of(&done.aggregate, done.version)?,
+    ))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    Path(store): Path<String>,
+    command: CommandWith<UpdateStore>,
+) -> Result<Response, ApiError> {
+    let CommandWith {
+        principal,
+        request,
+        body,
+    } = command;
+    let action = StoreAction::Update {
+        name: body.name,
+        domain: body.domain,
+        platform: body.platform,
+    };
+    run(&state, &Command { principal, request }, &store, action).await
+}
+
+async fn deactivate(
+    State(state): State<AppState>,
+    Path(store): Path<String>,
+    command: Command,
+) -> Result<Response, ApiError> {
+    run(&state, &command, &store, StoreAction::Deactivate).await
+}
+
+async fn activate(
+    State(state): State<AppState>,
+    Path(store): Path<String>,
+    command: Command,
+) -> Result<Response, ApiError> {
+    run(&state, &command, &store, StoreAction::Reactivate).await
+}
