@@ -103,6 +103,18 @@ impl Principal {
         }
     }
 
+    /// Requires the platform admin key for a route on organization `org`: another
+    /// organization's key gets 404, this organization's keys 403.
+    ///
+    /// # Errors
+    /// 404 or 403 as above.
+    pub fn require_admin_for(&self, org: OrganizationId) -> Result<(), ApiError> {
+        match self.org() {
+            Some(own) if own != org => Err(ApiError::NotFound("organization")),
+            _ => self.require_admin(),
+        }
+    }
+
     /// Allows access to organization `org` with at least `role`.
     ///
     /// # Errors

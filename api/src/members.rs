@@ -51,7 +51,7 @@ impl MemberView {
 
 /// Managing owners and admins takes an owner; other roles an admin.
 fn role_needed_to_manage(role: Role) -> Role {
-    if Role::Admin.includes(role) {
+    if role.includes(Role::Admin) {
         Role::Owner
     } else {
         Role::Admin

@@ -329,7 +329,7 @@ async fn suspend(
         request,
         body,
     } = command;
-    principal.require_admin()?;
+    principal.require_admin_for(OrganizationId::from_uuid(parse_id(&org, "organization")?))?;
     let what = OrganizationCommand::Suspend {
         reason: body
             .unwrap_or_default()
@@ -352,7 +352,8 @@ async fn reactivate(
     Path(org): Path<String>,
     command: Command,
 ) -> Result<Response, ApiError> {
-    command.principal.require_admin()?;
+    let id = OrganizationId::from_uuid(parse_id(&org, "organization")?);
+    command.principal.require_admin_for(id)?;
     let what = OrganizationCommand::Reactivate {
         by_platform_admin: true,
     };

@@ -1,6 +1,7 @@
 //! Integration tests against real PostgreSQL and NATS JetStream (`make test`).
 
 mod api;
+mod authorization;
 mod commands;
 mod eventstore;
 mod feed;
@@ -8,3 +9,4 @@ mod helpers;
 mod isolation;
 mod relay;
 mod tamper;
+mod walkthrough;

@@ -1,0 +1,427 @@
+//! The authorization matrix: every route × every kind of caller, and another tenant's key on
+//! every route that takes an id (404, never 403, never its data).
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tenantry_domain::Role;
+
+use crate::helpers::{spawn_app, ADMIN_KEY};
+use crate::walkthrough::{organization, Client};
+
+/// What a route needs.
+#[derive(Clone, Copy, Debug)]
+enum Need {
+    /// The platform admin, on a platform route.
+    Platform,
+    /// The platform admin, on a route of the organization.
+    PlatformOn,
+    /// A key of the organization with at least this role.
+    Role(Role),
+    /// A developer key, or a widget key of the instance.
+    Talk,
+    /// Any valid key.
+    Any,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Caller {
+    NoKey,
+    BadKey,
+    RevokedKey,
+    PlatformAdmin,
+    Role(Role),
+    Widget,
+    OtherTenantOwner,
+}
+
+fn allowed(caller: Caller, need: Need) -> Result<(), StatusCode> {
+    use Caller as C;
+    match (caller, need) {
+        (C::NoKey | C::BadKey | C::RevokedKey, _) => Err(StatusCode::UNAUTHORIZED),
+        (C::PlatformAdmin, _) | (_, Need::Any) => Ok(()),
+        (_, Need::Platform) => Err(StatusCode::FORBIDDEN),
+        (C::OtherTenantOwner, _) => Err(StatusCode::NOT_FOUND),
+        (C::Widget, Need::Talk) => Ok(()),
+        (C::Widget, _) | (_, Need::PlatformOn) => Err(StatusCode::FORBIDDEN),
+        (C::Role(held), Need::Role(needed)) if held.includes(needed) => Ok(()),
+        (C::Role(held), Need::Talk) if held.includes(Role::Developer) => Ok(()),
+        (C::Role(_), _) => Err(StatusCode::FORBIDDEN),
+    }
+}
+
+#[tokio::test]
+async fn every_route_answers_every_caller_as_it_should() {
+    let app = spawn_app().await;
+    let (org, mut owner) = organization(&app, "matrix", "pro").await;
+    let (_, other_owner) = organization(&app, "matrix-other", "pro").await;
+
+    let mut keys = Vec::new();
+    for role in ["admin", "developer", "member"] {
+        let key = owner
+            .ok(
+                Method::POST,
+                &format!("/v1/organizations/{org}/api-keys"),
+                Some(json!({ "name": role, "role": role })),
+            )
+            .await;
+        keys.push(key["secret"].as_str().unwrap().to_owned());
+    }
+    let revoked = owner
+        .ok(
+            Method::POST,
+            &format!("/v1/organizations/{org}/api-keys"),
+            Some(json!({ "name": "old", "role": "owner" })),
+        )
+        .await;
+    owner
+        .ok(
+            Method::DELETE,
+            &format!(
+                "/v1/organizations/{org}/api-keys/{}",
+                revoked["id"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    let doomed_key = owner
+        .ok(
+            Method::POST,
+            &format!("/v1/organizations/{org}/api-keys"),
+            Some(json!({ "name": "doomed", "role": "member" })),
+        )
+        .await;
+    let member = owner
+        .ok(
+            Method::POST,
+            &format!("/v1/organizations/{org}/members"),
+            Some(json!({ "email": "m@matrix.example.com", "role": "member" })),
+        )
+        .await;
+    let store = owner
+        .ok(
+            Method::POST,
+            &format!("/v1/organizations/{org}/stores"),
+            Some(json!({ "name": "S", "domain": "s.example.com" })),
+        )
+        .await;
+    let store = store["id"].as_str().unwrap().to_owned();
+    let instance = owner
+        .ok(
+            Method::POST,
+            &format!("/v1/stores/{store}/agent-instances"),
+            Some(json!({ "agent_type": "customer_service" })),
+        )
+        .await;
+    let instance = instance["id"].as_str().unwrap().to_owned();
+    let widget = owner
+        .ok(
+            Method::POST,
+            &format!("/v1/agent-instances/{instance}/widget-keys"),
+            None,
+        )
+        .await;
+    let doomed_widget = owner
+        .ok(
+            Method::POST,
+            &format!("/v1/agent-instances/{instance}/widget-keys"),
+            None,
+        )
+        .await;
+    let conversation = owner
+        .ok(
+            Method::POST,
+            "/v1/conversations",
+            Some(json!({ "agent_instance_id": instance })),
+        )
+        .await;
+    let conversation = conversation["id"].as_str().unwrap().to_owned();
+
+    let member_id = member["id"].as_str().unwrap();
+    let doomed_key = doomed_key["id"].as_str().unwrap();
+    let doomed_widget = doomed_widget["id"].as_str().unwrap();
+    let new_org = json!({ "name": "N", "slug": "matrix-new", "tier": "basic", "billing_email": "n@example.com" });
+    let routes: Vec<(Method, String, Option<Value>, Need)> = vec![
+        (
+            Method::GET,
+            "/v1/organizations".into(),
+            None,
+            Need::Platform,
+        ),
+        (
+            Method::POST,
+            "/v1/organizations".into(),
+            Some(new_org),
+            Need::Platform,
+        ),
+        (
+            Method::GET,
+            format!("/v1/organizations/{org}"),
+            None,
+            Need::Role(Role::Member),
+        ),
+        (
+            Method::PATCH,
+            format!("/v1/organizations/{org}"),
+            Some(json!({ "name": "Matrix" })),
+            Need::Role(Role::Admin),
+        ),
+        (
+            Method::POST,
+            format!("/v1/organizations/{org}/tier"),
+            Some(json!({ "tier": "pro" })),
+            Need::Role(Role::Owner),
+        ),
+        (
+            Method::GET,
+            format!("/v1/organizations/{org}/members"),
+            None,
+            Need::Role(Role::Member),
+        ),
+        (
+            Method::POST,
+            format!("/v1/organizations/{org}/members"),
+            Some(json!({ "email": "d@matrix.example.com", "role": "developer" })),
+            Need::Role(Role::Admin),
+        ),
+        (
+            Method::PATCH,
+            format!("/v1/organizations/{org}/members/{member_id}"),
+            Some(json!({ "role": "developer" })),
+            Need::Role(Role::Admin),
+        ),
+        (
+            Method::GET,
+            format!("/v1/organizations/{org}/api-keys"),
+            None,
+            Need::Role(Role::Admin),
+        ),
+        (
+            Method::POST,
+            format!("/v1/organizations/{org}/api-keys"),
+            Some(json!({ "name": "k", "role": "member" })),
+            Need::Role(Role::Admin),
+        ),
+        (
+            Method::GET,
+            format!("/v1/organizations/{org}/stores"),
+            None,
+            Need::Role(Role::Member),
+        ),
+        (
+            Method::POST,
+            format!("/v1/organizations/{org}/stores"),
+            Some(json!({ "name": "T", "domain": "t.example.com" })),
+            Need::Role(Role::Admin),
+        ),
+        (
+            Method::GET,
+            format!("/v1/stores/{store}"),
+            None,
+            Need::Role(Role::Member),
+        ),
+        (
+            Method::PATCH,
+            format!("/v1/stores/{store}"),
+            Some(json!({ "name": "S2" })),
+            Need::Role(Role::Admin),
+        ),
+        (Method::GET, "/v1/agent-definitions".into(), None, Need::Any),
+        (
+            Method::GET,
+            format!("/v1/stores/{store}/agent-instances"),
+            None,
+            Need::Role(Role::Member),
+        ),
+        (
+            Method::POST,
+            format!("/v1/stores/{store}/agent-instances"),
+            Some(json!({ "agent_type": "sales" })),
+            Need::Role(Role::Developer),
+        ),
+        (
+            Method::GET,
+            format!("/v1/agent-instances/{instance}"),
+            None,
+            Need::Role(Role::Member),
+        ),
+        (
+            Method::PATCH,
+            format!("/v1/agent-instances/{instance}/config"),
+            Some(json!({ "config": { "greeting": "hi" } })),
+            Need::Role(Role::Developer),
+        ),
+        (
+            Method::POST,
+            format!("/v1/agent-instances/{instance}/upgrade"),
+            Some(json!({ "version": "1.0.0" })),
+            Need::Role(Role::Developer),
+        ),
+        (
+            Method::POST,
+            format!("/v1/agent-instances/{instance}/widget-keys"),
+            None,
+            Need::Role(Role::Developer),
+        ),
+        (
+            Method::GET,
+            format!("/v1/agent-instances/{instance}/conversations"),
+            None,
+            Need::Role(Role::Member),
+        ),
+        (
+            Method::POST,
+            "/v1/conversations".into(),
+            Some(json!({ "agent_instance_id": instance })),
+            Need::Talk,
+        ),
+        (
+            Method::POST,
+            format!("/v1/conversations/{conversation}/messages"),
+            Some(json!({ "role": "customer", "content": "hi" })),
+            Need::Talk,
+        ),
+        (
+            Method::GET,
+            format!("/v1/conversations/{conversation}"),
+            None,
+            Need::Role(Role::Member),
+        ),
+        // State changes that end things go last.
+        (
+            Method::POST,
+            format!("/v1/agent-instances/{instance}/pause"),
+            None,
+            Need::Role(Role::Developer),
+        ),
+        (
+            Method::POST,
+            format!("/v1/agent-instances/{instance}/resume"),
+            None,
+            Need::Role(Role::Developer),
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/agent-instances/{instance}/widget-keys/{doomed_widget}"),
+            None,
+            Need::Role(Role::Developer),
+        ),
+        (
+            Method::POST,
+            format!("/v1/conversations/{conversation}/end"),
+            Some(json!({ "resolution": "resolved" })),
+            Need::Role(Role::Developer),
+        ),
+        (
+            Method::POST,
+            format!("/v1/stores/{store}/deactivate"),
+            None,
+            Need::Role(Role::Admin),
+        ),
+        (
+            Method::POST,
+            format!("/v1/stores/{store}/activate"),
+            None,
+            Need::Role(Role::Admin),
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/agent-instances/{instance}"),
+            None,
+            Need::Role(Role::Developer),
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/organizations/{org}/members/{member_id}"),
+            None,
+            Need::Role(Role::Admin),
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/organizations/{org}/api-keys/{doomed_key}"),
+            None,
+            Need::Role(Role::Admin),
+        ),
+        (
+            Method::POST,
+            format!("/v1/organizations/{org}/suspend"),
+            None,
+            Need::PlatformOn,
+        ),
+        (
+            Method::POST,
+            format!("/v1/organizations/{org}/reactivate"),
+            None,
+            Need::PlatformOn,
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/organizations/{org}"),
+            None,
+            Need::Role(Role::Owner),
+        ),
+    ];
+
+    // Denied callers first (they change nothing), then the allowed ones.
+    let callers: Vec<(Caller, Option<String>)> = vec![
+        (Caller::NoKey, None),
+        (Caller::BadKey, Some("sk_live_not-a-real-key".into())),
+        (Caller::RevokedKey, None),
+        (Caller::OtherTenantOwner, Some(other_owner.key.clone())),
+        (
+            Caller::Widget,
+            Some(widget["secret"].as_str().unwrap().to_owned()),
+        ),
+        (Caller::Role(Role::Member), Some(keys[2].clone())),
+        (Caller::Role(Role::Developer), Some(keys[1].clone())),
+        (Caller::Role(Role::Admin), Some(keys[0].clone())),
+        (Caller::Role(Role::Owner), Some(owner.key.clone())),
+        (Caller::PlatformAdmin, Some(ADMIN_KEY.into())),
+    ];
+    let revoked_secret = revoked["secret"].as_str().unwrap().to_owned();
+    let mut failures = Vec::new();
+    for (method, path, body, need) in &routes {
+        // Once an allowed caller has deleted the target, later ones find nothing there.
+        let mut consumed = false;
+        for (caller, key) in &callers {
+            let key = if *caller == Caller::RevokedKey {
+                Some(revoked_secret.clone())
+            } else {
+                key.clone()
+            };
+            let mut request = app.client.request(method.clone(), app.url(path));
+            if let Some(key) = key {
+                request = request.bearer_auth(key);
+            }
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            let text = response.text().await.unwrap();
+            let ok = match allowed(*caller, *need) {
+                Ok(()) if consumed && status == StatusCode::NOT_FOUND => true,
+                Ok(()) => !matches!(status.as_u16(), 401 | 403 | 404) && status.as_u16() < 500,
+                Err(expected) => status == expected,
+            };
+            consumed |= *method == Method::DELETE && status.is_success();
+            if !ok {
+                failures.push(format!(
+                    "{method} {path} as {caller:?}: {status} (expected {:?}) {text}",
+                    allowed(*caller, *need)
+                ));
+            }
+            if *caller == Caller::OtherTenantOwner && status == StatusCode::NOT_FOUND {
+                assert!(
+                    !text.contains("matrix.example.com") && !text.contains("\"S\""),
+                    "{path} leaked: {text}"
+                );
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} cells wrong:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
