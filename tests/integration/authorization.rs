@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use tenantry_domain::Role;
 
 use crate::helpers::{spawn_app, ADMIN_KEY};
-use crate::walkthrough::{organization, Client};
+use crate::walkthrough::organization;
 
 /// What a route needs.
 #[derive(Clone, Copy, Debug)]
