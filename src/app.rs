@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tenantry_api::auth::{AdminKey, LastUsed};
+use tenantry_api::rate_limit::RateLimits;
 use tenantry_api::AppState;
 use tenantry_commands::{CommandBus, Relay};
 use tenantry_eventstore::bus::Bus;
@@ -32,6 +33,8 @@ pub struct Settings {
     pub run_api: bool,
     pub run_relay: bool,
     pub run_projections: bool,
+    /// Requests per minute for every tier instead of the price list's (tests, load runs).
+    pub rate_limit_per_minute: Option<u32>,
 }
 
 impl Settings {
@@ -49,6 +52,7 @@ impl Settings {
             run_api: true,
             run_relay: true,
             run_projections: true,
+            rate_limit_per_minute: None,
         }
     }
 }
@@ -121,6 +125,7 @@ impl Application {
             nats,
             admin_key: AdminKey::new(&settings.admin_key),
             last_used,
+            rate_limits: Arc::new(RateLimits::new(settings.rate_limit_per_minute)),
             consistency_timeout: settings.consistency_timeout,
         };
         Ok(Self {

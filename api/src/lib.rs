@@ -16,6 +16,7 @@ pub mod extract;
 pub mod health;
 pub mod members;
 pub mod organizations;
+pub mod rate_limit;
 pub mod resources;
 pub mod stores;
 
@@ -42,6 +43,7 @@ pub struct AppState {
     pub admin_key: auth::AdminKey,
     /// When keys were last used, flushed in batches.
     pub last_used: auth::LastUsed,
+    pub rate_limits: std::sync::Arc<rate_limit::RateLimits>,
     /// How long a query waits for `X-Tenantry-Min-Position` before answering 503.
     pub consistency_timeout: Duration,
 }
@@ -58,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .fallback(|| async { ApiError::RouteNotFound })
         .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), rate_limit::limit))
         .with_state(state)
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(

@@ -358,3 +358,50 @@ async fn if_match_idempotency_and_etags() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(problem["field"], "colour");
 }
+
+#[tokio::test]
+async fn each_organization_is_rate_limited_by_its_tier() {
+    let app = crate::helpers::spawn_app_with(|s| s.rate_limit_per_minute = Some(5)).await;
+    let (org, owner) = organization(&app, "hasty", "basic").await;
+    let (other_org, other) = organization(&app, "patient", "basic").await;
+    let get = |key: &str, org: &str| {
+        app.client
+            .get(app.url(&format!("/v1/organizations/{org}/stores")))
+            .bearer_auth(key.to_owned())
+            .send()
+    };
+    for remaining in (0..5).rev() {
+        let response = get(&owner.key, &org).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["ratelimit-limit"], "5");
+        assert_eq!(
+            response.headers()["ratelimit-remaining"],
+            remaining.to_string().as_str()
+        );
+    }
+    let limited = get(&owner.key, &org).await.unwrap();
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        limited.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
+    assert_eq!(
+        limited.headers()["content-type"],
+        "application/problem+json"
+    );
+    // Another organization has its own allowance; the platform admin has none.
+    assert_eq!(
+        get(&other.key, &other_org).await.unwrap().status(),
+        StatusCode::OK
+    );
+    for _ in 0..8 {
+        assert_eq!(
+            get(crate::helpers::ADMIN_KEY, &org).await.unwrap().status(),
+            StatusCode::OK
+        );
+    }
+}
