@@ -56,7 +56,7 @@ async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, Api
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    let mut out = String::new();
+    let mut out = crate::metrics::handle().render();
     out.push_str("# HELP tenantry_feed_lag_seconds Age of the oldest event a component has not yet handled.\n");
     out.push_str("# TYPE tenantry_feed_lag_seconds gauge\n");
     for (component, name, lag) in lags {

@@ -15,6 +15,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod members;
+pub mod metrics;
 pub mod organizations;
 pub mod rate_limit;
 pub mod resources;
@@ -50,6 +51,7 @@ pub struct AppState {
 
 /// The whole API.
 pub fn router(state: AppState) -> Router {
+    metrics::handle();
     Router::new()
         .merge(organizations::router())
         .merge(members::router())
@@ -61,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::RouteNotFound })
         .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
         .layer(axum::middleware::from_fn_with_state(state.clone(), rate_limit::limit))
+        .route_layer(axum::middleware::from_fn(metrics::record))
         .with_state(state)
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(

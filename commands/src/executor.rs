@@ -358,9 +358,20 @@ impl CommandBus {
                 Ok(done) => done,
                 Err(CommandError::Store(StoreError::Conflict { .. })) => {
                     tracing::debug!(round, "version conflict; deciding again");
+                    count(A::TYPE, "conflict");
                     continue;
                 }
-                Err(err) => return Err(err),
+                Err(err) => {
+                    count(
+                        A::TYPE,
+                        if matches!(err, CommandError::Rejected { .. }) {
+                            "rejected"
+                        } else {
+                            "failed"
+                        },
+                    );
+                    return Err(err);
+                }
             };
             if let Some(idempotency) = &request.idempotency {
                 if !remember(&mut tx, tenant, idempotency, &done).await? {
@@ -372,6 +383,7 @@ impl CommandBus {
             if done.position.is_some() {
                 self.notify_appended();
             }
+            count(A::TYPE, if done.replayed { "replayed" } else { "ok" });
             return Ok(done);
         }
         Err(CommandError::Contention {
@@ -426,6 +438,12 @@ impl CommandBus {
         tx.commit().await?;
         Ok((loaded.state, loaded.version))
     }
+}
+
+/// `tenantry_commands_total{aggregate, outcome}`.
+fn count(aggregate: &'static str, outcome: &'static str) {
+    metrics::counter!("tenantry_commands_total", "aggregate" => aggregate, "outcome" => outcome)
+        .increment(1);
 }
 
 async fn replay<A: Aggregate>(

@@ -126,6 +126,7 @@ impl Relay {
         }
         let published = result?;
         tracing::Span::current().record("published", published);
+        metrics::counter!("tenantry_relay_published_total").increment(published as u64);
         Ok(published)
     }
 

@@ -122,6 +122,11 @@ impl Runner {
                 if let Outcome::Processed { applied, skipped } = outcome {
                     tracing::Span::current().record("applied", applied);
                     tracing::Span::current().record("skipped", skipped);
+                    let projection = self.projection.name();
+                    metrics::counter!("tenantry_projection_applied_total", "projection" => projection)
+                        .increment(applied as u64);
+                    metrics::counter!("tenantry_projection_skipped_total", "projection" => projection)
+                        .increment(skipped as u64);
                 }
                 Ok(outcome)
             }

@@ -352,4 +352,15 @@ async fn health_readiness_and_metrics_need_no_key() {
         metrics.contains("tenantry_feed_lag_seconds{component=\"relay\""),
         "{metrics}"
     );
+    for expected in [
+        "tenantry_http_requests_total{method=\"POST\",route=\"/v1/organizations\",status=\"201\"}",
+        "tenantry_http_request_duration_seconds_bucket",
+        "tenantry_commands_total{aggregate=\"organization\",outcome=\"ok\"}",
+        "tenantry_feed_lag_seconds{component=\"projection\",name=\"directory\"}",
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "{expected} missing from:\n{metrics}"
+        );
+    }
 }
