@@ -3,8 +3,6 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, patch, post};
-use axum::Router;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -19,25 +17,109 @@ use crate::auth::Principal;
 use crate::command::{etag, Command, CommandWith};
 use crate::consistency::MinPosition;
 use crate::extract::{parse_id, Query};
+use crate::openapi::{ApiRouter, Op};
 use crate::resources::{answer, owner_of, ListParams, Page};
 use crate::{ApiError, AppState};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/agent-definitions", get(definitions))
-        .route("/v1/stores/{store}/agent-instances", get(list).post(deploy))
-        .route("/v1/agent-instances/{id}", get(show).delete(archive))
-        .route("/v1/agent-instances/{id}/config", patch(change_config))
-        .route("/v1/agent-instances/{id}/pause", post(pause))
-        .route("/v1/agent-instances/{id}/resume", post(resume))
-        .route("/v1/agent-instances/{id}/upgrade", post(upgrade))
+pub fn router() -> ApiRouter {
+    const T: &str = "agent-instances";
+    ApiRouter::new()
         .route(
-            "/v1/agent-instances/{id}/widget-keys",
-            post(issue_widget_key),
+            Op::get("/v1/agent-definitions", "The agent catalog")
+                .tag(T)
+                .access("any key")
+                .returns(200, "AgentDefinitions"),
+            definitions,
         )
         .route(
-            "/v1/agent-instances/{id}/widget-keys/{key}",
-            delete(revoke_widget_key),
+            Op::get(
+                "/v1/stores/{store}/agent-instances",
+                "List a store's agent instances",
+            )
+            .tag(T)
+            .access("any role")
+            .lists("AgentInstance"),
+            list,
+        )
+        .route(
+            Op::post(
+                "/v1/stores/{store}/agent-instances",
+                "Deploy an agent (tier limits and agent types)",
+            )
+            .tag(T)
+            .access("developer, admin or owner")
+            .body("Deploy")
+            .returns(201, "AgentInstance"),
+            deploy,
+        )
+        .route(
+            Op::get("/v1/agent-instances/{id}", "Show an agent instance")
+                .tag(T)
+                .access("any role")
+                .returns(200, "AgentInstance"),
+            show,
+        )
+        .route(
+            Op::delete("/v1/agent-instances/{id}", "Archive an agent instance")
+                .tag(T)
+                .access("developer, admin or owner")
+                .returns(200, "AgentInstance"),
+            archive,
+        )
+        .route(
+            Op::patch(
+                "/v1/agent-instances/{id}/config",
+                "Replace config overrides (prompt keys: Enterprise)",
+            )
+            .tag(T)
+            .access("developer, admin or owner")
+            .body("ChangeConfig")
+            .returns(200, "AgentInstance"),
+            change_config,
+        )
+        .route(
+            Op::post("/v1/agent-instances/{id}/pause", "Pause (frees its slot)")
+                .tag(T)
+                .access("developer, admin or owner")
+                .returns(200, "AgentInstance"),
+            pause,
+        )
+        .route(
+            Op::post("/v1/agent-instances/{id}/resume", "Resume (tier limit)")
+                .tag(T)
+                .access("developer, admin or owner")
+                .returns(200, "AgentInstance"),
+            resume,
+        )
+        .route(
+            Op::post(
+                "/v1/agent-instances/{id}/upgrade",
+                "Move to another catalog version",
+            )
+            .tag(T)
+            .access("developer, admin or owner")
+            .body("Upgrade")
+            .returns(200, "AgentInstance"),
+            upgrade,
+        )
+        .route(
+            Op::post(
+                "/v1/agent-instances/{id}/widget-keys",
+                "Issue a widget key; its secret is shown once",
+            )
+            .tag(T)
+            .access("developer, admin or owner")
+            .returns(201, "WidgetKey"),
+            issue_widget_key,
+        )
+        .route(
+            Op::delete(
+                "/v1/agent-instances/{id}/widget-keys/{key}",
+                "Revoke a widget key (at once)",
+            )
+            .tag(T)
+            .access("developer, admin or owner"),
+            revoke_widget_key,
         )
 }
 

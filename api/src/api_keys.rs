@@ -3,8 +3,6 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{delete, get};
-use axum::Router;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tenantry_domain::organization::OrganizationCommand;
@@ -16,13 +14,43 @@ use crate::auth::Principal;
 use crate::command::{Command, CommandWith};
 use crate::consistency::MinPosition;
 use crate::extract::{parse_id, Query};
+use crate::openapi::{ApiRouter, Op};
 use crate::resources::{answer, ListParams, Page};
 use crate::{ApiError, AppState};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/organizations/{org}/api-keys", get(list).post(issue))
-        .route("/v1/organizations/{org}/api-keys/{key}", delete(revoke))
+pub fn router() -> ApiRouter {
+    const T: &str = "api-keys";
+    ApiRouter::new()
+        .route(
+            Op::get(
+                "/v1/organizations/{org}/api-keys",
+                "List API keys (never their secrets)",
+            )
+            .tag(T)
+            .access("admin or owner")
+            .lists("ApiKey"),
+            list,
+        )
+        .route(
+            Op::post(
+                "/v1/organizations/{org}/api-keys",
+                "Issue an API key; its secret is shown once",
+            )
+            .tag(T)
+            .access("admin or owner; never a role above the caller's")
+            .body("IssueApiKey")
+            .returns(201, "IssuedApiKey"),
+            issue,
+        )
+        .route(
+            Op::delete(
+                "/v1/organizations/{org}/api-keys/{key}",
+                "Revoke an API key (at once)",
+            )
+            .tag(T)
+            .access("admin or owner"),
+            revoke,
+        )
 }
 
 /// A key just issued: its secret is shown this once.

@@ -4,8 +4,6 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tenantry_domain::conversation::{Conversation, ConversationAction};
@@ -20,16 +18,62 @@ use crate::auth::Principal;
 use crate::command::{etag, CommandWith};
 use crate::consistency::MinPosition;
 use crate::extract::{parse_id, Query};
+use crate::openapi::{ApiRouter, Op};
 use crate::resources::{answer, owner_of, ListParams, Page};
 use crate::{ApiError, AppState};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/conversations", post(start))
-        .route("/v1/conversations/{id}", get(show))
-        .route("/v1/conversations/{id}/messages", post(append))
-        .route("/v1/conversations/{id}/end", post(end))
-        .route("/v1/agent-instances/{id}/conversations", get(list))
+pub fn router() -> ApiRouter {
+    const T: &str = "conversations";
+    ApiRouter::new()
+        .route(
+            Op::post(
+                "/v1/conversations",
+                "Start a conversation on an active agent instance",
+            )
+            .tag(T)
+            .access("developer, admin or owner, or a widget key of the instance")
+            .body("StartConversation")
+            .returns(201, "Conversation"),
+            start,
+        )
+        .route(
+            Op::get(
+                "/v1/conversations/{id}",
+                "Show a conversation with its messages",
+            )
+            .tag(T)
+            .access("any role")
+            .returns(200, "ConversationWithMessages"),
+            show,
+        )
+        .route(
+            Op::post("/v1/conversations/{id}/messages", "Add a message")
+                .tag(T)
+                .access(
+                    "developer, admin or owner; a widget key of the instance for customer messages",
+                )
+                .body("AppendMessage")
+                .returns(201, "Conversation"),
+            append,
+        )
+        .route(
+            Op::post("/v1/conversations/{id}/end", "End a conversation")
+                .tag(T)
+                .access("developer, admin or owner")
+                .body("EndConversation")
+                .returns(200, "Conversation"),
+            end,
+        )
+        .route(
+            Op::get(
+                "/v1/agent-instances/{id}/conversations",
+                "List an agent instance's conversations",
+            )
+            .tag(T)
+            .access("any role")
+            .lists("Conversation"),
+            list,
+        )
 }
 
 #[derive(Debug, Serialize, sqlx::FromRow)]

@@ -5,16 +5,31 @@ use std::fmt::Write;
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::Router;
 
+use crate::openapi::{ApiRouter, Op};
 use crate::{ApiError, AppState};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ready))
-        .route("/metrics", get(metrics))
+pub fn router() -> ApiRouter {
+    const T: &str = "operations";
+    ApiRouter::new()
+        .route(
+            Op::get("/healthz", "Liveness")
+                .tag(T)
+                .access("anyone, no key"),
+            || async { "ok" },
+        )
+        .route(
+            Op::get("/readyz", "Readiness: PostgreSQL and NATS reachable")
+                .tag(T)
+                .access("anyone, no key"),
+            ready,
+        )
+        .route(
+            Op::get("/metrics", "Prometheus metrics")
+                .tag(T)
+                .access("anyone, no key"),
+            metrics,
+        )
 }
 
 async fn ready(State(state): State<AppState>) -> Result<&'static str, ApiError> {

@@ -16,9 +16,11 @@ pub mod extract;
 pub mod health;
 pub mod members;
 pub mod metrics;
+pub mod openapi;
 pub mod organizations;
 pub mod rate_limit;
 pub mod resources;
+pub mod schemas;
 pub mod stores;
 
 use std::time::Duration;
@@ -52,7 +54,7 @@ pub struct AppState {
 /// The whole API.
 pub fn router(state: AppState) -> Router {
     metrics::handle();
-    Router::new()
+    openapi::ApiRouter::new()
         .merge(organizations::router())
         .merge(members::router())
         .merge(api_keys::router())
@@ -60,6 +62,7 @@ pub fn router(state: AppState) -> Router {
         .merge(agent_instances::router())
         .merge(conversations::router())
         .merge(health::router())
+        .finish()
         .fallback(|| async { ApiError::RouteNotFound })
         .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
         .layer(axum::middleware::from_fn_with_state(state.clone(), rate_limit::limit))

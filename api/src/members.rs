@@ -3,8 +3,6 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, patch};
-use axum::Router;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tenantry_domain::organization::{Organization, OrganizationCommand};
@@ -16,15 +14,47 @@ use crate::auth::Principal;
 use crate::command::{Command, CommandWith};
 use crate::consistency::MinPosition;
 use crate::extract::{parse_id, Query};
+use crate::openapi::{ApiRouter, Op};
 use crate::resources::{answer, ListParams, Page};
 use crate::{ApiError, AppState};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/organizations/{org}/members", get(list).post(invite))
+pub fn router() -> ApiRouter {
+    const T: &str = "members";
+    ApiRouter::new()
         .route(
-            "/v1/organizations/{org}/members/{member}",
-            patch(change_role).delete(remove),
+            Op::get("/v1/organizations/{org}/members", "List the team")
+                .tag(T)
+                .access("any role")
+                .lists("Member"),
+            list,
+        )
+        .route(
+            Op::post("/v1/organizations/{org}/members", "Invite a member")
+                .tag(T)
+                .access("admin or owner (owner for owner and admin roles); Pro or Enterprise")
+                .body("Invite")
+                .returns(201, "Member"),
+            invite,
+        )
+        .route(
+            Op::patch(
+                "/v1/organizations/{org}/members/{member}",
+                "Change a member's role",
+            )
+            .tag(T)
+            .access("admin or owner (owner for owner and admin roles)")
+            .body("ChangeRole")
+            .returns(200, "Member"),
+            change_role,
+        )
+        .route(
+            Op::delete(
+                "/v1/organizations/{org}/members/{member}",
+                "Remove a member",
+            )
+            .tag(T)
+            .access("admin or owner (owner for owner and admin roles)"),
+            remove,
         )
 }
 

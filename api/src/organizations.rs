@@ -3,8 +3,6 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -23,19 +21,88 @@ use crate::auth::Principal;
 use crate::command::{etag, Command, CommandWith};
 use crate::consistency::MinPosition;
 use crate::extract::{parse_id, Query};
+use crate::openapi::{ApiRouter, Op};
 use crate::resources::{answer, ListParams, Page};
 use crate::{ApiError, AppState};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/organizations", get(list).post(create))
+pub fn router() -> ApiRouter {
+    const T: &str = "organizations";
+    ApiRouter::new()
         .route(
-            "/v1/organizations/{org}",
-            get(show).patch(update).delete(close),
+            Op::get("/v1/organizations", "List organizations, newest first")
+                .tag(T)
+                .access("platform admin")
+                .lists("Organization"),
+            list,
         )
-        .route("/v1/organizations/{org}/tier", post(change_tier))
-        .route("/v1/organizations/{org}/suspend", post(suspend))
-        .route("/v1/organizations/{org}/reactivate", post(reactivate))
+        .route(
+            Op::post(
+                "/v1/organizations",
+                "Create an organization with its owner and owner key",
+            )
+            .tag(T)
+            .access("platform admin")
+            .body("CreateOrganization")
+            .returns(201, "OrganizationCreated"),
+            create,
+        )
+        .route(
+            Op::get("/v1/organizations/{org}", "Show an organization")
+                .tag(T)
+                .access("any role")
+                .returns(200, "Organization"),
+            show,
+        )
+        .route(
+            Op::patch(
+                "/v1/organizations/{org}",
+                "Change name, billing email or settings",
+            )
+            .tag(T)
+            .access("admin or owner")
+            .body("UpdateOrganization")
+            .returns(200, "Organization"),
+            update,
+        )
+        .route(
+            Op::delete("/v1/organizations/{org}", "Close the organization")
+                .tag(T)
+                .access("owner or platform admin")
+                .returns(200, "Organization"),
+            close,
+        )
+        .route(
+            Op::post(
+                "/v1/organizations/{org}/tier",
+                "Change tier (Enterprise with its own terms)",
+            )
+            .tag(T)
+            .access("owner")
+            .body("ChangeTier")
+            .returns(200, "Organization"),
+            change_tier,
+        )
+        .route(
+            Op::post(
+                "/v1/organizations/{org}/suspend",
+                "Suspend the organization",
+            )
+            .tag(T)
+            .access("platform admin")
+            .body("Suspend")
+            .returns(200, "Organization"),
+            suspend,
+        )
+        .route(
+            Op::post(
+                "/v1/organizations/{org}/reactivate",
+                "Reactivate a suspended organization",
+            )
+            .tag(T)
+            .access("platform admin")
+            .returns(200, "Organization"),
+            reactivate,
+        )
 }
 
 /// An organization as the API shows it.

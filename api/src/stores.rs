@@ -3,8 +3,6 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tenantry_domain::store::{Store, StoreAction};
@@ -16,15 +14,66 @@ use crate::auth::Principal;
 use crate::command::{etag, Command, CommandWith};
 use crate::consistency::MinPosition;
 use crate::extract::{parse_id, Query};
+use crate::openapi::{ApiRouter, Op};
 use crate::resources::{answer, owner_of, ListParams, Page};
 use crate::{ApiError, AppState};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/organizations/{org}/stores", get(list).post(create))
-        .route("/v1/stores/{store}", get(show).patch(update))
-        .route("/v1/stores/{store}/deactivate", post(deactivate))
-        .route("/v1/stores/{store}/activate", post(activate))
+pub fn router() -> ApiRouter {
+    const T: &str = "stores";
+    ApiRouter::new()
+        .route(
+            Op::get("/v1/organizations/{org}/stores", "List stores")
+                .tag(T)
+                .access("any role")
+                .lists("Store"),
+            list,
+        )
+        .route(
+            Op::post(
+                "/v1/organizations/{org}/stores",
+                "Create a store (tier limit)",
+            )
+            .tag(T)
+            .access("admin or owner")
+            .body("CreateStore")
+            .returns(201, "Store"),
+            create,
+        )
+        .route(
+            Op::get("/v1/stores/{store}", "Show a store")
+                .tag(T)
+                .access("any role")
+                .returns(200, "Store"),
+            show,
+        )
+        .route(
+            Op::patch("/v1/stores/{store}", "Change a store")
+                .tag(T)
+                .access("admin or owner")
+                .body("UpdateStore")
+                .returns(200, "Store"),
+            update,
+        )
+        .route(
+            Op::post(
+                "/v1/stores/{store}/deactivate",
+                "Deactivate a store (frees its slot)",
+            )
+            .tag(T)
+            .access("admin or owner")
+            .returns(200, "Store"),
+            deactivate,
+        )
+        .route(
+            Op::post(
+                "/v1/stores/{store}/activate",
+                "Reactivate a store (tier limit)",
+            )
+            .tag(T)
+            .access("admin or owner")
+            .returns(200, "Store"),
+            activate,
+        )
 }
 
 #[derive(Debug, Serialize, sqlx::FromRow)]

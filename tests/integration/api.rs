@@ -364,3 +364,102 @@ async fn health_readiness_and_metrics_need_no_key() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route() {
+    let app = spawn_app().await;
+    let doc: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    // Every route the authorization matrix calls, and the operational ones.
+    let routes = [
+        ("get", "/v1/organizations"),
+        ("post", "/v1/organizations"),
+        ("get", "/v1/organizations/{org}"),
+        ("patch", "/v1/organizations/{org}"),
+        ("delete", "/v1/organizations/{org}"),
+        ("post", "/v1/organizations/{org}/tier"),
+        ("post", "/v1/organizations/{org}/suspend"),
+        ("post", "/v1/organizations/{org}/reactivate"),
+        ("get", "/v1/organizations/{org}/members"),
+        ("post", "/v1/organizations/{org}/members"),
+        ("patch", "/v1/organizations/{org}/members/{member}"),
+        ("delete", "/v1/organizations/{org}/members/{member}"),
+        ("get", "/v1/organizations/{org}/api-keys"),
+        ("post", "/v1/organizations/{org}/api-keys"),
+        ("delete", "/v1/organizations/{org}/api-keys/{key}"),
+        ("get", "/v1/organizations/{org}/stores"),
+        ("post", "/v1/organizations/{org}/stores"),
+        ("get", "/v1/stores/{store}"),
+        ("patch", "/v1/stores/{store}"),
+        ("post", "/v1/stores/{store}/deactivate"),
+        ("post", "/v1/stores/{store}/activate"),
+        ("get", "/v1/agent-definitions"),
+        ("get", "/v1/stores/{store}/agent-instances"),
+        ("post", "/v1/stores/{store}/agent-instances"),
+        ("get", "/v1/agent-instances/{id}"),
+        ("delete", "/v1/agent-instances/{id}"),
+        ("patch", "/v1/agent-instances/{id}/config"),
+        ("post", "/v1/agent-instances/{id}/pause"),
+        ("post", "/v1/agent-instances/{id}/resume"),
+        ("post", "/v1/agent-instances/{id}/upgrade"),
+        ("post", "/v1/agent-instances/{id}/widget-keys"),
+        ("delete", "/v1/agent-instances/{id}/widget-keys/{key}"),
+        ("post", "/v1/conversations"),
+        ("get", "/v1/conversations/{id}"),
+        ("post", "/v1/conversations/{id}/messages"),
+        ("post", "/v1/conversations/{id}/end"),
+        ("get", "/v1/agent-instances/{id}/conversations"),
+        ("get", "/healthz"),
+        ("get", "/readyz"),
+        ("get", "/metrics"),
+    ];
+    let mut documented = 0;
+    for (_, methods) in doc["paths"].as_object().unwrap() {
+        documented += methods.as_object().unwrap().len();
+    }
+    assert_eq!(
+        documented,
+        routes.len(),
+        "the document and this list disagree"
+    );
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for (method, path) in routes {
+        let op = &doc["paths"][path][method];
+        assert!(op.is_object(), "{method} {path} is not documented");
+        assert!(!op["summary"].as_str().unwrap().is_empty());
+        for (status, response) in op["responses"].as_object().unwrap() {
+            let content = response["content"].as_object().unwrap();
+            let schema = &content.values().next().unwrap()["schema"];
+            let reference = schema["$ref"]
+                .as_str()
+                .or_else(|| schema["properties"]["data"]["items"]["$ref"].as_str());
+            let name = reference.unwrap().rsplit('/').next().unwrap();
+            assert!(
+                schemas.contains_key(name),
+                "{method} {path} {status}: no schema {name}"
+            );
+        }
+        if let Some(body) =
+            op["requestBody"]["content"]["application/json"]["schema"]["$ref"].as_str()
+        {
+            assert!(schemas.contains_key(body.rsplit('/').next().unwrap()));
+        }
+    }
+    // The docs page is served by the binary and loads nothing from elsewhere.
+    let page = app.client.get(app.url("/docs")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let page = page.text().await.unwrap();
+    assert!(page.contains("/openapi.json"));
+    assert!(
+        !page.contains("http://") && !page.contains("https://"),
+        "the docs page must not load remote assets"
+    );
+}
