@@ -83,12 +83,15 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     }
 }
 
-/// Parses an id from the path; anything but a UUID is 404 (no such resource).
+/// Parses an id from the path: anything but a UUID is 400 (it cannot name any resource).
 ///
 /// # Errors
-/// [`ApiError::NotFound`] naming `what`.
+/// [`ApiError::BadRequest`] naming `what`.
 pub fn parse_id(raw: &str, what: &'static str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(raw).map_err(|_| ApiError::NotFound(what))
+    Uuid::parse_str(raw).map_err(|_| ApiError::BadRequest {
+        code: "invalid-id",
+        detail: format!("the {what} id must be a UUID"),
+    })
 }
 
 #[cfg(test)]

@@ -316,12 +316,19 @@ async fn unknown_ids_and_routes_are_404() {
     let app = spawn_app().await;
     for path in [
         "/v1/organizations/0190a1f2-0000-7000-8000-000000000000",
-        "/v1/organizations/not-a-uuid",
         "/v1/nothing-here",
     ] {
         let response = app.admin(Method::GET, path).send().await.unwrap();
         assert_eq!(problem(response).await.0, StatusCode::NOT_FOUND, "{path}");
     }
+    let bad_id = app
+        .admin(Method::GET, "/v1/organizations/not-a-uuid")
+        .send()
+        .await
+        .unwrap();
+    let (status, problem_body) = problem(bad_id).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(problem_body["type"], "urn:tenantry:problem:invalid-id");
     let bad_token = app
         .admin(Method::GET, "/v1/organizations")
         .header("X-Tenantry-Min-Position", "yesterday")
