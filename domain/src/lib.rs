@@ -11,6 +11,7 @@
 //! is decided here and `tenantry-api` exposes it.
 
 pub mod agent_instance;
+pub mod billing;
 pub mod catalog;
 pub mod context;
 pub mod conversation;
