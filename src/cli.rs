@@ -48,6 +48,48 @@ pub enum Command {
     },
     /// Start throwaway PostgreSQL and NATS under .tenantry/ and serve on them.
     Dev(DevArgs),
+    /// Invoices: `tenantry invoices close --month YYYY-MM`.
+    Invoices {
+        #[command(subcommand)]
+        command: InvoicesCommand,
+    },
+    /// Recompute a month's usage and invoices from the event log and compare them with the
+    /// read models; exits 1 when they differ.
+    Reconcile {
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+        /// The month, YYYY-MM.
+        #[arg(long)]
+        month: String,
+        /// Only this organization.
+        #[arg(long)]
+        tenant: Option<uuid::Uuid>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replay the feed from PostgreSQL into fresh tables of a projection, then switch.
+    Rebuild {
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+        /// The projection (organizations, directory, billing).
+        projection: Option<String>,
+        /// Every projection.
+        #[arg(long, conflicts_with = "projection")]
+        all: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InvoicesCommand {
+    /// Finalize every organization's invoice of a past month (running it twice changes nothing).
+    Close {
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+        /// The month, YYYY-MM.
+        #[arg(long)]
+        month: String,
+    },
 }
 
 /// Connections shared by every long-running command.

@@ -7,5 +7,6 @@
 pub mod app;
 pub mod cli;
 pub mod dev;
+pub mod jobs;
 
 pub use app::{Application, Settings};

@@ -1,6 +1,6 @@
 use clap::Parser;
 use tenantry::app::shutdown_signal;
-use tenantry::cli::{Cli, Command, LogFormat};
+use tenantry::cli::{Cli, Command, InvoicesCommand, LogFormat};
 use tenantry::Application;
 use tracing_subscriber::EnvFilter;
 
@@ -41,5 +41,29 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Migrate { database_url } => tenantry::app::migrate(&database_url).await,
         Command::Dev(args) => tenantry::dev::run(args).await,
+        Command::Invoices {
+            command:
+                InvoicesCommand::Close {
+                    database_url,
+                    month,
+                },
+        } => tenantry::jobs::close(&database_url, &month).await,
+        Command::Reconcile {
+            database_url,
+            month,
+            tenant,
+            json,
+        } => {
+            let clean = tenantry::jobs::reconcile(&database_url, &month, tenant, json).await?;
+            if !clean {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Rebuild {
+            database_url,
+            projection,
+            all,
+        } => tenantry::jobs::rebuild(&database_url, projection.as_deref(), all).await,
     }
 }

@@ -8,12 +8,14 @@
 pub mod agent_instances;
 pub mod api_keys;
 pub mod auth;
+pub mod billing;
 pub mod command;
 pub mod consistency;
 pub mod conversations;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod jobs;
 pub mod members;
 pub mod metrics;
 pub mod openapi;
@@ -61,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         .merge(stores::router())
         .merge(agent_instances::router())
         .merge(conversations::router())
+        .merge(billing::router())
         .merge(health::router())
         .finish()
         .fallback(|| async { ApiError::RouteNotFound })

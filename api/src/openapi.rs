@@ -150,7 +150,14 @@ fn parameters(op: &Op) -> Vec<Value> {
         .path
         .split('/')
         .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
-        .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string", "format": "uuid" } }))
+        .map(|name| {
+            let schema = if name == "month" {
+                json!({ "type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$" })
+            } else {
+                json!({ "type": "string", "format": "uuid" })
+            };
+            json!({ "name": name, "in": "path", "required": true, "schema": schema })
+        })
         .collect();
     let header = |name: &str, description: &str| json!({ "name": name, "in": "header", "required": false, "description": description, "schema": { "type": "string" } });
     match op.method {

@@ -112,6 +112,22 @@ pub fn all() -> Value {
         ],
         false,
     );
+    let invoice = object(
+        &[
+            ("month", text(), true),
+            ("number", text(), true),
+            ("status", one_of(&["draft", "finalized"]), true),
+            (
+                "lines",
+                json!({ "type": "array", "items": object(&[
+                ("description", text(), true), ("quantity", text(), true), ("unit_price", money(), true), ("amount", money(), true),
+            ], false) }),
+                true,
+            ),
+            ("total", money(), true),
+        ],
+        false,
+    );
     let mut with_messages = object(&conversation_fields, false);
     with_messages["properties"]["messages_list"] = json!({ "type": "array", "items": message });
     json!({
@@ -163,5 +179,22 @@ pub fn all() -> Value {
         "StartConversation": object(&[("agent_instance_id", uuid(), true), ("customer_ref", text(), false), ("channel", one_of(&["web", "email", "api"]), false)], true),
         "AppendMessage": object(&[("role", one_of(&["customer", "agent"]), true), ("content", text(), true), ("tokens_in", count(), false), ("tokens_out", count(), false)], true),
         "EndConversation": object(&[("resolution", one_of(&["resolved", "abandoned", "escalated"]), true)], true),
+        "Usage": object(&[
+            ("month", text(), true), ("conversations", count(), true), ("messages", count(), true),
+            ("tokens_in", count(), true), ("tokens_out", count(), true), ("included_conversations", count(), true),
+            ("allowance_used", text(), true), ("overage_conversations", count(), true), ("overage_so_far", money(), true),
+            ("by_agent_instance", json!({ "type": "array", "items": { "type": "object" } }), true),
+        ], false),
+        "Invoice": invoice.clone(),
+        "Invoices": object(&[("data", json!({ "type": "array", "items": invoice }), true)], false),
+        "Dashboard": json!({ "type": "object", "description": "tier, status, stores, agent instances by status and type, this month and all time, allowance used, last activity, usage alerts" }),
+        "Volume": object(&[("from", text(), true), ("to", text(), true), ("data", json!({ "type": "array", "items": object(&[("day", text(), true), ("conversations", count(), true)], false) }), true)], false),
+        "Stats": json!({ "type": "object", "description": "this month and all time: conversations, messages, tokens; last activity" }),
+        "MonthRequest": object(&[("month", json!({ "type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$" }), true)], true),
+        "CloseReport": object(&[("month", text(), true), ("finalized", count(), true), ("already_finalized", count(), true)], false),
+        "Reconciliation": object(&[
+            ("month", text(), true), ("organizations", count(), true), ("events_scanned", count(), true),
+            ("differences", json!({ "type": "array", "items": object(&[("tenant_id", uuid(), true), ("field", text(), true), ("expected", text(), true), ("found", text(), true)], false) }), true),
+        ], false),
     })
 }

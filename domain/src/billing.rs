@@ -245,6 +245,127 @@ pub fn bill(month: Month, segments: &[Segment]) -> Bill {
     }
 }
 
+/// How an organization event moves its terms timeline; `None` for events that do not.
+///
+/// The one definition used by the billing projection and by reconciliation. A trial with an
+/// end records that end as a change dated in the future; a later status change or closing
+/// drops such pending changes; a tier change carries over to them.
+pub fn apply_to_timeline(
+    timeline: &mut Vec<TermsChange>,
+    at: DateTime<Utc>,
+    event: &crate::organization::OrganizationEvent,
+) -> bool {
+    use crate::organization::{OrganizationEvent as E, OrganizationStatus};
+    let in_force = |timeline: &[TermsChange]| timeline.iter().rev().find(|c| c.from <= at).copied();
+    let push = |timeline: &mut Vec<TermsChange>, change: TermsChange| {
+        timeline.retain(|c| c.from != change.from);
+        timeline.push(change);
+        timeline.sort_by_key(|c| c.from);
+    };
+    match event {
+        E::OrganizationCreated {
+            tier,
+            terms,
+            status,
+            trial_ends_at,
+            ..
+        } => {
+            let trial = *status == OrganizationStatus::Trial;
+            push(
+                timeline,
+                TermsChange {
+                    from: at,
+                    tier: *tier,
+                    terms: *terms,
+                    trial,
+                    closed: false,
+                },
+            );
+            if let (true, Some(ends)) = (trial, trial_ends_at) {
+                push(
+                    timeline,
+                    TermsChange {
+                        from: (*ends).max(at),
+                        tier: *tier,
+                        terms: *terms,
+                        trial: false,
+                        closed: false,
+                    },
+                );
+            }
+        }
+        E::TierChanged { tier, terms, .. } => {
+            let trial = in_force(timeline).is_some_and(|c| c.trial);
+            push(
+                timeline,
+                TermsChange {
+                    from: at,
+                    tier: *tier,
+                    terms: *terms,
+                    trial,
+                    closed: false,
+                },
+            );
+            for later in timeline.iter_mut().filter(|c| c.from > at) {
+                later.tier = *tier;
+                later.terms = *terms;
+            }
+        }
+        E::SubscriptionStatusChanged {
+            status,
+            trial_ends_at,
+        } => {
+            let Some(current) = in_force(timeline) else {
+                return false;
+            };
+            timeline.retain(|c| c.from <= at);
+            let trial = *status == OrganizationStatus::Trial;
+            push(
+                timeline,
+                TermsChange {
+                    from: at,
+                    trial,
+                    closed: false,
+                    ..current
+                },
+            );
+            if let (true, Some(ends)) = (trial, trial_ends_at) {
+                push(
+                    timeline,
+                    TermsChange {
+                        from: (*ends).max(at),
+                        trial: false,
+                        closed: false,
+                        ..current
+                    },
+                );
+            }
+        }
+        E::OrganizationClosed {} => {
+            let Some(current) = in_force(timeline) else {
+                return false;
+            };
+            timeline.retain(|c| c.from <= at);
+            push(
+                timeline,
+                TermsChange {
+                    from: at,
+                    trial: false,
+                    closed: true,
+                    ..current
+                },
+            );
+        }
+        _ => return false,
+    }
+    true
+}
+
+/// Which segment of `segments` (from [`segments`]) a conversation started at `at` counts in.
+pub fn segment_of(segments: &[Segment], at: DateTime<Utc>) -> Option<usize> {
+    segments.iter().position(|s| s.start <= at && at < s.end)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

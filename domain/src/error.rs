@@ -69,6 +69,8 @@ pub enum DomainError {
     StatusNotSettable(&'static str),
     #[error("only the platform admin may do this")]
     PlatformAdminOnly,
+    #[error("the invoice for {0} is already finalized")]
+    InvoiceFinalized(String),
 }
 
 impl From<ValidationError> for DomainError {
@@ -118,6 +120,7 @@ impl Rejection for DomainError {
             SameVersion(_) => "same-version",
             StatusNotSettable(_) => "status-not-settable",
             PlatformAdminOnly => "platform-admin-only",
+            InvoiceFinalized(_) => "invoice-finalized",
         }
     }
 

@@ -15,11 +15,12 @@ use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::billing::{Line, Month};
 use crate::context::OrgContext;
 use crate::tier::Terms;
 use crate::{
-    AgentInstanceId, AgentType, ApiKeyId, DomainError, Email, KeyName, MemberId, OrganizationId,
-    OrganizationName, Role, Slug, StoreId, Tier,
+    AgentInstanceId, AgentType, ApiKeyId, DomainError, Email, KeyName, MemberId, Money,
+    OrganizationId, OrganizationName, Role, Slug, StoreId, Tier,
 };
 
 /// Where an organization stands in its subscription lifecycle.
@@ -131,6 +132,20 @@ pub enum OrganizationCommand {
     ReleaseInstanceSlot {
         instance_id: AgentInstanceId,
     },
+    /// Close a month's invoice for good (the billing close; accepted in any status, since a
+    /// suspended or closed organization's last month is billed too).
+    FinalizeInvoice {
+        month: Month,
+        number: String,
+        lines: Vec<Line>,
+        total: Money,
+    },
+    /// Record that the month's conversations crossed `threshold` % of the included ones
+    /// (a policy; once per threshold per month, later calls change nothing).
+    RecordUsageAlert {
+        month: Month,
+        threshold: u8,
+    },
 }
 
 /// What has happened to an organization.
@@ -203,6 +218,16 @@ pub enum OrganizationEvent {
     InstanceSlotReleased {
         instance_id: AgentInstanceId,
     },
+    InvoiceFinalized {
+        month: Month,
+        number: String,
+        lines: Vec<Line>,
+        total: Money,
+    },
+    UsageThresholdCrossed {
+        month: Month,
+        threshold: u8,
+    },
 }
 
 impl DomainEvent for OrganizationEvent {
@@ -250,6 +275,8 @@ pub struct Organization {
     pub api_keys: BTreeMap<ApiKeyId, ApiKey>,
     pub active_stores: BTreeSet<StoreId>,
     pub active_instances: BTreeMap<AgentInstanceId, AgentType>,
+    pub finalized_invoices: BTreeSet<Month>,
+    pub usage_alerts: BTreeSet<(Month, u8)>,
 }
 
 impl Organization {
@@ -374,12 +401,39 @@ impl Organization {
                     other => Err(DomainError::NotSuspended(other.as_str())),
                 };
             }
+            C::FinalizeInvoice { month, .. } if self.finalized_invoices.contains(&month) => {
+                return Err(DomainError::InvoiceFinalized(month.to_string()));
+            }
+            C::FinalizeInvoice {
+                month,
+                number,
+                lines,
+                total,
+            } => {
+                return Ok(vec![E::InvoiceFinalized {
+                    month,
+                    number,
+                    lines,
+                    total,
+                }])
+            }
+            C::RecordUsageAlert { month, threshold } => {
+                if self.usage_alerts.contains(&(month, threshold)) {
+                    return Ok(vec![]);
+                }
+                return Ok(vec![E::UsageThresholdCrossed { month, threshold }]);
+            }
             _ => ctx.ensure_accepts_commands()?,
         }
         let tier = ctx.tier;
         let limits = tier.limits();
         let events = match command {
-            C::Create { .. } | C::Reactivate { .. } => unreachable!("handled above"),
+            C::Create { .. }
+            | C::Reactivate { .. }
+            | C::FinalizeInvoice { .. }
+            | C::RecordUsageAlert { .. } => {
+                unreachable!("handled above")
+            }
             C::ChangeDetails {
                 name,
                 billing_email,
@@ -694,6 +748,12 @@ impl Aggregate for Organization {
             }
             E::InstanceSlotReleased { instance_id } => {
                 self.active_instances.remove(&instance_id);
+            }
+            E::InvoiceFinalized { month, .. } => {
+                self.finalized_invoices.insert(month);
+            }
+            E::UsageThresholdCrossed { month, threshold } => {
+                self.usage_alerts.insert((month, threshold));
             }
         }
     }

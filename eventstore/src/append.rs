@@ -132,7 +132,6 @@ const APPEND_EXISTING_STREAM: &str = concat!(
 /// # Errors
 /// [`StoreError::Conflict`] on a stale `expected`, [`StoreError::DuplicateEvent`] when an event
 /// id was used before, [`StoreError::Database`] otherwise.
-#[tracing::instrument(skip_all, err, fields(tenant_id = %tenant, stream_type, stream_id = %stream_id, events = events.len()))]
 pub async fn append(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -142,15 +141,44 @@ pub async fn append(
     events: Vec<NewEvent>,
     metadata: &Metadata,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
+    append_at(
+        conn,
+        tenant,
+        stream_type,
+        stream_id,
+        expected,
+        events,
+        metadata,
+        Utc::now(),
+    )
+    .await
+}
+
+/// [`append`] with an explicit `recorded_at`: for importing history recorded elsewhere (and
+/// for tests that need a past month). The feed order is still the order of commits.
+///
+/// # Errors
+/// As [`append`].
+#[allow(clippy::too_many_arguments)]
+#[tracing::instrument(skip_all, err(level = "debug"), fields(tenant_id = %tenant, stream_type, stream_id = %stream_id, events = events.len()))]
+pub async fn append_at(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    stream_type: &str,
+    stream_id: Uuid,
+    expected: Expected,
+    events: Vec<NewEvent>,
+    metadata: &Metadata,
+    recorded_at: DateTime<Utc>,
+) -> Result<Vec<RecordedEvent>, StoreError> {
     tracing::Span::current().record("stream_type", stream_type);
     if events.is_empty() {
         return Ok(Vec::new());
     }
     let metadata = serde_json::to_value(metadata).map_err(|e| StoreError::Decode(e.to_string()))?;
     // The database keeps microseconds; hash exactly what it will keep.
-    let now = Utc::now();
     let recorded_at: DateTime<Utc> =
-        DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
+        DateTime::from_timestamp_micros(recorded_at.timestamp_micros()).unwrap_or(recorded_at);
 
     let mut prev = match &expected {
         Expected::NoStream => GENESIS,

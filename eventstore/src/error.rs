@@ -19,7 +19,7 @@ pub enum StoreError {
     /// A row read back from the store could not be decoded.
     #[error("malformed event row: {0}")]
     Decode(String),
-    #[error("database error")]
+    #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
 }
 

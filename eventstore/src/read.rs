@@ -169,3 +169,31 @@ pub async fn verify_tenant(
     }
     Ok(reports)
 }
+
+/// Streams the events of `stream_type` (of one tenant, or all) recorded in `[from, to)`, in
+/// feed order, without holding them in memory (system scope, inside a transaction).
+pub fn stream_recorded<'c>(
+    conn: &'c mut PgConnection,
+    stream_type: &'c str,
+    tenant: Option<Uuid>,
+    from: Option<chrono::DateTime<chrono::Utc>>,
+    to: chrono::DateTime<chrono::Utc>,
+) -> futures_core::stream::BoxStream<'c, Result<RecordedEvent, StoreError>> {
+    use futures_util::StreamExt;
+    const SQL: &str = "SELECT tenant_id, stream_type, stream_id, version, event_id, event_type, schema_version, \
+         payload, metadata, recorded_at, position, transaction_id::text::bigint AS transaction_id, hash \
+         FROM events WHERE stream_type = $1 AND ($2::uuid IS NULL OR tenant_id = $2) \
+           AND ($3::timestamptz IS NULL OR recorded_at >= $3) AND recorded_at < $4 \
+         ORDER BY transaction_id, position";
+    sqlx::query(SQL)
+        .bind(stream_type)
+        .bind(tenant)
+        .bind(from)
+        .bind(to)
+        .fetch(conn)
+        .map(|row| {
+            row.map_err(StoreError::from)
+                .and_then(|row| RecordedEvent::from_row(&row))
+        })
+        .boxed()
+}

@@ -24,6 +24,18 @@ impl Projection for Directory {
         NAME
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        &[
+            "members",
+            "api_keys",
+            "stores",
+            "agent_instances",
+            "widget_keys",
+            "conversations",
+            "messages",
+        ]
+    }
+
     async fn apply(
         &self,
         conn: &mut PgConnection,

@@ -8,11 +8,16 @@
 //! - [`organizations`]: the organizations read model.
 //! - [`directory`]: members, API keys, stores, agent instances, widget keys, conversations and
 //!   messages.
+//! - [`billing`]: usage counters, daily volume, the terms timeline and billable conversations
+//!   invoices are computed from, usage alerts and finalized invoices.
+//! - [`rebuild`]: replaying the feed from PostgreSQL into fresh tables, then switching.
 //! - [`consistency`]: read-your-writes — waiting until a projection has passed a cursor.
 
+pub mod billing;
 pub mod consistency;
 pub mod directory;
 pub mod organizations;
+pub mod rebuild;
 pub mod runner;
 
 use async_trait::async_trait;
@@ -26,6 +31,9 @@ pub use runner::{Outcome, Runner};
 pub trait Projection: Send + Sync + 'static {
     /// The projection's name: its checkpoint row and its durable consumer.
     fn name(&self) -> &'static str;
+
+    /// The read-model tables it owns (rebuilt together).
+    fn tables(&self) -> &'static [&'static str];
 
     /// Applies one event, inside the runner's system-scoped transaction. Events the
     /// projection does not use are ignored.
@@ -55,10 +63,16 @@ impl From<sqlx::Error> for ProjectionError {
     }
 }
 
+/// The projection named `name`.
+pub fn by_name(name: &str) -> Option<std::sync::Arc<dyn Projection>> {
+    all().into_iter().find(|p| p.name() == name)
+}
+
 /// Every projection of the platform.
 pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
     vec![
         std::sync::Arc::new(organizations::Organizations),
         std::sync::Arc::new(directory::Directory),
+        std::sync::Arc::new(billing::Billing),
     ]
 }

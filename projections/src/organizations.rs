@@ -20,6 +20,10 @@ impl Projection for Organizations {
         NAME
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        &["organizations"]
+    }
+
     async fn apply(
         &self,
         conn: &mut PgConnection,

@@ -47,8 +47,22 @@ fn template_name() -> String {
     format!("tenantry_template_{fingerprint:016x}")
 }
 
+/// Logs to the test output when `TENANTRY_LOG` is set (e.g. `TENANTRY_LOG=warn`).
+fn init_logging() {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        if let Ok(filter) = std::env::var("TENANTRY_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}
+
 /// A fresh, migrated database of its own; returns its URL.
 pub async fn fresh_database() -> String {
+    init_logging();
     let base_url = env("DATABASE_URL");
     let mut conn = PgConnection::connect(&base_url)
         .await
@@ -116,6 +130,7 @@ pub async fn fresh_bus() -> Bus {
 /// A running application on a fresh database and bus.
 pub struct TestApp {
     pub address: String,
+    pub database_url: String,
     pub store: EventStore,
     pub client: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
@@ -147,6 +162,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         store: EventStore::connect(&database_url, 10).await.unwrap(),
+        database_url,
         client: reqwest::Client::new(),
         stop: Some(stop),
     }
@@ -221,8 +237,15 @@ pub async fn feed_eventually(
     count: usize,
 ) -> Vec<RecordedEvent> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut events = Vec::new();
+    let mut cursor = after;
     loop {
-        let events = feed_after(store, after, 10_000).await;
+        let page = feed_after(store, cursor, 5_000).await;
+        if let Some(last) = page.last() {
+            cursor = last.cursor;
+            events.extend(page);
+            continue;
+        }
         if events.len() >= count || tokio::time::Instant::now() >= deadline {
             return events;
         }

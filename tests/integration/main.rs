@@ -2,6 +2,7 @@
 
 mod api;
 mod authorization;
+mod billing;
 mod commands;
 mod eventstore;
 mod feed;

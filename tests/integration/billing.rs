@@ -1,0 +1,499 @@
+//! Usage, invoices, closing a month, reconciliation and rebuilds.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use sqlx::Executor;
+use tenantry_domain::billing::Month;
+use tenantry_domain::conversation::ConversationEvent;
+use tenantry_domain::organization::{OrganizationEvent, OrganizationStatus};
+use tenantry_domain::*;
+use tenantry_eventstore::append::append_at;
+use tenantry_eventstore::{Cursor, EventStore, Expected, Metadata, NewEvent};
+use uuid::Uuid;
+
+use crate::helpers::{eventually, spawn_app, superuser, TestApp, ADMIN_KEY};
+use crate::walkthrough::{organization, Client};
+
+fn previous_month() -> Month {
+    Month::of(Month::of(Utc::now()).start() - chrono::Duration::days(1))
+}
+
+fn event<E: serde::Serialize>(e: &E) -> NewEvent {
+    NewEvent::from_domain(e, 1).unwrap()
+}
+
+/// An organization with `conversations` conversations, written as an import would: dated in
+/// a past month.
+async fn history(
+    store: &EventStore,
+    slug: &str,
+    month: Month,
+    conversations: usize,
+) -> OrganizationId {
+    let org = OrganizationId::new();
+    let tenant = TenantId::from(org);
+    let created_at = month.start() + chrono::Duration::days(2);
+    let mut tx = store.begin_tenant(tenant).await.unwrap();
+    sqlx::query("INSERT INTO organization_slugs (slug, tenant_id) VALUES ($1, $2)")
+        .bind(slug)
+        .bind(org.as_uuid())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let created = OrganizationEvent::OrganizationCreated {
+        organization_id: org,
+        name: OrganizationName::parse(slug).unwrap(),
+        slug: Slug::parse(slug).unwrap(),
+        tier: Tier::Basic,
+        terms: Tier::Basic.list_terms().unwrap(),
+        billing_email: Email::parse("b@history.example.com").unwrap(),
+        status: OrganizationStatus::Active,
+        trial_ends_at: None,
+    };
+    append_at(
+        &mut tx,
+        tenant,
+        "organization",
+        org.as_uuid(),
+        Expected::NoStream,
+        vec![event(&created)],
+        &Metadata::default(),
+        created_at,
+    )
+    .await
+    .unwrap();
+    for i in 0..conversations {
+        let id = ConversationId::new();
+        let started = ConversationEvent::ConversationStarted {
+            conversation_id: id,
+            agent_instance_id: AgentInstanceId::new(),
+            agent_type: AgentType::CustomerService,
+            store_id: StoreId::new(),
+            organization_id: org,
+            customer_ref: None,
+            channel: Channel::Web,
+        };
+        let at = created_at + chrono::Duration::hours(1 + i as i64);
+        append_at(
+            &mut tx,
+            tenant,
+            "conversation",
+            id.as_uuid(),
+            Expected::NoStream,
+            vec![event(&started)],
+            &Metadata::default(),
+            at,
+        )
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+    org
+}
+
+async fn usage_count(store: &EventStore, org: OrganizationId, month: Month) -> i64 {
+    let mut tx = store.begin_system().await.unwrap();
+    sqlx::query_scalar("SELECT COALESCE(max(conversations), 0) FROM usage_monthly WHERE tenant_id = $1 AND month = $2")
+        .bind(org.as_uuid())
+        .bind(month.to_string())
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap()
+}
+
+async fn reconcile(app: &TestApp, month: Month) -> Vec<Value> {
+    let report: Value = app
+        .admin(Method::POST, "/v1/admin/reconciliations")
+        .json(&json!({ "month": month }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    report["differences"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn a_month_is_billed_closed_once_and_reconciled_against_the_log() {
+    let app = spawn_app().await;
+    let month = previous_month();
+    let org = history(&app.store, "history", month, 3).await;
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            usage_count(&app.store, org, month).await == 3
+        })
+        .await
+    );
+
+    let path = format!("/v1/organizations/{org}/invoices/{month}");
+    let draft: Value = app
+        .admin(Method::GET, &path)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(draft["status"], "draft");
+    assert_eq!(draft["number"], format!("INV-history-{}", month.compact()));
+    let days = month.seconds() / 86_400;
+    let expected = rust_decimal::Decimal::new(9_900, 2) * rust_decimal::Decimal::from(days - 2)
+        / rust_decimal::Decimal::from(days);
+    let expected =
+        expected.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+    assert_eq!(draft["total"], expected.to_string());
+
+    // Closing finalizes once; the second run changes nothing.
+    let close = |m: Month| {
+        app.admin(Method::POST, "/v1/admin/billing/close")
+            .json(&json!({ "month": m }))
+            .send()
+    };
+    let first: Value = close(month).await.unwrap().json().await.unwrap();
+    assert_eq!(
+        (
+            first["finalized"].as_i64(),
+            first["already_finalized"].as_i64()
+        ),
+        (Some(1), Some(0)),
+        "{first}"
+    );
+    let second: Value = close(month).await.unwrap().json().await.unwrap();
+    assert_eq!(
+        (
+            second["finalized"].as_i64(),
+            second["already_finalized"].as_i64()
+        ),
+        (Some(0), Some(1)),
+        "{second}"
+    );
+    let current = close(Month::of(Utc::now())).await.unwrap();
+    assert_eq!(
+        current.status(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "an open month cannot be closed"
+    );
+
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            let invoice: Value = app
+                .admin(Method::GET, &path)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            invoice["status"] == "finalized"
+        })
+        .await
+    );
+    let finalized: Value = app
+        .admin(Method::GET, &path)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(finalized["total"], draft["total"]);
+    assert_eq!(finalized["lines"], draft["lines"]);
+
+    assert_eq!(reconcile(&app, month).await, Vec::<Value>::new());
+
+    // Corrupt a usage row and an invoice line behind the store's back: both are reported.
+    let mut su = superuser(&app_database(&app)).await;
+    su.execute(
+        format!("UPDATE usage_monthly SET conversations = 7 WHERE tenant_id = '{org}'").as_str(),
+    )
+    .await
+    .unwrap();
+    su.execute(format!("UPDATE invoices SET lines = jsonb_set(lines, '{{0,amount}}', '\"1.00\"') WHERE tenant_id = '{org}'").as_str())
+        .await
+        .unwrap();
+    let differences = reconcile(&app, month).await;
+    let fields: Vec<&str> = differences
+        .iter()
+        .map(|d| d["field"].as_str().unwrap())
+        .collect();
+    assert!(fields.contains(&"usage.conversations"), "{differences:?}");
+    assert!(
+        fields.contains(&"invoices.lines[0].amount") || fields.contains(&"invoice.lines[0].amount"),
+        "{differences:?}"
+    );
+
+    // Rebuilding the read models from the log clears them.
+    tenantry_projections::rebuild::rebuild(
+        &app.store,
+        tenantry_projections::by_name("billing").unwrap(),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(reconcile(&app, month).await, Vec::<Value>::new());
+}
+
+fn app_database(app: &TestApp) -> String {
+    app.database_url.clone()
+}
+
+#[tokio::test]
+async fn usage_dashboard_volume_and_stats_follow_the_conversations() {
+    let app = spawn_app().await;
+    let (org, mut owner) = organization(&app, "busy-shop", "basic").await;
+    let store = owner
+        .ok(
+            Method::POST,
+            &format!("/v1/organizations/{org}/stores"),
+            Some(json!({ "name": "S", "domain": "s.example.com" })),
+        )
+        .await;
+    let store = store["id"].as_str().unwrap().to_owned();
+    let agent = owner
+        .ok(
+            Method::POST,
+            &format!("/v1/stores/{store}/agent-instances"),
+            Some(json!({ "agent_type": "customer_service" })),
+        )
+        .await;
+    let agent = agent["id"].as_str().unwrap().to_owned();
+    for _ in 0..4 {
+        let c = owner
+            .ok(
+                Method::POST,
+                "/v1/conversations",
+                Some(json!({ "agent_instance_id": agent })),
+            )
+            .await;
+        let id = c["id"].as_str().unwrap().to_owned();
+        owner
+            .ok(
+                Method::POST,
+                &format!("/v1/conversations/{id}/messages"),
+                Some(
+                    json!({ "role": "customer", "content": "hi", "tokens_in": 5, "tokens_out": 2 }),
+                ),
+            )
+            .await;
+    }
+    let usage = owner
+        .ok(Method::GET, &format!("/v1/organizations/{org}/usage"), None)
+        .await;
+    assert_eq!(usage["conversations"], 4);
+    assert_eq!(usage["messages"], 4);
+    assert_eq!(usage["tokens_in"], 20);
+    assert_eq!(usage["included_conversations"], 1000);
+    assert_eq!(usage["by_agent_instance"][0]["conversations"], 4);
+    let dashboard = owner
+        .ok(
+            Method::GET,
+            &format!("/v1/organizations/{org}/dashboard"),
+            None,
+        )
+        .await;
+    assert_eq!(dashboard["this_month"]["conversations"], 4);
+    assert_eq!(
+        dashboard["agent_instances"]["by_type"]["customer_service"],
+        1
+    );
+    assert_eq!(dashboard["stores"]["active"], 1);
+    let volume = owner
+        .ok(
+            Method::GET,
+            &format!("/v1/organizations/{org}/volume"),
+            None,
+        )
+        .await;
+    let total: i64 = volume["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["conversations"].as_i64().unwrap())
+        .sum();
+    assert_eq!(total, 4);
+    let stats = owner
+        .ok(Method::GET, &format!("/v1/stores/{store}/stats"), None)
+        .await;
+    assert_eq!(stats["all_time"]["conversations"], 4);
+    let stats = owner
+        .ok(
+            Method::GET,
+            &format!("/v1/agent-instances/{agent}/stats"),
+            None,
+        )
+        .await;
+    assert_eq!(stats["this_month"]["messages"], 4);
+    let invoices = owner
+        .ok(
+            Method::GET,
+            &format!("/v1/organizations/{org}/invoices"),
+            None,
+        )
+        .await;
+    assert_eq!(invoices["data"][0]["status"], "draft");
+    let (status, _) = owner
+        .send(
+            Method::GET,
+            &format!("/v1/organizations/{org}/usage?month=2026-13"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let _ = ADMIN_KEY;
+    let _ = Client::new(&app, "unused");
+}
+
+/// Every projection table, as text, in a stable order.
+async fn snapshot(store: &EventStore) -> Vec<String> {
+    let mut rows = Vec::new();
+    let mut tx = store.begin_system().await.unwrap();
+    for projection in tenantry_projections::all() {
+        for table in projection.tables() {
+            let sql = format!("SELECT t::text FROM {table} t ORDER BY t::text");
+            let table_rows: Vec<String> =
+                sqlx::query_scalar(&sql).fetch_all(&mut *tx).await.unwrap();
+            rows.push(format!("{table}: {}", table_rows.len()));
+            rows.extend(table_rows.into_iter().map(|r| format!("{table} {r}")));
+        }
+    }
+    rows
+}
+
+#[tokio::test]
+async fn rebuilt_tables_equal_the_live_ones_row_for_row() {
+    let app = spawn_app().await;
+    let bus = tenantry_commands::CommandBus::new(
+        app.store.clone(),
+        std::sync::Arc::new(tokio::sync::Notify::new()),
+    );
+    let mut events = 0;
+    let mut tenants = Vec::new();
+    for t in 0..20 {
+        let (done, _, _) = bus
+            .create_organization(
+                tenantry_commands::organizations::NewOrganization::new(
+                    OrganizationName::parse(format!("Tenant {t}")).unwrap(),
+                    Slug::parse(format!("tenant-{t}")).unwrap(),
+                    Tier::Basic,
+                    Email::parse(format!("b{t}@example.com")).unwrap(),
+                ),
+                &tenantry_commands::Request::default(),
+            )
+            .await
+            .unwrap();
+        tenants.push(done.aggregate.id.unwrap());
+        events += 3;
+    }
+    // Tier changes for half of them.
+    for org in tenants.iter().step_by(2) {
+        bus.organization(
+            *org,
+            tenantry_domain::organization::OrganizationCommand::ChangeTier {
+                tier: Tier::Pro,
+                custom_terms: None,
+            },
+            &tenantry_commands::Request::default(),
+        )
+        .await
+        .unwrap();
+        events += 1;
+    }
+    // Conversations written in bulk: start, four messages, end per transaction.
+    for (t, org) in tenants.iter().enumerate() {
+        let tenant = TenantId::from(*org);
+        let instance = AgentInstanceId::new();
+        let mut tx = app.store.begin_tenant(tenant).await.unwrap();
+        for c in 0..85 {
+            let id = ConversationId::new();
+            let mut batch = vec![event(&ConversationEvent::ConversationStarted {
+                conversation_id: id,
+                agent_instance_id: instance,
+                agent_type: AgentType::CustomerService,
+                store_id: StoreId::new(),
+                organization_id: *org,
+                customer_ref: Some(CustomerRef::parse(format!("c{t}-{c}")).unwrap()),
+                channel: Channel::Api,
+            })];
+            for m in 0..4u64 {
+                batch.push(event(&ConversationEvent::MessageAppended {
+                    message_id: MessageId::new(),
+                    agent_instance_id: instance,
+                    role: if m % 2 == 0 {
+                        MessageRole::Customer
+                    } else {
+                        MessageRole::Agent
+                    },
+                    content: MessageContent::parse(format!("message {m}")).unwrap(),
+                    tokens_in: m * 3,
+                    tokens_out: m,
+                }));
+            }
+            batch.push(event(&ConversationEvent::ConversationEnded {
+                agent_instance_id: instance,
+                resolution: Resolution::Resolved,
+                messages: 4,
+                tokens_in: 18,
+                tokens_out: 6,
+            }));
+            events += batch.len();
+            tenantry_eventstore::append(
+                &mut tx,
+                tenant,
+                "conversation",
+                id.as_uuid(),
+                Expected::NoStream,
+                batch,
+                &Metadata::default(),
+            )
+            .await
+            .unwrap();
+            if c % 20 == 19 {
+                tx.commit().await.unwrap();
+                tx = app.store.begin_tenant(tenant).await.unwrap();
+            }
+        }
+        tx.commit().await.unwrap();
+    }
+    assert!(events >= 10_000, "{events} events");
+
+    // Let the live projections consume everything.
+    let head = crate::helpers::feed_eventually(&app.store, Cursor::START, events).await;
+    assert_eq!(head.len(), events);
+    let end = head.last().unwrap().cursor;
+    for projection in tenantry_projections::all() {
+        let name = projection.name();
+        assert!(
+            eventually(Duration::from_secs(120), || async {
+                tenantry_projections::consistency::checkpoint(app.store.pool(), name)
+                    .await
+                    .unwrap()
+                    >= end
+            })
+            .await,
+            "{name} did not catch up"
+        );
+    }
+    let live = snapshot(&app.store).await;
+    for projection in tenantry_projections::all() {
+        let rebuilt = tenantry_projections::rebuild::rebuild(&app.store, projection, |_| {})
+            .await
+            .unwrap();
+        assert_eq!(rebuilt.events as usize, events);
+        assert_eq!(rebuilt.checkpoint, end);
+    }
+    let again = snapshot(&app.store).await;
+    assert_eq!(live.len(), again.len());
+    let differing: Vec<_> = live
+        .iter()
+        .zip(&again)
+        .filter(|(a, b)| a != b)
+        .take(5)
+        .collect();
+    assert!(differing.is_empty(), "{differing:?}");
+    let _: Option<DateTime<Utc>> = None;
+    let _ = Uuid::nil();
+}
