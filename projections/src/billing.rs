@@ -4,12 +4,17 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::Aggregate;
 use sqlx::PgConnection;
 use tenantry_domain::billing::{apply_to_timeline, bill, segments, Bill, Line, Month, TermsChange};
 use tenantry_domain::conversation::ConversationEvent;
 use tenantry_domain::organization::OrganizationEvent;
+use tenantry_domain::organization::{Organization, OrganizationCommand};
+use tenantry_domain::TenantId;
 use tenantry_domain::{Money, Terms};
-use tenantry_eventstore::RecordedEvent;
+use tenantry_eventstore::read::read_stream;
+use tenantry_eventstore::{append, Expected, Metadata, NewEvent, RecordedEvent};
 use uuid::Uuid;
 
 use crate::{Projection, ProjectionError};
@@ -140,16 +145,18 @@ async fn conversation(conn: &mut PgConnection, e: &RecordedEvent) -> Result<(), 
                 .bind(conversation_id.as_uuid())
                 .execute(&mut *conn)
                 .await?;
-            sqlx::query(
+            let count: i64 = sqlx::query_scalar(
                 "INSERT INTO usage_monthly (tenant_id, month, conversations, last_activity) VALUES ($1, $2, 1, $3) \
                  ON CONFLICT (tenant_id, month) DO UPDATE SET conversations = usage_monthly.conversations + 1, \
-                   last_activity = GREATEST(usage_monthly.last_activity, EXCLUDED.last_activity)",
+                   last_activity = GREATEST(usage_monthly.last_activity, EXCLUDED.last_activity) \
+                 RETURNING conversations",
             )
             .bind(t)
             .bind(&month)
             .bind(at)
-            .execute(&mut *conn)
+            .fetch_one(&mut *conn)
             .await?;
+            usage_alert_policy(conn, t, at, count as u64).await?;
             sqlx::query(
                 "INSERT INTO usage_by_instance (tenant_id, month, instance_id, conversations, last_activity) \
                  VALUES ($1, $2, $3, 1, $4) \
@@ -340,4 +347,71 @@ pub async fn invoice(
         lines: bill.lines,
         total: bill.total,
     })
+}
+
+/// The usage-alert policy: when this month's conversations reach 80 % and 100 % of the
+/// included ones, record `UsageThresholdCrossed` on the organization stream, in this
+/// projection's transaction (so exactly once with its checkpoint). The organization
+/// aggregate records each threshold once per month, so replays and rebuilds add nothing.
+async fn usage_alert_policy(
+    conn: &mut PgConnection,
+    tenant: Uuid,
+    at: DateTime<Utc>,
+    count: u64,
+) -> Result<(), ProjectionError> {
+    let timeline = timeline(conn, tenant).await?;
+    let Some(terms) = timeline
+        .iter()
+        .rev()
+        .find(|c| c.from <= at && !c.closed && !c.trial)
+    else {
+        return Ok(());
+    };
+    let included = terms.terms.included_conversations;
+    let thresholds = [
+        (80u8, included.saturating_mul(80).div_ceil(100)),
+        (100u8, included),
+    ];
+    for (threshold, at_count) in thresholds {
+        if at_count == 0 || count != at_count {
+            continue;
+        }
+        let org = TenantId::from_uuid(tenant);
+        let history = read_stream(conn, org, Organization::TYPE, tenant).await?;
+        let mut state = Organization::default();
+        for recorded in &history {
+            state.apply(recorded.decode::<OrganizationEvent>()?);
+        }
+        let sink = EventSink::<Organization>::default();
+        let command = OrganizationCommand::RecordUsageAlert {
+            month: Month::of(at),
+            threshold,
+        };
+        if state.handle(command, &(), &sink).await.is_err() {
+            continue;
+        }
+        let events = sink.collect().await;
+        if events.is_empty() {
+            continue;
+        }
+        let new_events = events
+            .iter()
+            .map(|e| NewEvent::from_domain(e, 1))
+            .collect::<Result<Vec<_>, _>>()?;
+        let metadata = Metadata {
+            actor: Some("system:usage-alerts".into()),
+            ..Metadata::default()
+        };
+        append(
+            conn,
+            org,
+            Organization::TYPE,
+            tenant,
+            Expected::after(&history)?,
+            new_events,
+            &metadata,
+        )
+        .await?;
+    }
+    Ok(())
 }

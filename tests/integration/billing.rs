@@ -226,15 +226,37 @@ async fn a_month_is_billed_closed_once_and_reconciled_against_the_log() {
         "{differences:?}"
     );
 
+    // The command line says the same, and exits non-zero.
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tenantry"))
+            .args(args)
+            .env("DATABASE_URL", &app.database_url)
+            .output()
+            .unwrap()
+    };
+    let month_text = month.to_string();
+    let out = cli(&["reconcile", "--month", &month_text]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("field=usage.conversations expected=3 found=7"),
+        "{stdout}"
+    );
+
     // Rebuilding the read models from the log clears them.
-    tenantry_projections::rebuild::rebuild(
-        &app.store,
-        tenantry_projections::by_name("billing").unwrap(),
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let out = cli(&["rebuild", "billing"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(reconcile(&app, month).await, Vec::<Value>::new());
+    let out = cli(&["reconcile", "--month", &month_text, "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 fn app_database(app: &TestApp) -> String {
@@ -496,4 +518,215 @@ async fn rebuilt_tables_equal_the_live_ones_row_for_row() {
     assert!(differing.is_empty(), "{differing:?}");
     let _: Option<DateTime<Utc>> = None;
     let _ = Uuid::nil();
+}
+
+#[tokio::test]
+async fn crossing_80_and_100_percent_of_the_allowance_is_recorded_once_each() {
+    let app = spawn_app().await;
+    let mut admin = Client::new(&app, ADMIN_KEY);
+    let created = admin
+        .ok(
+            Method::POST,
+            "/v1/organizations",
+            Some(json!({
+                "name": "Small enterprise", "slug": "small-enterprise", "tier": "enterprise",
+                "billing_email": "b@small.example.com", "base_fee": "1000.00",
+                "included_conversations": 5, "overage_rate": "0.50",
+            })),
+        )
+        .await;
+    let org = created["id"].as_str().unwrap().to_owned();
+    let mut owner = Client::new(&app, created["api_key"]["secret"].as_str().unwrap());
+    owner.position = admin.position.clone();
+    let store = owner
+        .ok(
+            Method::POST,
+            &format!("/v1/organizations/{org}/stores"),
+            Some(json!({ "name": "S", "domain": "s.example.com" })),
+        )
+        .await;
+    let agent = owner
+        .ok(
+            Method::POST,
+            &format!(
+                "/v1/stores/{}/agent-instances",
+                store["id"].as_str().unwrap()
+            ),
+            Some(json!({ "agent_type": "sales" })),
+        )
+        .await;
+    let agent = agent["id"].as_str().unwrap().to_owned();
+    let alerts = |dashboard: &Value| -> Vec<i64> {
+        let mut t: Vec<i64> = dashboard["usage_alerts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|a| a["threshold"].as_i64().unwrap())
+            .collect();
+        t.sort();
+        t
+    };
+    for n in 1..=7 {
+        owner
+            .ok(
+                Method::POST,
+                "/v1/conversations",
+                Some(json!({ "agent_instance_id": agent })),
+            )
+            .await;
+        let expected: Vec<i64> = match n {
+            1..=3 => vec![],
+            4 => vec![80],
+            _ => vec![80, 100],
+        };
+        // The alert is recorded by the policy as the usage projection counts; wait for it.
+        let seen = eventually(Duration::from_secs(10), || async {
+            let dashboard = app
+                .client
+                .get(app.url(&format!("/v1/organizations/{org}/dashboard")))
+                .bearer_auth(&owner.key)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap();
+            alerts(&dashboard) == expected
+        })
+        .await;
+        assert!(
+            seen,
+            "after {n} conversations the alerts should be {expected:?}"
+        );
+    }
+    // Exactly two UsageThresholdCrossed events.
+    let mut tx = app.store.begin_system().await.unwrap();
+    let recorded: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE event_type = 'UsageThresholdCrossed'",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    assert_eq!(recorded, 2);
+    // Over the allowance: the usage shows overage.
+    let usage = owner
+        .ok(Method::GET, &format!("/v1/organizations/{org}/usage"), None)
+        .await;
+    assert_eq!(usage["conversations"], 7);
+    assert_eq!(usage["included_conversations"], 5);
+}
+
+#[tokio::test]
+async fn events_delivered_twice_are_counted_once_by_every_read_model() {
+    let app = spawn_app().await;
+    let (org, mut owner) = organization(&app, "twice", "pro").await;
+    let store = owner
+        .ok(
+            Method::POST,
+            &format!("/v1/organizations/{org}/stores"),
+            Some(json!({ "name": "S", "domain": "s.example.com" })),
+        )
+        .await;
+    let agent = owner
+        .ok(
+            Method::POST,
+            &format!(
+                "/v1/stores/{}/agent-instances",
+                store["id"].as_str().unwrap()
+            ),
+            Some(json!({ "agent_type": "sales" })),
+        )
+        .await;
+    let agent = agent["id"].as_str().unwrap().to_owned();
+    for _ in 0..5 {
+        let c = owner
+            .ok(
+                Method::POST,
+                "/v1/conversations",
+                Some(json!({ "agent_instance_id": agent })),
+            )
+            .await;
+        let id = c["id"].as_str().unwrap().to_owned();
+        owner
+            .ok(
+                Method::POST,
+                &format!("/v1/conversations/{id}/messages"),
+                Some(json!({ "role": "customer", "content": "hi", "tokens_in": 3 })),
+            )
+            .await;
+    }
+    let feed = crate::helpers::feed_eventually(&app.store, Cursor::START, 1).await;
+    let end = feed.last().unwrap().cursor;
+    let caught_up = || async {
+        for projection in tenantry_projections::all() {
+            if tenantry_projections::consistency::checkpoint(app.store.pool(), projection.name())
+                .await
+                .unwrap()
+                < end
+            {
+                return false;
+            }
+        }
+        true
+    };
+    assert!(eventually(Duration::from_secs(20), caught_up).await);
+    let before = snapshot(&app.store).await;
+
+    // Every event again: once under its own message id (NATS drops it), once under a new one
+    // (as after the duplicate window; the projections' checkpoints drop it).
+    let bus = crate::helpers::fresh_bus_named(&app).await;
+    let mut prev = Cursor::START;
+    for event in &feed {
+        for id in [
+            event.event_id.to_string(),
+            format!("again-{}", event.event_id),
+        ] {
+            let message = async_nats::jetstream::message::PublishMessage::build()
+                .payload(serde_json::to_vec(event).unwrap().into())
+                .message_id(id)
+                .header(
+                    tenantry_eventstore::bus::HEADER_CURSOR,
+                    event.cursor.to_string().as_str(),
+                )
+                .header(
+                    tenantry_eventstore::bus::HEADER_PREV_CURSOR,
+                    prev.to_string().as_str(),
+                );
+            bus.jetstream
+                .send_publish(bus.subject_for(event), message)
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+        prev = event.cursor;
+    }
+    // Wait until every projection's consumer has nothing left to deliver or acknowledge.
+    let stream = bus.jetstream.get_stream(&bus.stream).await.unwrap();
+    let drained = eventually(Duration::from_secs(30), || {
+        let stream = stream.clone();
+        async move {
+            for projection in tenantry_projections::all() {
+                let mut consumer = stream
+                    .get_consumer::<async_nats::jetstream::consumer::pull::Config>(
+                        projection.name(),
+                    )
+                    .await
+                    .unwrap();
+                let info = consumer.info().await.unwrap();
+                if info.num_pending > 0 || info.num_ack_pending > 0 {
+                    return false;
+                }
+            }
+            true
+        }
+    })
+    .await;
+    assert!(drained, "the consumers did not drain");
+    assert_eq!(snapshot(&app.store).await, before);
+    let usage = owner
+        .ok(Method::GET, &format!("/v1/organizations/{org}/usage"), None)
+        .await;
+    assert_eq!(usage["conversations"], 5);
+    assert_eq!(usage["messages"], 5);
 }

@@ -127,9 +127,20 @@ pub async fn fresh_bus() -> Bus {
     Bus::new(client, format!("T_{id}"), format!("t{id}"))
 }
 
+/// A bus on the stream and prefix of a running application.
+pub async fn fresh_bus_named(app: &TestApp) -> Bus {
+    let client = async_nats::connect(env("NATS_URL"))
+        .await
+        .expect("connect to NATS");
+    Bus::new(client, app.nats_stream.clone(), app.nats_prefix.clone())
+}
+
 /// A running application on a fresh database and bus.
 pub struct TestApp {
     pub address: String,
+    /// The JetStream stream and subject prefix this application uses.
+    pub nats_stream: String,
+    pub nats_prefix: String,
     pub database_url: String,
     pub store: EventStore,
     pub client: reqwest::Client,
@@ -161,6 +172,8 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     }));
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
+        nats_stream: bus.stream.clone(),
+        nats_prefix: bus.prefix.clone(),
         store: EventStore::connect(&database_url, 10).await.unwrap(),
         database_url,
         client: reqwest::Client::new(),
