@@ -5,6 +5,8 @@
 //! (bearer keys), [`extract`] (JSON and query extractors with problem rejections) and
 //! [`consistency`] (`X-Tenantry-Position` / `X-Tenantry-Min-Position`).
 
+#![recursion_limit = "512"]
+
 pub mod agent_instances;
 pub mod api_keys;
 pub mod auth;
@@ -15,6 +17,7 @@ pub mod conversations;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod history;
 pub mod jobs;
 pub mod members;
 pub mod metrics;
@@ -64,6 +67,7 @@ pub fn router(state: AppState) -> Router {
         .merge(agent_instances::router())
         .merge(conversations::router())
         .merge(billing::router())
+        .merge(history::router())
         .merge(health::router())
         .finish()
         .fallback(|| async { ApiError::RouteNotFound })

@@ -153,6 +153,8 @@ fn parameters(op: &Op) -> Vec<Value> {
         .map(|name| {
             let schema = if name == "month" {
                 json!({ "type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$" })
+            } else if name == "stream_type" {
+                json!({ "type": "string", "enum": ["organization", "store", "agent_instance", "conversation"] })
             } else {
                 json!({ "type": "string", "format": "uuid" })
             };

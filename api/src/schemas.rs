@@ -190,6 +190,14 @@ pub fn all() -> Value {
         "Dashboard": json!({ "type": "object", "description": "tier, status, stores, agent instances by status and type, this month and all time, allowance used, last activity, usage alerts" }),
         "Volume": object(&[("from", text(), true), ("to", text(), true), ("data", json!({ "type": "array", "items": object(&[("day", text(), true), ("conversations", count(), true)], false) }), true)], false),
         "Stats": json!({ "type": "object", "description": "this month and all time: conversations, messages, tokens; last activity" }),
+        "HistoryEvent": object(&[
+            ("tenant_id", uuid(), true), ("stream_type", text(), true), ("stream_id", uuid(), true), ("version", count(), true),
+            ("event_id", uuid(), true), ("event_type", text(), true), ("schema_version", count(), true),
+            ("payload", json!({ "type": "object" }), true), ("metadata", json!({ "type": "object" }), true),
+            ("recorded_at", time(), true), ("cursor", json!({ "type": "object" }), true), ("hash", text(), true),
+        ], false),
+        "Verification": object(&[("ok", json!({ "type": "boolean" }), true), ("streams", count(), true), ("events", count(), true), ("broken", json!({ "type": "array" }), true), ("report", json!({ "type": "array" }), true)], false),
+        "AggregateState": object(&[("stream_type", text(), true), ("stream_id", uuid(), true), ("version", count(), true), ("as_of", time(), true), ("state", json!({ "type": "object" }), true)], false),
         "MonthRequest": object(&[("month", json!({ "type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$" }), true)], true),
         "CloseReport": object(&[("month", text(), true), ("finalized", count(), true), ("already_finalized", count(), true)], false),
         "Reconciliation": object(&[

@@ -146,6 +146,12 @@ pub enum OrganizationCommand {
         month: Month,
         threshold: u8,
     },
+    /// Record an access to the tenant's history (replay, verify, export, erase): who, what
+    /// and the scope. Accepted in any status; compliance work goes on after suspension.
+    RecordHistoryAccess {
+        kind: String,
+        scope: String,
+    },
 }
 
 /// What has happened to an organization.
@@ -227,6 +233,11 @@ pub enum OrganizationEvent {
     UsageThresholdCrossed {
         month: Month,
         threshold: u8,
+    },
+    /// The tenant's history was read or exported (the actor is in the metadata).
+    HistoryAccessed {
+        kind: String,
+        scope: String,
     },
 }
 
@@ -417,6 +428,9 @@ impl Organization {
                     total,
                 }])
             }
+            C::RecordHistoryAccess { kind, scope } => {
+                return Ok(vec![E::HistoryAccessed { kind, scope }]);
+            }
             C::RecordUsageAlert { month, threshold } => {
                 if self.usage_alerts.contains(&(month, threshold)) {
                     return Ok(vec![]);
@@ -431,7 +445,8 @@ impl Organization {
             C::Create { .. }
             | C::Reactivate { .. }
             | C::FinalizeInvoice { .. }
-            | C::RecordUsageAlert { .. } => {
+            | C::RecordUsageAlert { .. }
+            | C::RecordHistoryAccess { .. } => {
                 unreachable!("handled above")
             }
             C::ChangeDetails {
@@ -755,6 +770,7 @@ impl Aggregate for Organization {
             E::UsageThresholdCrossed { month, threshold } => {
                 self.usage_alerts.insert((month, threshold));
             }
+            E::HistoryAccessed { .. } => {}
         }
     }
 }

@@ -197,3 +197,49 @@ pub fn stream_recorded<'c>(
         })
         .boxed()
 }
+
+/// What part of a tenant's history to read.
+#[derive(Clone, Debug, Default)]
+pub struct HistoryFilter {
+    pub after: Option<Cursor>,
+    pub stream_type: Option<String>,
+    pub stream_id: Option<Uuid>,
+    pub event_types: Option<Vec<String>>,
+    pub from: Option<chrono::DateTime<chrono::Utc>>,
+    pub to: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Streams one tenant's history in feed order from a server-side cursor: memory stays flat
+/// however long the history is.
+pub fn stream_tenant_history<'c>(
+    conn: &'c mut PgConnection,
+    tenant: TenantId,
+    filter: &'c HistoryFilter,
+) -> futures_core::stream::BoxStream<'c, Result<RecordedEvent, StoreError>> {
+    use futures_util::StreamExt;
+    const SQL: &str = "SELECT tenant_id, stream_type, stream_id, version, event_id, event_type, schema_version, \
+         payload, metadata, recorded_at, position, transaction_id::text::bigint AS transaction_id, hash \
+         FROM events WHERE tenant_id = $1 \
+           AND (transaction_id, position) > ($2::text::xid8, $3) \
+           AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+           AND ($4::text IS NULL OR stream_type = $4) AND ($5::uuid IS NULL OR stream_id = $5) \
+           AND ($6::text[] IS NULL OR event_type = ANY($6)) \
+           AND ($7::timestamptz IS NULL OR recorded_at >= $7) AND ($8::timestamptz IS NULL OR recorded_at < $8) \
+         ORDER BY transaction_id, position";
+    let after = filter.after.unwrap_or(Cursor::START);
+    sqlx::query(SQL)
+        .bind(tenant.as_uuid())
+        .bind(after.transaction_id.to_string())
+        .bind(after.position)
+        .bind(filter.stream_type.as_deref())
+        .bind(filter.stream_id)
+        .bind(filter.event_types.as_deref())
+        .bind(filter.from)
+        .bind(filter.to)
+        .fetch(conn)
+        .map(|row| {
+            row.map_err(StoreError::from)
+                .and_then(|row| RecordedEvent::from_row(&row))
+        })
+        .boxed()
+}

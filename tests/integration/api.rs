@@ -433,6 +433,12 @@ async fn the_openapi_document_describes_every_route() {
         ("get", "/v1/agent-instances/{id}/stats"),
         ("post", "/v1/admin/billing/close"),
         ("post", "/v1/admin/reconciliations"),
+        ("get", "/v1/organizations/{org}/events"),
+        ("get", "/v1/organizations/{org}/audit/verify"),
+        (
+            "get",
+            "/v1/organizations/{org}/history/{stream_type}/{stream_id}",
+        ),
         ("get", "/healthz"),
         ("get", "/readyz"),
         ("get", "/metrics"),

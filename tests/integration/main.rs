@@ -1,6 +1,7 @@
 //! Integration tests against real PostgreSQL and NATS JetStream (`make test`).
 
 mod api;
+mod audit;
 mod authorization;
 mod billing;
 mod commands;

@@ -1,0 +1,234 @@
+//! Audit and compliance over HTTP: replaying a tenant's history as NDJSON, verifying its hash
+//! chains, and seeing an aggregate as it was. Replays and verifications are themselves
+//! recorded in the tenant's history (`HistoryAccessed`).
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use cqrs_es::Aggregate;
+use futures::StreamExt;
+use serde::Deserialize;
+use tenantry_domain::agent_instance::AgentInstance;
+use tenantry_domain::conversation::Conversation;
+use tenantry_domain::organization::{Organization, OrganizationCommand};
+use tenantry_domain::store::Store;
+use tenantry_domain::{OrganizationId, Role, TenantId};
+use tenantry_eventstore::read::{read_stream, stream_tenant_history, verify_tenant, HistoryFilter};
+use tenantry_eventstore::{Cursor, RecordedEvent};
+
+use crate::auth::Principal;
+use crate::command::Command;
+use crate::extract::{parse_id, Query};
+use crate::openapi::{ApiRouter, Op};
+use crate::{ApiError, AppState};
+
+pub fn router() -> ApiRouter {
+    const T: &str = "audit";
+    ApiRouter::new()
+        .route(
+            Op::get(
+                "/v1/organizations/{org}/events",
+                "The tenant's history as NDJSON, in feed order",
+            )
+            .tag(T)
+            .access("admin or owner")
+            .returns(200, "HistoryEvent"),
+            replay,
+        )
+        .route(
+            Op::get(
+                "/v1/organizations/{org}/audit/verify",
+                "Verify every stream's hash chain and versions",
+            )
+            .tag(T)
+            .access("admin or owner")
+            .returns(200, "Verification"),
+            verify,
+        )
+        .route(
+            Op::get(
+                "/v1/organizations/{org}/history/{stream_type}/{stream_id}",
+                "An aggregate as it was (?as_of= or ?version=)",
+            )
+            .tag(T)
+            .access("admin or owner")
+            .returns(200, "AggregateState"),
+            time_travel,
+        )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplayParams {
+    stream_type: Option<String>,
+    stream_id: Option<uuid::Uuid>,
+    /// Comma-separated event types.
+    types: Option<String>,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    /// Resume after this cursor (the `cursor` of the last line received).
+    after: Option<String>,
+}
+
+/// Records `kind` of access to `org`'s history.
+async fn audit(
+    state: &AppState,
+    command: &Command,
+    org: OrganizationId,
+    kind: &str,
+    scope: String,
+) -> Result<(), ApiError> {
+    let record = OrganizationCommand::RecordHistoryAccess {
+        kind: kind.into(),
+        scope,
+    };
+    state
+        .commands
+        .organization(org, record, &command.request)
+        .await?;
+    Ok(())
+}
+
+async fn replay(
+    State(state): State<AppState>,
+    Path(org): Path<String>,
+    Query(params): Query<ReplayParams>,
+    command: Command,
+) -> Result<Response, ApiError> {
+    let org = OrganizationId::from_uuid(parse_id(&org, "organization")?);
+    command.principal.require(org, Role::Admin)?;
+    let after = match params.after.as_deref() {
+        None | Some("") => None,
+        Some(raw) => Some(raw.parse::<Cursor>().map_err(|e| ApiError::BadRequest {
+            code: "invalid-cursor",
+            detail: e.to_string(),
+        })?),
+    };
+    let filter = HistoryFilter {
+        after,
+        stream_type: params.stream_type.clone(),
+        stream_id: params.stream_id,
+        event_types: params.types.as_deref().map(|t| {
+            t.split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned)
+                .collect()
+        }),
+        from: params.from,
+        to: params.to,
+    };
+    audit(&state, &command, org, "replay", format!("{params:?}")).await?;
+
+    // A task owns the transaction and its cursor and feeds the response line by line; a
+    // client that goes away ends it.
+    let (lines, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(256);
+    let store = state.store.clone();
+    tokio::spawn(async move {
+        let result: Result<(), ApiError> = async {
+            let mut tx = store.begin_tenant(TenantId::from(org)).await?;
+            let mut events = stream_tenant_history(&mut tx, TenantId::from(org), &filter);
+            while let Some(event) = events.next().await {
+                let mut line = serde_json::to_vec(&event?).map_err(ApiError::internal)?;
+                line.push(b'\n');
+                if lines.send(Ok(Bytes::from(line))).await.is_err() {
+                    return Ok(());
+                }
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(err) = result {
+            tracing::error!(error = %err, "replay failed mid-stream");
+            let _ = lines
+                .send(Err(std::io::Error::other("replay failed")))
+                .await;
+        }
+    });
+    let body = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    Ok((
+        [(CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
+async fn verify(
+    State(state): State<AppState>,
+    Path(org): Path<String>,
+    command: Command,
+) -> Result<Response, ApiError> {
+    let org = OrganizationId::from_uuid(parse_id(&org, "organization")?);
+    command.principal.require(org, Role::Admin)?;
+    audit(&state, &command, org, "verify", "all streams".into()).await?;
+    let mut tx = state.store.begin_tenant(TenantId::from(org)).await?;
+    let reports = verify_tenant(&mut tx, TenantId::from(org)).await?;
+    tx.commit().await?;
+    let broken: Vec<_> = reports.iter().filter(|r| r.broken.is_some()).collect();
+    let events: i64 = reports.iter().map(|r| r.events).sum();
+    Ok(axum::Json(serde_json::json!({
+        "ok": broken.is_empty(),
+        "streams": reports.len(),
+        "events": events,
+        "broken": broken,
+        "report": reports,
+    }))
+    .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AsOf {
+    as_of: Option<DateTime<Utc>>,
+    version: Option<i64>,
+}
+
+/// Folds the events of `A` up to the point.
+fn fold<A: Aggregate>(events: &[RecordedEvent]) -> Result<serde_json::Value, ApiError> {
+    let mut state = A::default();
+    for event in events {
+        state.apply(event.decode::<A::Event>()?);
+    }
+    serde_json::to_value(&state).map_err(ApiError::internal)
+}
+
+async fn time_travel(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((org, stream_type, stream_id)): Path<(String, String, String)>,
+    Query(point): Query<AsOf>,
+) -> Result<Response, ApiError> {
+    let org = OrganizationId::from_uuid(parse_id(&org, "organization")?);
+    principal.require(org, Role::Admin)?;
+    let stream_id = parse_id(&stream_id, "stream")?;
+    let mut tx = state.store.begin_tenant(TenantId::from(org)).await?;
+    let mut events = read_stream(&mut tx, TenantId::from(org), &stream_type, stream_id).await?;
+    tx.commit().await?;
+    events.retain(|e| {
+        point.version.is_none_or(|v| e.version <= v)
+            && point.as_of.is_none_or(|at| e.recorded_at <= at)
+    });
+    let Some(last) = events.last() else {
+        return Err(ApiError::NotFound("stream at that point"));
+    };
+    let (version, recorded_at) = (last.version, last.recorded_at);
+    let aggregate = match stream_type.as_str() {
+        "organization" => fold::<Organization>(&events)?,
+        "store" => fold::<Store>(&events)?,
+        "agent_instance" => fold::<AgentInstance>(&events)?,
+        "conversation" => fold::<Conversation>(&events)?,
+        _ => return Err(ApiError::NotFound("stream type")),
+    };
+    Ok(axum::Json(serde_json::json!({
+        "stream_type": stream_type,
+        "stream_id": stream_id,
+        "version": version,
+        "as_of": recorded_at,
+        "state": aggregate,
+    }))
+    .into_response())
+}
