@@ -65,6 +65,19 @@ CREATE TABLE usage_alerts (
     PRIMARY KEY (tenant_id, month, threshold)
 );
 
+-- Alerts the usage projection decided, waiting for the policy worker to record them on the
+-- organization stream in a command transaction of their own (see docs/ARCHITECTURE.md).
+CREATE TABLE usage_alert_intents (
+    tenant_id  uuid    NOT NULL,
+    month      text    NOT NULL,
+    threshold  integer NOT NULL,
+    PRIMARY KEY (tenant_id, month, threshold)
+);
+ALTER TABLE usage_alert_intents ENABLE ROW LEVEL SECURITY;
+ALTER TABLE usage_alert_intents FORCE ROW LEVEL SECURITY;
+CREATE POLICY usage_alert_intents_system ON usage_alert_intents TO tenantry_system USING (true) WITH CHECK (true);
+GRANT SELECT, INSERT, DELETE ON usage_alert_intents TO tenantry_system;
+
 -- Finalized invoices: copied from InvoiceFinalized, never changed after.
 CREATE TABLE invoices (
     tenant_id    uuid        NOT NULL,

@@ -98,6 +98,8 @@ impl Application {
                 let runner = Runner::new(store.clone(), bus.clone(), projection);
                 workers.spawn(runner.run(stopped.clone()));
             }
+            let commands = CommandBus::new(store.clone(), appended.clone());
+            workers.spawn(record_usage_alerts(commands, stopped.clone()));
         }
         if settings.run_api {
             workers.spawn(purge_idempotency_keys(store.clone(), stopped.clone()));
@@ -165,6 +167,42 @@ impl Application {
         let _ = self.shutdown.send(true);
         while self.workers.join_next().await.is_some() {}
         Ok(())
+    }
+}
+
+/// The usage-alert policy, second half: records the alerts the billing projection decided
+/// (`RecordUsageAlert`, once per threshold per month by the aggregate), each in a command
+/// transaction of its own, then forgets them. A crash in between records nothing twice.
+async fn record_usage_alerts(commands: CommandBus, mut shutdown: watch::Receiver<bool>) {
+    use tenantry_domain::organization::OrganizationCommand;
+    use tenantry_projections::billing::{alert_recorded, pending_alerts};
+    let request = tenantry_commands::Request::new(tenantry_eventstore::Metadata {
+        actor: Some("system:usage-alerts".into()),
+        ..Default::default()
+    });
+    while !*shutdown.borrow() {
+        let round = async {
+            let store = commands.event_store();
+            let mut tx = store.begin_system().await?;
+            let pending = pending_alerts(&mut tx).await?;
+            tx.commit().await?;
+            for (tenant, month, threshold) in pending {
+                let org = tenantry_domain::OrganizationId::from_uuid(tenant);
+                let command = OrganizationCommand::RecordUsageAlert { month, threshold };
+                commands.organization(org, command, &request).await?;
+                let mut tx = store.begin_system().await?;
+                alert_recorded(&mut tx, tenant, month, threshold).await?;
+                tx.commit().await?;
+            }
+            anyhow::Ok(())
+        };
+        if let Err(err) = round.await {
+            tracing::warn!(error = %err, "recording usage alerts failed; retrying");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = shutdown.changed() => {}
+        }
     }
 }
 

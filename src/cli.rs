@@ -68,6 +68,23 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A tenant's history as NDJSON in feed order (or `--verify` its hash chains).
+    Replay(ReplayArgs),
+    /// Write a tenant's events and a manifest into a directory.
+    Export {
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+    /// Verify and re-create a tenant exported by `tenantry export`.
+    Import {
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+        dir: std::path::PathBuf,
+    },
     /// Replay the feed from PostgreSQL into fresh tables of a projection, then switch.
     Rebuild {
         #[arg(long, env = "DATABASE_URL")]
@@ -78,6 +95,30 @@ pub enum Command {
         #[arg(long, conflicts_with = "projection")]
         all: bool,
     },
+}
+
+/// Which tenant's history, and what of it.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+    #[arg(long)]
+    pub tenant: uuid::Uuid,
+    /// Only events recorded at or after this instant (RFC 3339).
+    #[arg(long)]
+    pub from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only events recorded before this instant (RFC 3339).
+    #[arg(long)]
+    pub to: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only these event types (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub types: Option<Vec<String>>,
+    /// Write the NDJSON here instead of standard output.
+    #[arg(long)]
+    pub out: Option<std::path::PathBuf>,
+    /// Verify every stream's hash chain instead of printing the history.
+    #[arg(long)]
+    pub verify: bool,
 }
 
 #[derive(Debug, Subcommand)]

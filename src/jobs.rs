@@ -114,3 +114,131 @@ pub async fn rebuild(url: &str, projection: Option<&str>, all: bool) -> anyhow::
     }
     Ok(())
 }
+
+/// Records a command-line access to a tenant's history.
+async fn audit(
+    store: &EventStore,
+    tenant: uuid::Uuid,
+    kind: &str,
+    scope: String,
+) -> anyhow::Result<()> {
+    let commands = CommandBus::new(store.clone(), Arc::new(Notify::new()));
+    let request = Request::new(Metadata {
+        actor: Some(format!(
+            "cli:{}",
+            std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+        )),
+        ..Metadata::default()
+    });
+    let command = tenantry_domain::organization::OrganizationCommand::RecordHistoryAccess {
+        kind: kind.into(),
+        scope,
+    };
+    commands
+        .organization(
+            tenantry_domain::OrganizationId::from_uuid(tenant),
+            command,
+            &request,
+        )
+        .await
+        .map_err(|e| anyhow!("recording the access: {e}"))?;
+    Ok(())
+}
+
+/// `tenantry replay`; returns false when `--verify` found a broken stream.
+///
+/// # Errors
+/// On a database or file failure.
+pub async fn replay(args: crate::cli::ReplayArgs) -> anyhow::Result<bool> {
+    use futures::StreamExt;
+    use std::io::Write;
+    let store = store(&args.database_url).await?;
+    let tenant = tenantry_domain::TenantId::from_uuid(args.tenant);
+    if args.verify {
+        audit(&store, args.tenant, "verify", "all streams".into()).await?;
+        let mut tx = store.begin_tenant(tenant).await?;
+        let reports = tenantry_eventstore::read::verify_tenant(&mut tx, tenant).await?;
+        tx.commit().await?;
+        let mut clean = true;
+        for report in &reports {
+            match &report.broken {
+                None => println!(
+                    "ok      {}/{} ({} events)",
+                    report.stream_type, report.stream_id, report.events
+                ),
+                Some(broken) => {
+                    clean = false;
+                    println!(
+                        "BROKEN  {}/{} at version {}: {}",
+                        report.stream_type, report.stream_id, broken.version, broken.reason
+                    );
+                }
+            }
+        }
+        eprintln!(
+            "{} streams, {}",
+            reports.len(),
+            if clean { "all verified" } else { "some broken" }
+        );
+        return Ok(clean);
+    }
+    let filter = tenantry_eventstore::read::HistoryFilter {
+        event_types: args.types.clone(),
+        from: args.from,
+        to: args.to,
+        ..Default::default()
+    };
+    audit(&store, args.tenant, "replay", format!("{filter:?}")).await?;
+    let mut out: Box<dyn Write> = match &args.out {
+        Some(path) => Box::new(std::io::BufWriter::new(std::fs::File::create(path)?)),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let mut tx = store.begin_tenant(tenant).await?;
+    let mut count = 0u64;
+    {
+        let mut events = tenantry_eventstore::read::stream_tenant_history(&mut tx, tenant, &filter);
+        while let Some(event) = events.next().await {
+            serde_json::to_writer(&mut out, &event?)?;
+            out.write_all(b"\n")?;
+            count += 1;
+            if count % 100_000 == 0 {
+                eprintln!("  {count} events");
+            }
+        }
+    }
+    tx.commit().await?;
+    out.flush()?;
+    eprintln!("{count} events replayed");
+    Ok(true)
+}
+
+/// `tenantry export --tenant ID --out DIR`.
+///
+/// # Errors
+/// On a database or file failure.
+pub async fn export(url: &str, tenant: uuid::Uuid, dir: &std::path::Path) -> anyhow::Result<()> {
+    let store = store(url).await?;
+    audit(&store, tenant, "export", dir.display().to_string()).await?;
+    let manifest = crate::transfer::export(&store, tenant, dir).await?;
+    println!(
+        "exported {} events in {} streams to {}",
+        manifest.events,
+        manifest.streams.len(),
+        dir.display()
+    );
+    Ok(())
+}
+
+/// `tenantry import DIR`.
+///
+/// # Errors
+/// When the export does not verify or the tenant exists, or on a failure.
+pub async fn import(url: &str, dir: &std::path::Path) -> anyhow::Result<()> {
+    let store = store(url).await?;
+    let manifest = crate::transfer::import(&store, dir).await?;
+    println!(
+        "imported tenant {} ({} events, chains verified)",
+        manifest.tenant_id, manifest.events
+    );
+    Ok(())
+}

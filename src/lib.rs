@@ -8,5 +8,6 @@ pub mod app;
 pub mod cli;
 pub mod dev;
 pub mod jobs;
+pub mod transfer;
 
 pub use app::{Application, Settings};

@@ -60,6 +60,19 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Replay(args) => {
+            let clean = tenantry::jobs::replay(args).await?;
+            if !clean {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Export {
+            database_url,
+            tenant,
+            out,
+        } => tenantry::jobs::export(&database_url, tenant, &out).await,
+        Command::Import { database_url, dir } => tenantry::jobs::import(&database_url, &dir).await,
         Command::Rebuild {
             database_url,
             projection,

@@ -119,6 +119,7 @@ async fn replay(
         }),
         from: params.from,
         to: params.to,
+        whole_snapshot: false,
     };
     audit(&state, &command, org, "replay", format!("{params:?}")).await?;
 

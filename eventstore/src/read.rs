@@ -207,6 +207,10 @@ pub struct HistoryFilter {
     pub event_types: Option<Vec<String>>,
     pub from: Option<chrono::DateTime<chrono::Utc>>,
     pub to: Option<chrono::DateTime<chrono::Utc>>,
+    /// Everything committed when the statement starts, even above the feed horizon. Right for
+    /// a one-off snapshot (an export); wrong for reading in pieces by cursor, where an older
+    /// transaction could still commit below the cursor.
+    pub whole_snapshot: bool,
 }
 
 /// Streams one tenant's history in feed order from a server-side cursor: memory stays flat
@@ -221,7 +225,7 @@ pub fn stream_tenant_history<'c>(
          payload, metadata, recorded_at, position, transaction_id::text::bigint AS transaction_id, hash \
          FROM events WHERE tenant_id = $1 \
            AND (transaction_id, position) > ($2::text::xid8, $3) \
-           AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+           AND ($9 OR transaction_id < pg_snapshot_xmin(pg_current_snapshot())) \
            AND ($4::text IS NULL OR stream_type = $4) AND ($5::uuid IS NULL OR stream_id = $5) \
            AND ($6::text[] IS NULL OR event_type = ANY($6)) \
            AND ($7::timestamptz IS NULL OR recorded_at >= $7) AND ($8::timestamptz IS NULL OR recorded_at < $8) \
@@ -236,6 +240,7 @@ pub fn stream_tenant_history<'c>(
         .bind(filter.event_types.as_deref())
         .bind(filter.from)
         .bind(filter.to)
+        .bind(filter.whole_snapshot)
         .fetch(conn)
         .map(|row| {
             row.map_err(StoreError::from)

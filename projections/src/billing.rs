@@ -4,17 +4,12 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use cqrs_es::event_sink::EventSink;
-use cqrs_es::Aggregate;
 use sqlx::PgConnection;
 use tenantry_domain::billing::{apply_to_timeline, bill, segments, Bill, Line, Month, TermsChange};
 use tenantry_domain::conversation::ConversationEvent;
 use tenantry_domain::organization::OrganizationEvent;
-use tenantry_domain::organization::{Organization, OrganizationCommand};
-use tenantry_domain::TenantId;
 use tenantry_domain::{Money, Terms};
-use tenantry_eventstore::read::read_stream;
-use tenantry_eventstore::{append, Expected, Metadata, NewEvent, RecordedEvent};
+use tenantry_eventstore::RecordedEvent;
 use uuid::Uuid;
 
 use crate::{Projection, ProjectionError};
@@ -349,10 +344,12 @@ pub async fn invoice(
     })
 }
 
-/// The usage-alert policy: when this month's conversations reach 80 % and 100 % of the
-/// included ones, record `UsageThresholdCrossed` on the organization stream, in this
-/// projection's transaction (so exactly once with its checkpoint). The organization
-/// aggregate records each threshold once per month, so replays and rebuilds add nothing.
+/// The usage-alert policy, first half: when this month's conversations reach ⌈80 %⌉ and
+/// 100 % of the included ones (terms in force, not pro-rated), leave an intent in this
+/// projection's transaction (so exactly once with its checkpoint). The policy worker records
+/// it on the organization stream in a command transaction of its own: appending from here
+/// would give the organization stream an event whose transaction id is older than events it
+/// follows, and the feed must deliver each stream in version order.
 async fn usage_alert_policy(
     conn: &mut PgConnection,
     tenant: Uuid,
@@ -369,49 +366,59 @@ async fn usage_alert_policy(
     };
     let included = terms.terms.included_conversations;
     let thresholds = [
-        (80u8, included.saturating_mul(80).div_ceil(100)),
-        (100u8, included),
+        (80i32, included.saturating_mul(80).div_ceil(100)),
+        (100i32, included),
     ];
     for (threshold, at_count) in thresholds {
         if at_count == 0 || count != at_count {
             continue;
         }
-        let org = TenantId::from_uuid(tenant);
-        let history = read_stream(conn, org, Organization::TYPE, tenant).await?;
-        let mut state = Organization::default();
-        for recorded in &history {
-            state.apply(recorded.decode::<OrganizationEvent>()?);
-        }
-        let sink = EventSink::<Organization>::default();
-        let command = OrganizationCommand::RecordUsageAlert {
-            month: Month::of(at),
-            threshold,
-        };
-        if state.handle(command, &(), &sink).await.is_err() {
-            continue;
-        }
-        let events = sink.collect().await;
-        if events.is_empty() {
-            continue;
-        }
-        let new_events = events
-            .iter()
-            .map(|e| NewEvent::from_domain(e, 1))
-            .collect::<Result<Vec<_>, _>>()?;
-        let metadata = Metadata {
-            actor: Some("system:usage-alerts".into()),
-            ..Metadata::default()
-        };
-        append(
-            conn,
-            org,
-            Organization::TYPE,
-            tenant,
-            Expected::after(&history)?,
-            new_events,
-            &metadata,
+        sqlx::query(
+            "INSERT INTO usage_alert_intents (tenant_id, month, threshold) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
         )
+        .bind(tenant)
+        .bind(Month::of(at).to_string())
+        .bind(threshold)
+        .execute(&mut *conn)
         .await?;
     }
+    Ok(())
+}
+
+/// The alerts waiting to be recorded: (tenant, month, threshold).
+///
+/// # Errors
+/// On a database failure.
+pub async fn pending_alerts(
+    conn: &mut PgConnection,
+) -> Result<Vec<(Uuid, Month, u8)>, ProjectionError> {
+    let rows: Vec<(Uuid, String, i32)> =
+        sqlx::query_as("SELECT tenant_id, month, threshold FROM usage_alert_intents ORDER BY tenant_id, month, threshold LIMIT 500")
+            .fetch_all(conn)
+            .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(t, m, th)| Some((t, m.parse().ok()?, u8::try_from(th).ok()?)))
+        .collect())
+}
+
+/// Forgets an alert once it is recorded.
+///
+/// # Errors
+/// On a database failure.
+pub async fn alert_recorded(
+    conn: &mut PgConnection,
+    tenant: Uuid,
+    month: Month,
+    threshold: u8,
+) -> Result<(), ProjectionError> {
+    sqlx::query(
+        "DELETE FROM usage_alert_intents WHERE tenant_id = $1 AND month = $2 AND threshold = $3",
+    )
+    .bind(tenant)
+    .bind(month.to_string())
+    .bind(i32::from(threshold))
+    .execute(conn)
+    .await?;
     Ok(())
 }
