@@ -49,7 +49,7 @@ fn pg_command(pg_bin: &Path, program: &str) -> Command {
 }
 
 /// The newest PostgreSQL server installed (`TENANTRY_PG_BIN` overrides).
-fn pg_bin_dir() -> anyhow::Result<PathBuf> {
+pub fn pg_bin_dir() -> anyhow::Result<PathBuf> {
     if let Ok(dir) = std::env::var("TENANTRY_PG_BIN") {
         return Ok(PathBuf::from(dir));
     }

@@ -60,6 +60,7 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Bench(args) => tenantry::bench::run(args).await,
         Command::Replay(args) => {
             let clean = tenantry::jobs::replay(args).await?;
             if !clean {

@@ -1,0 +1,444 @@
+//! `tenantry bench`: the platform measured against the raw database, on this machine.
+//!
+//! Each figure with a physical reference is printed beside it, measured in the same run on
+//! the same database: `pgbench` inserting one event-shaped row per transaction (and ten) at
+//! the same concurrency. Scenarios: append (event store alone), commands over HTTP,
+//! projection lag under half that load, rebuild, replay, and resident memory.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde::Serialize;
+use tenantry_domain::TenantId;
+use tenantry_eventstore::{append, EventStore, Expected, Metadata, NewEvent};
+use uuid::Uuid;
+
+use crate::{Application, Settings};
+
+/// What to run.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Use this database instead of starting a throwaway one (it should be empty).
+    #[arg(long)]
+    pub database_url: Option<String>,
+    #[arg(long)]
+    pub nats_url: Option<String>,
+    /// Seconds each scenario runs after its warm-up.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Print a JSON summary as the last line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct Figures {
+    pgbench_one_row_tps: f64,
+    pgbench_ten_rows_events_per_s: f64,
+    append_events_per_s: f64,
+    append_p50_ms: f64,
+    append_p99_ms: f64,
+    append_ratio_to_pgbench: f64,
+    http_commands_per_s: f64,
+    http_p50_ms: f64,
+    http_p99_ms: f64,
+    http_p999_ms: f64,
+    http_ratio_to_pgbench: f64,
+    projection_lag_p50_ms: f64,
+    projection_lag_p99_ms: f64,
+    projection_lag_max_ms: f64,
+    rebuild_events: u64,
+    rebuild_events_per_s: f64,
+    replay_events_per_s: f64,
+    rss_at_rest_mib: f64,
+    rss_after_http_mib: f64,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(str::to_owned))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+const PAYLOAD: &str = r#"{"conversation_id":"0190a1f2-0000-7000-8000-000000000001","agent_instance_id":"0190a1f2-0000-7000-8000-000000000002","role":"customer","content":"Where is my order? I placed it last week and the tracking page still says the label was created. Could you check what is going on and when it will arrive? Thanks a lot.","tokens_in":42,"tokens_out":0,"channel":"web","customer_ref":"customer-000042","store_id":"0190a1f2-0000-7000-8000-000000000003"}"#;
+
+/// pgbench with a custom script; returns transactions per second.
+fn pgbench(url: &str, clients: u32, seconds: u64, rows: u32) -> anyhow::Result<f64> {
+    let bin = crate::dev::pg_bin_dir()?.join("pgbench");
+    let script = std::env::temp_dir().join(format!("tenantry-bench-{rows}.sql"));
+    let payload = PAYLOAD.replace('\'', "''");
+    std::fs::write(
+        &script,
+        format!(
+            "INSERT INTO bench_events (tenant_id, stream_id, version, payload) \
+             SELECT gen_random_uuid(), gen_random_uuid(), 1, '{payload}'::jsonb FROM generate_series(1, {rows});\n"
+        ),
+    )?;
+    let out = std::process::Command::new(bin)
+        .args(["-n", "-c", &clients.to_string(), "-j", "2", "-T", &seconds.to_string(), "-f"])
+        .arg(&script)
+        .arg(url)
+        .output()
+        .context("running pgbench")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let tps = text
+        .lines()
+        .find(|l| l.starts_with("tps = "))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|v| v.parse::<f64>().ok());
+    match tps {
+        Some(tps) => Ok(tps),
+        None => bail!("pgbench said: {text}{}", String::from_utf8_lossy(&out.stderr)),
+    }
+}
+
+fn new_event() -> NewEvent {
+    NewEvent {
+        event_id: Uuid::now_v7(),
+        event_type: "MessageAppended".into(),
+        schema_version: 1,
+        payload: serde_json::from_str(PAYLOAD).expect("a valid payload"),
+    }
+}
+
+/// Runs `clients` loops of `step` for a warm-up second and then `seconds`; returns the
+/// operations per second and the sorted latencies of the measured part.
+async fn load<F, Fut>(clients: usize, seconds: u64, step: F) -> anyhow::Result<(f64, Vec<Duration>)>
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<u32>> + Send,
+{
+    let step = Arc::new(step);
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for client in 0..clients {
+        let (step, measuring, stop) = (step.clone(), measuring.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut operations = 0u64;
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                let done = step(client, n).await?;
+                n += 1;
+                if measuring.load(Ordering::Relaxed) {
+                    operations += u64::from(done);
+                    latencies.push(started.elapsed() / done.max(1));
+                }
+            }
+            anyhow::Ok((operations, latencies))
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    measuring.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    measuring.store(false, Ordering::Relaxed);
+    let elapsed = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let mut operations = 0;
+    let mut all = Vec::new();
+    for task in tasks {
+        let (ops, latencies) = task.await??;
+        operations += ops;
+        all.extend(latencies);
+    }
+    all.sort();
+    Ok((operations as f64 / elapsed.as_secs_f64(), all))
+}
+
+/// 16 writers appending one event per transaction to fresh streams.
+async fn append_scenario(store: &EventStore, seconds: u64) -> anyhow::Result<(f64, Vec<Duration>)> {
+    let store = store.clone();
+    load(16, seconds, move |_, _| {
+        let store = store.clone();
+        async move {
+            let tenant = TenantId::new();
+            let mut tx = store.begin_tenant(tenant).await?;
+            append(&mut tx, tenant, "bench", Uuid::now_v7(), Expected::NoStream, vec![new_event()], &Metadata::default()).await?;
+            tx.commit().await?;
+            Ok(1)
+        }
+    })
+    .await
+}
+
+/// One tenant set up for the HTTP scenario: its owner key and agent instance.
+#[derive(Clone)]
+struct Tenant {
+    key: String,
+    instance: String,
+}
+
+async fn setup_tenants(client: &reqwest::Client, base: &str, count: usize) -> anyhow::Result<Vec<Tenant>> {
+    let mut tenants = Vec::new();
+    let run = Uuid::new_v4().simple().to_string();
+    for i in 0..count {
+        let created: serde_json::Value = client
+            .post(format!("{base}/v1/organizations"))
+            .bearer_auth(ADMIN_KEY)
+            .json(&serde_json::json!({ "name": format!("Bench {i}"), "slug": format!("bench-{}-{i}", &run[..8]), "tier": "pro", "billing_email": "bench@example.com" }))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let org = created["id"].as_str().context("organization id")?.to_owned();
+        let key = created["api_key"]["secret"].as_str().context("owner key")?.to_owned();
+        let store: serde_json::Value = client
+            .post(format!("{base}/v1/organizations/{org}/stores"))
+            .bearer_auth(&key)
+            .json(&serde_json::json!({ "name": "Shop", "domain": "shop.example.com" }))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let store = store["id"].as_str().context("store id")?;
+        let instance: serde_json::Value = client
+            .post(format!("{base}/v1/stores/{store}/agent-instances"))
+            .bearer_auth(&key)
+            .json(&serde_json::json!({ "agent_type": "customer_service" }))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        tenants.push(Tenant { key, instance: instance["id"].as_str().context("instance id")?.to_owned() });
+    }
+    Ok(tenants)
+}
+
+/// The age of the oldest event some projection has not applied yet, in milliseconds.
+async fn projection_lag_ms(store: &EventStore) -> anyhow::Result<f64> {
+    let mut tx = store.begin_system().await?;
+    let lag: Option<f64> = sqlx::query_scalar(
+        "SELECT max(lag) FROM ( \
+           SELECT (SELECT EXTRACT(EPOCH FROM clock_timestamp() - e.recorded_at)::float8 * 1000 FROM events e \
+                   WHERE (e.transaction_id, e.position) > (c.transaction_id::text::xid8, c.position) \
+                   ORDER BY e.transaction_id, e.position LIMIT 1) AS lag \
+           FROM projection_checkpoints c) l",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(lag.unwrap_or(0.0))
+}
+
+/// 32 keep-alive clients across 50 tenants: start a conversation, four messages, end.
+async fn http_scenario(base: String, store: &EventStore, seconds: u64) -> anyhow::Result<(f64, Vec<Duration>, Vec<f64>)> {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
+    let tenants = Arc::new(setup_tenants(&client, &base, 50).await?);
+    let sampling = Arc::new(AtomicBool::new(true));
+    let sampler = {
+        let (store, sampling) = (store.clone(), sampling.clone());
+        tokio::spawn(async move {
+            let mut samples = Vec::new();
+            while sampling.load(Ordering::Relaxed) {
+                if let Ok(lag) = projection_lag_ms(&store).await {
+                    samples.push(lag);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            samples
+        })
+    };
+    let (rate, latencies) = load(32, seconds, move |client_index, n| {
+        let (client, base, tenants) = (client.clone(), base.clone(), tenants.clone());
+        async move {
+            let tenant = &tenants[(client_index + n as usize * 32) % tenants.len()];
+            let started: serde_json::Value = client
+                .post(format!("{base}/v1/conversations"))
+                .bearer_auth(&tenant.key)
+                .json(&serde_json::json!({ "agent_instance_id": tenant.instance, "channel": "web" }))
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            let id = started["id"].as_str().context("conversation id")?;
+            for m in 0..4 {
+                client
+                    .post(format!("{base}/v1/conversations/{id}/messages"))
+                    .bearer_auth(&tenant.key)
+                    .json(&serde_json::json!({ "role": if m % 2 == 0 { "customer" } else { "agent" }, "content": "Where is my order?", "tokens_in": 12, "tokens_out": 30 }))
+                    .send()
+                    .await?
+                    .error_for_status()?;
+            }
+            client
+                .post(format!("{base}/v1/conversations/{id}/end"))
+                .bearer_auth(&tenant.key)
+                .json(&serde_json::json!({ "resolution": "resolved" }))
+                .send()
+                .await?
+                .error_for_status()?;
+            Ok(6)
+        }
+    })
+    .await?;
+    sampling.store(false, Ordering::Relaxed);
+    let mut lags = sampler.await?;
+    lags.sort_by(f64::total_cmp);
+    Ok((rate, latencies, lags))
+}
+
+/// Streams the busiest tenant's whole history; events per second.
+async fn replay_rate(store: &EventStore) -> anyhow::Result<f64> {
+    use futures::StreamExt;
+    let mut tx = store.begin_system().await?;
+    let tenant: Option<Uuid> = sqlx::query_scalar("SELECT tenant_id FROM events GROUP BY tenant_id ORDER BY count(*) DESC LIMIT 1")
+        .fetch_optional(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    let Some(tenant) = tenant else { return Ok(0.0) };
+    let tenant = TenantId::from_uuid(tenant);
+    let mut tx = store.begin_tenant(tenant).await?;
+    let filter = tenantry_eventstore::read::HistoryFilter { whole_snapshot: true, ..Default::default() };
+    let started = Instant::now();
+    let mut count = 0u64;
+    let mut sink = std::io::sink();
+    {
+        let mut events = tenantry_eventstore::read::stream_tenant_history(&mut tx, tenant, &filter);
+        while let Some(event) = events.next().await {
+            serde_json::to_writer(&mut sink, &event?)?;
+            count += 1;
+        }
+    }
+    tx.commit().await?;
+    Ok(count as f64 / started.elapsed().as_secs_f64())
+}
+
+const ADMIN_KEY: &str = "bench-admin-key-0000000000";
+
+/// Runs the benchmark.
+///
+/// # Errors
+/// When the services cannot start or a scenario fails.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let mut services = None;
+    let (database_url, nats_url) = match (&args.database_url, &args.nats_url) {
+        (Some(db), Some(nats)) => (db.clone(), nats.clone()),
+        _ => {
+            eprintln!("starting throwaway PostgreSQL and NATS under .tenantry/bench…");
+            let started = crate::dev::Services::start(&PathBuf::from(".tenantry/bench"), 54359, 42259, true, false).await?;
+            let urls = (started.database_url.clone(), started.nats_url.clone());
+            services = Some(started);
+            urls
+        }
+    };
+    let result = scenarios(&database_url, &nats_url, &args).await;
+    if let Some(services) = services {
+        services.stop();
+    }
+    let figures = result?;
+    if args.json {
+        println!("{}", serde_json::to_string(&figures)?);
+    }
+    Ok(())
+}
+
+async fn scenarios(database_url: &str, nats_url: &str, args: &BenchArgs) -> anyhow::Result<Figures> {
+    let mut f = Figures::default();
+    let seconds = args.seconds;
+    let settings = {
+        let mut s = Settings::new(database_url.into(), nats_url.into(), ADMIN_KEY.into());
+        s.listen = "127.0.0.1:0".into();
+        s.rate_limit_per_minute = Some(10_000_000);
+        s.db_max_connections = 40;
+        s
+    };
+    let app = Application::build(settings.clone()).await?;
+    let port = app.port().context("the API listens")?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async {
+        let _ = stop_rx.await;
+    }));
+    f.rss_at_rest_mib = rss_mib();
+    println!("memory at rest                 {:>10.1} MiB", f.rss_at_rest_mib);
+    let store = EventStore::connect(database_url, 40).await?;
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS bench_events (tenant_id uuid NOT NULL, stream_id uuid NOT NULL, version int NOT NULL, \
+         payload jsonb NOT NULL, recorded_at timestamptz NOT NULL DEFAULT now(), UNIQUE (tenant_id, stream_id, version))",
+    )
+    .execute(store.pool())
+    .await?;
+
+    f.pgbench_one_row_tps = pgbench(database_url, 16, seconds, 1)?;
+    println!("pgbench, 1 row/tx, 16 clients   {:>10.0} tx/s", f.pgbench_one_row_tps);
+    f.pgbench_ten_rows_events_per_s = pgbench(database_url, 16, seconds, 10)? * 10.0;
+    println!("pgbench, 10 rows/tx, 16 clients {:>10.0} rows/s", f.pgbench_ten_rows_events_per_s);
+
+    let (rate, latencies) = append_scenario(&store, seconds).await?;
+    f.append_events_per_s = rate;
+    f.append_p50_ms = percentile(&latencies, 0.5);
+    f.append_p99_ms = percentile(&latencies, 0.99);
+    f.append_ratio_to_pgbench = rate / f.pgbench_one_row_tps;
+    println!(
+        "append, fresh streams, 16 writers {:>8.0} events/s  p50 {:.2} ms  p99 {:.2} ms  ({:.0} % of pgbench)",
+        rate,
+        f.append_p50_ms,
+        f.append_p99_ms,
+        f.append_ratio_to_pgbench * 100.0
+    );
+
+    let (rate, latencies, lags) = http_scenario(format!("http://127.0.0.1:{port}"), &store, seconds).await?;
+    f.http_commands_per_s = rate;
+    f.http_p50_ms = percentile(&latencies, 0.5);
+    f.http_p99_ms = percentile(&latencies, 0.99);
+    f.http_p999_ms = percentile(&latencies, 0.999);
+    let lag_at = |p: f64| lags.get(((lags.len().max(1) - 1) as f64 * p).round() as usize).copied().unwrap_or(0.0);
+    f.projection_lag_p50_ms = lag_at(0.5);
+    f.projection_lag_p99_ms = lag_at(0.99);
+    f.projection_lag_max_ms = lags.last().copied().unwrap_or(0.0);
+    f.http_ratio_to_pgbench = f.http_commands_per_s / f.pgbench_one_row_tps;
+    f.rss_after_http_mib = rss_mib();
+    println!(
+        "commands over HTTP, 32 clients  {:>8.0} commands/s  p50 {:.2} ms  p99 {:.2} ms  p999 {:.2} ms  ({:.0} % of pgbench)",
+        f.http_commands_per_s,
+        f.http_p50_ms,
+        f.http_p99_ms,
+        f.http_p999_ms,
+        f.http_ratio_to_pgbench * 100.0
+    );
+    println!(
+        "projection lag under load       p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
+        f.projection_lag_p50_ms, f.projection_lag_p99_ms, f.projection_lag_max_ms
+    );
+    println!("memory after HTTP load         {:>10.1} MiB", f.rss_after_http_mib);
+
+    let started = Instant::now();
+    let mut events = 0;
+    for projection in tenantry_projections::all() {
+        events = tenantry_projections::rebuild::rebuild(&store, projection, |_| {}).await.map_err(|e| anyhow::anyhow!("{e}"))?.events;
+    }
+    f.rebuild_events = events;
+    f.rebuild_events_per_s = events as f64 * tenantry_projections::all().len() as f64 / started.elapsed().as_secs_f64();
+    println!(
+        "rebuild, all projections        {:>8.0} events/s over {} events ({:.0} % of pgbench ten-row)",
+        f.rebuild_events_per_s,
+        events,
+        f.rebuild_events_per_s / f.pgbench_ten_rows_events_per_s * 100.0
+    );
+
+    f.replay_events_per_s = replay_rate(&store).await?;
+    println!("replay, busiest tenant          {:>8.0} events/s", f.replay_events_per_s);
+
+    let _ = stop_tx.send(());
+    let _ = server.await;
+    Ok(f)
+}
