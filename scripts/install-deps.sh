@@ -10,6 +10,10 @@ fi
 if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; then
     missing+=(nats-server)
 fi
+# Rust links through the C toolchain, and some crates (ring) compile C.
+if ! command -v cc >/dev/null 2>&1; then
+    missing+=(gcc libc6-dev)
+fi
 if ! command -v runuser >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
     missing+=(util-linux)
 fi

@@ -68,8 +68,16 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 fn rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(str::to_owned))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .map(str::to_owned)
+        })
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
@@ -88,7 +96,16 @@ fn pgbench(url: &str, clients: u32, seconds: u64, rows: u32) -> anyhow::Result<f
         ),
     )?;
     let out = std::process::Command::new(bin)
-        .args(["-n", "-c", &clients.to_string(), "-j", "2", "-T", &seconds.to_string(), "-f"])
+        .args([
+            "-n",
+            "-c",
+            &clients.to_string(),
+            "-j",
+            "2",
+            "-T",
+            &seconds.to_string(),
+            "-f",
+        ])
         .arg(&script)
         .arg(url)
         .output()
@@ -101,7 +118,10 @@ fn pgbench(url: &str, clients: u32, seconds: u64, rows: u32) -> anyhow::Result<f
         .and_then(|v| v.parse::<f64>().ok());
     match tps {
         Some(tps) => Ok(tps),
-        None => bail!("pgbench said: {text}{}", String::from_utf8_lossy(&out.stderr)),
+        None => bail!(
+            "pgbench said: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
     }
 }
 
@@ -169,7 +189,16 @@ async fn append_scenario(store: &EventStore, seconds: u64) -> anyhow::Result<(f6
         async move {
             let tenant = TenantId::new();
             let mut tx = store.begin_tenant(tenant).await?;
-            append(&mut tx, tenant, "bench", Uuid::now_v7(), Expected::NoStream, vec![new_event()], &Metadata::default()).await?;
+            append(
+                &mut tx,
+                tenant,
+                "bench",
+                Uuid::now_v7(),
+                Expected::NoStream,
+                vec![new_event()],
+                &Metadata::default(),
+            )
+            .await?;
             tx.commit().await?;
             Ok(1)
         }
@@ -184,7 +213,11 @@ struct Tenant {
     instance: String,
 }
 
-async fn setup_tenants(client: &reqwest::Client, base: &str, count: usize) -> anyhow::Result<Vec<Tenant>> {
+async fn setup_tenants(
+    client: &reqwest::Client,
+    base: &str,
+    count: usize,
+) -> anyhow::Result<Vec<Tenant>> {
     let mut tenants = Vec::new();
     let run = Uuid::new_v4().simple().to_string();
     for i in 0..count {
@@ -197,8 +230,14 @@ async fn setup_tenants(client: &reqwest::Client, base: &str, count: usize) -> an
             .error_for_status()?
             .json()
             .await?;
-        let org = created["id"].as_str().context("organization id")?.to_owned();
-        let key = created["api_key"]["secret"].as_str().context("owner key")?.to_owned();
+        let org = created["id"]
+            .as_str()
+            .context("organization id")?
+            .to_owned();
+        let key = created["api_key"]["secret"]
+            .as_str()
+            .context("owner key")?
+            .to_owned();
         let store: serde_json::Value = client
             .post(format!("{base}/v1/organizations/{org}/stores"))
             .bearer_auth(&key)
@@ -218,7 +257,10 @@ async fn setup_tenants(client: &reqwest::Client, base: &str, count: usize) -> an
             .error_for_status()?
             .json()
             .await?;
-        tenants.push(Tenant { key, instance: instance["id"].as_str().context("instance id")?.to_owned() });
+        tenants.push(Tenant {
+            key,
+            instance: instance["id"].as_str().context("instance id")?.to_owned(),
+        });
     }
     Ok(tenants)
 }
@@ -240,8 +282,14 @@ async fn projection_lag_ms(store: &EventStore) -> anyhow::Result<f64> {
 }
 
 /// 32 keep-alive clients across 50 tenants: start a conversation, four messages, end.
-async fn http_scenario(base: String, store: &EventStore, seconds: u64) -> anyhow::Result<(f64, Vec<Duration>, Vec<f64>)> {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
+async fn http_scenario(
+    base: String,
+    store: &EventStore,
+    seconds: u64,
+) -> anyhow::Result<(f64, Vec<Duration>, Vec<f64>)> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()?;
     let tenants = Arc::new(setup_tenants(&client, &base, 50).await?);
     let sampling = Arc::new(AtomicBool::new(true));
     let sampler = {
@@ -301,14 +349,19 @@ async fn http_scenario(base: String, store: &EventStore, seconds: u64) -> anyhow
 async fn replay_rate(store: &EventStore) -> anyhow::Result<f64> {
     use futures::StreamExt;
     let mut tx = store.begin_system().await?;
-    let tenant: Option<Uuid> = sqlx::query_scalar("SELECT tenant_id FROM events GROUP BY tenant_id ORDER BY count(*) DESC LIMIT 1")
-        .fetch_optional(&mut *tx)
-        .await?;
+    let tenant: Option<Uuid> = sqlx::query_scalar(
+        "SELECT tenant_id FROM events GROUP BY tenant_id ORDER BY count(*) DESC LIMIT 1",
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
     tx.commit().await?;
     let Some(tenant) = tenant else { return Ok(0.0) };
     let tenant = TenantId::from_uuid(tenant);
     let mut tx = store.begin_tenant(tenant).await?;
-    let filter = tenantry_eventstore::read::HistoryFilter { whole_snapshot: true, ..Default::default() };
+    let filter = tenantry_eventstore::read::HistoryFilter {
+        whole_snapshot: true,
+        ..Default::default()
+    };
     let started = Instant::now();
     let mut count = 0u64;
     let mut sink = std::io::sink();
@@ -335,7 +388,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         (Some(db), Some(nats)) => (db.clone(), nats.clone()),
         _ => {
             eprintln!("starting throwaway PostgreSQL and NATS under .tenantry/bench…");
-            let started = crate::dev::Services::start(&PathBuf::from(".tenantry/bench"), 54359, 42259, true, false).await?;
+            let started = crate::dev::Services::start(
+                &PathBuf::from(".tenantry/bench"),
+                54359,
+                42259,
+                true,
+                false,
+            )
+            .await?;
             let urls = (started.database_url.clone(), started.nats_url.clone());
             services = Some(started);
             urls
@@ -352,7 +412,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn scenarios(database_url: &str, nats_url: &str, args: &BenchArgs) -> anyhow::Result<Figures> {
+async fn scenarios(
+    database_url: &str,
+    nats_url: &str,
+    args: &BenchArgs,
+) -> anyhow::Result<Figures> {
     let mut f = Figures::default();
     let seconds = args.seconds;
     let settings = {
@@ -369,7 +433,10 @@ async fn scenarios(database_url: &str, nats_url: &str, args: &BenchArgs) -> anyh
         let _ = stop_rx.await;
     }));
     f.rss_at_rest_mib = rss_mib();
-    println!("memory at rest                 {:>10.1} MiB", f.rss_at_rest_mib);
+    println!(
+        "memory at rest                 {:>10.1} MiB",
+        f.rss_at_rest_mib
+    );
     let store = EventStore::connect(database_url, 40).await?;
     sqlx::query(
         "CREATE TABLE IF NOT EXISTS bench_events (tenant_id uuid NOT NULL, stream_id uuid NOT NULL, version int NOT NULL, \
@@ -379,9 +446,15 @@ async fn scenarios(database_url: &str, nats_url: &str, args: &BenchArgs) -> anyh
     .await?;
 
     f.pgbench_one_row_tps = pgbench(database_url, 16, seconds, 1)?;
-    println!("pgbench, 1 row/tx, 16 clients   {:>10.0} tx/s", f.pgbench_one_row_tps);
+    println!(
+        "pgbench, 1 row/tx, 16 clients   {:>10.0} tx/s",
+        f.pgbench_one_row_tps
+    );
     f.pgbench_ten_rows_events_per_s = pgbench(database_url, 16, seconds, 10)? * 10.0;
-    println!("pgbench, 10 rows/tx, 16 clients {:>10.0} rows/s", f.pgbench_ten_rows_events_per_s);
+    println!(
+        "pgbench, 10 rows/tx, 16 clients {:>10.0} rows/s",
+        f.pgbench_ten_rows_events_per_s
+    );
 
     let (rate, latencies) = append_scenario(&store, seconds).await?;
     f.append_events_per_s = rate;
@@ -396,12 +469,17 @@ async fn scenarios(database_url: &str, nats_url: &str, args: &BenchArgs) -> anyh
         f.append_ratio_to_pgbench * 100.0
     );
 
-    let (rate, latencies, lags) = http_scenario(format!("http://127.0.0.1:{port}"), &store, seconds).await?;
+    let (rate, latencies, lags) =
+        http_scenario(format!("http://127.0.0.1:{port}"), &store, seconds).await?;
     f.http_commands_per_s = rate;
     f.http_p50_ms = percentile(&latencies, 0.5);
     f.http_p99_ms = percentile(&latencies, 0.99);
     f.http_p999_ms = percentile(&latencies, 0.999);
-    let lag_at = |p: f64| lags.get(((lags.len().max(1) - 1) as f64 * p).round() as usize).copied().unwrap_or(0.0);
+    let lag_at = |p: f64| {
+        lags.get(((lags.len().max(1) - 1) as f64 * p).round() as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
     f.projection_lag_p50_ms = lag_at(0.5);
     f.projection_lag_p99_ms = lag_at(0.99);
     f.projection_lag_max_ms = lags.last().copied().unwrap_or(0.0);
@@ -419,15 +497,22 @@ async fn scenarios(database_url: &str, nats_url: &str, args: &BenchArgs) -> anyh
         "projection lag under load       p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
         f.projection_lag_p50_ms, f.projection_lag_p99_ms, f.projection_lag_max_ms
     );
-    println!("memory after HTTP load         {:>10.1} MiB", f.rss_after_http_mib);
+    println!(
+        "memory after HTTP load         {:>10.1} MiB",
+        f.rss_after_http_mib
+    );
 
     let started = Instant::now();
     let mut events = 0;
     for projection in tenantry_projections::all() {
-        events = tenantry_projections::rebuild::rebuild(&store, projection, |_| {}).await.map_err(|e| anyhow::anyhow!("{e}"))?.events;
+        events = tenantry_projections::rebuild::rebuild(&store, projection, |_| {})
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .events;
     }
     f.rebuild_events = events;
-    f.rebuild_events_per_s = events as f64 * tenantry_projections::all().len() as f64 / started.elapsed().as_secs_f64();
+    f.rebuild_events_per_s =
+        events as f64 * tenantry_projections::all().len() as f64 / started.elapsed().as_secs_f64();
     println!(
         "rebuild, all projections        {:>8.0} events/s over {} events ({:.0} % of pgbench ten-row)",
         f.rebuild_events_per_s,
@@ -436,7 +521,10 @@ async fn scenarios(database_url: &str, nats_url: &str, args: &BenchArgs) -> anyh
     );
 
     f.replay_events_per_s = replay_rate(&store).await?;
-    println!("replay, busiest tenant          {:>8.0} events/s", f.replay_events_per_s);
+    println!(
+        "replay, busiest tenant          {:>8.0} events/s",
+        f.replay_events_per_s
+    );
 
     let _ = stop_tx.send(());
     let _ = server.await;

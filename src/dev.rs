@@ -22,6 +22,7 @@ use crate::{Application, Settings};
 /// The running services.
 pub struct Services {
     dir: PathBuf,
+    pg_data: PathBuf,
     pg_bin: PathBuf,
     postgres: Child,
     nats: Child,
@@ -112,9 +113,9 @@ impl Services {
         let nats_bin = nats_binary()?;
         fs::create_dir_all(dir)?;
         let dir = dir.canonicalize()?;
-        let pg_data = dir.join("pg");
+        let pg_data = pg_data_dir(&dir)?;
         let nats_data = dir.join("nats");
-        stop_leftovers(&dir, &pg_bin);
+        stop_leftovers(&dir, &pg_data, &pg_bin);
         if fresh {
             let _ = fs::remove_dir_all(&pg_data);
             let _ = fs::remove_dir_all(&nats_data);
@@ -196,6 +197,7 @@ impl Services {
 
         let services = Services {
             dir: dir.clone(),
+            pg_data: pg_data.clone(),
             pg_bin,
             postgres,
             nats,
@@ -264,7 +266,7 @@ impl Services {
         let _ = pg_command(&self.pg_bin, "pg_ctl")
             .arg("stop")
             .arg("-D")
-            .arg(self.dir.join("pg"))
+            .arg(&self.pg_data)
             .args(["-m", "fast", "-w"])
             .output();
         let _ = Command::new("kill")
@@ -276,13 +278,42 @@ impl Services {
     }
 }
 
+/// Where PostgreSQL keeps its data: `<dir>/pg`, unless this runs as root in a directory the
+/// `postgres` user cannot reach (a checkout under `/root`, say); then a directory of its own
+/// under `/var/tmp`, named after `dir`.
+fn pg_data_dir(dir: &Path) -> anyhow::Result<PathBuf> {
+    if !running_as_root() {
+        return Ok(dir.join("pg"));
+    }
+    let reachable = Command::new("runuser")
+        .args(["-u", "postgres", "--", "test", "-x"])
+        .arg(dir)
+        .status()
+        .is_ok_and(|s| s.success());
+    if reachable {
+        return Ok(dir.join("pg"));
+    }
+    let mut name: u64 = 0xcbf29ce484222325;
+    for byte in dir.as_os_str().as_encoded_bytes() {
+        name = (name ^ u64::from(*byte)).wrapping_mul(0x100000001b3);
+    }
+    let fallback = PathBuf::from(format!("/var/tmp/tenantry-{name:016x}"));
+    fs::create_dir_all(&fallback)?;
+    eprintln!(
+        "note: the postgres user cannot reach {}; PostgreSQL data goes to {}",
+        dir.display(),
+        fallback.display()
+    );
+    Ok(fallback.join("pg"))
+}
+
 /// Stops services a killed earlier run left behind in `dir`.
-fn stop_leftovers(dir: &Path, pg_bin: &Path) {
-    if dir.join("pg/postmaster.pid").exists() {
+fn stop_leftovers(dir: &Path, pg_data: &Path, pg_bin: &Path) {
+    if pg_data.join("postmaster.pid").exists() {
         let _ = pg_command(pg_bin, "pg_ctl")
             .arg("stop")
             .arg("-D")
-            .arg(dir.join("pg"))
+            .arg(pg_data)
             .args(["-m", "immediate", "-w"])
             .output();
     }

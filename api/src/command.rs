@@ -62,15 +62,24 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
         })
 }
 
+/// Tracing headers copied into every event's metadata: short, or refused.
+fn trace_header(headers: &HeaderMap, name: &str) -> Result<Option<String>, ApiError> {
+    match header(headers, name) {
+        Some(value) if value.len() > 128 => Err(ApiError::BadRequest {
+            code: "invalid-header",
+            detail: format!("{name} must be at most 128 characters"),
+        }),
+        other => Ok(other.map(str::to_owned)),
+    }
+}
+
 fn build(principal: &Principal, parts: &Parts, fingerprint: String) -> Result<Request, ApiError> {
     let headers = &parts.headers;
-    let request_id = header(headers, REQUEST_ID.as_str()).map(str::to_owned);
+    let request_id = trace_header(headers, REQUEST_ID.as_str())?;
     let metadata = Metadata {
         actor: Some(principal.actor()),
-        correlation_id: header(headers, "x-correlation-id")
-            .map(str::to_owned)
-            .or_else(|| request_id.clone()),
-        causation_id: header(headers, "x-causation-id").map(str::to_owned),
+        correlation_id: trace_header(headers, "x-correlation-id")?.or_else(|| request_id.clone()),
+        causation_id: trace_header(headers, "x-causation-id")?,
         request_id,
         idempotency_key: None,
     };

@@ -176,9 +176,18 @@ impl From<CommandError> for ApiError {
     fn from(err: CommandError) -> Self {
         match err {
             CommandError::Rejected {
+                field: Some(field),
+                message,
+                ..
+            } => ApiError::Validation {
+                field: field.to_owned(),
+                message,
+            },
+            CommandError::Rejected {
                 code,
                 kind,
                 message,
+                ..
             } => ApiError::Rejected {
                 code,
                 kind,

@@ -87,4 +87,20 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
+}
+
+/// A handler that panicked answers like any other server error: an opaque problem, the
+/// cause in the log.
+fn panicked(cause: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    let message = cause
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| cause.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic");
+    use axum::response::IntoResponse;
+    ApiError::internal(std::io::Error::other(format!(
+        "handler panicked: {message}"
+    )))
+    .into_response()
 }

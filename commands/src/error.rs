@@ -12,6 +12,8 @@ pub enum CommandError {
         code: &'static str,
         kind: RejectionKind,
         message: String,
+        /// The request field at fault, for a refusal of a value.
+        field: Option<&'static str>,
     },
     /// The slug belongs to another organization.
     #[error("the slug {0} is already taken")]
@@ -35,6 +37,7 @@ impl CommandError {
             code: err.code(),
             kind: err.kind(),
             message: err.to_string(),
+            field: err.field(),
         }
     }
 }

@@ -144,6 +144,7 @@ pub fn overrides_prompt(config: &Map<String, Value>) -> bool {
 }
 
 fn check_config(org: &OrgContext, config: &Map<String, Value>) -> Result<(), DomainError> {
+    crate::values::validate_json_object("config", config)?;
     if overrides_prompt(config) && !org.tier.limits().prompt_overrides {
         return Err(DomainError::PromptOverridesNotInTier {
             required: Tier::smallest_where(|l| l.prompt_overrides),

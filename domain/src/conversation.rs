@@ -11,6 +11,10 @@ use crate::{
     MessageId, MessageRole, OrganizationId, Resolution, StoreId,
 };
 
+/// The most tokens one message may count, in or out: far above any model's context, and low
+/// enough that no sum of them overflows a counter.
+pub const MAX_TOKENS_PER_MESSAGE: u64 = 10_000_000;
+
 /// A command on a conversation, with what it needs to know of its parents.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ConversationCommand {
@@ -154,6 +158,21 @@ impl Conversation {
         Ok(match action {
             A::Start { .. } => unreachable!("handled above"),
             A::AppendMessage {
+                tokens_in,
+                tokens_out,
+                ..
+            } if tokens_in > MAX_TOKENS_PER_MESSAGE || tokens_out > MAX_TOKENS_PER_MESSAGE => {
+                let field = if tokens_in > MAX_TOKENS_PER_MESSAGE {
+                    "tokens_in"
+                } else {
+                    "tokens_out"
+                };
+                return Err(DomainError::Invalid(crate::ValidationError::new(
+                    field,
+                    format!("must be at most {MAX_TOKENS_PER_MESSAGE} per message"),
+                )));
+            }
+            A::AppendMessage {
                 message_id,
                 role,
                 content,
@@ -222,8 +241,8 @@ impl Aggregate for Conversation {
                 ..
             } => {
                 self.messages += 1;
-                self.tokens_in += tokens_in;
-                self.tokens_out += tokens_out;
+                self.tokens_in = self.tokens_in.saturating_add(tokens_in);
+                self.tokens_out = self.tokens_out.saturating_add(tokens_out);
             }
             E::ConversationEnded { resolution, .. } => self.ended = Some(resolution),
         }

@@ -124,6 +124,13 @@ impl Rejection for DomainError {
         }
     }
 
+    fn field(&self) -> Option<&'static str> {
+        match self {
+            DomainError::Invalid(v) => Some(v.field),
+            _ => None,
+        }
+    }
+
     fn kind(&self) -> RejectionKind {
         use DomainError::*;
         match self {

@@ -62,6 +62,10 @@ pub trait Rejection: std::error::Error {
     fn code(&self) -> &'static str;
     /// What kind of refusal this is.
     fn kind(&self) -> RejectionKind;
+    /// The request field at fault, for a refusal of a value.
+    fn field(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// The kinds of refusal, each with its own HTTP status.

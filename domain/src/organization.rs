@@ -453,15 +453,20 @@ impl Organization {
                 name,
                 billing_email,
                 settings,
-            } => vec![E::OrganizationDetailsChanged {
-                name: name
-                    .or_else(|| self.name.clone())
-                    .ok_or(DomainError::NotFound("organization"))?,
-                billing_email: billing_email
-                    .or_else(|| self.billing_email.clone())
-                    .ok_or(DomainError::NotFound("organization"))?,
-                settings: settings.unwrap_or_else(|| self.settings.clone()),
-            }],
+            } => {
+                if let Some(settings) = &settings {
+                    crate::values::validate_json_object("settings", settings)?;
+                }
+                vec![E::OrganizationDetailsChanged {
+                    name: name
+                        .or_else(|| self.name.clone())
+                        .ok_or(DomainError::NotFound("organization"))?,
+                    billing_email: billing_email
+                        .or_else(|| self.billing_email.clone())
+                        .ok_or(DomainError::NotFound("organization"))?,
+                    settings: settings.unwrap_or_else(|| self.settings.clone()),
+                }]
+            }
             C::ChangeTier {
                 tier: new_tier,
                 custom_terms,

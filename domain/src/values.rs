@@ -282,6 +282,12 @@ impl MessageContent {
                 "must be at most 32000 characters",
             ));
         }
+        if value.contains('\0') {
+            return Err(ValidationError::new(
+                Self::FIELD,
+                "must not contain NUL characters",
+            ));
+        }
         Ok(Self(value))
     }
 }
@@ -399,4 +405,59 @@ impl fmt::Display for Money {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:.2}", self.0)
     }
+}
+
+/// The most a free-form JSON object (settings, agent config) may weigh, serialized.
+pub const MAX_JSON_OBJECT_BYTES: usize = 64 * 1024;
+
+/// Checks a free-form JSON object before it goes into an event: at most 64 KiB, nested at
+/// most 16 deep, no NUL characters (PostgreSQL's jsonb refuses them), and numbers that are
+/// integers (a float may not read back from jsonb exactly as written, and the hash chain
+/// covers the payload).
+///
+/// # Errors
+/// A [`ValidationError`] for `field` saying what is wrong.
+pub fn validate_json_object(
+    field: &'static str,
+    object: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(), ValidationError> {
+    fn walk(value: &serde_json::Value, depth: usize) -> Result<(), &'static str> {
+        if depth > 16 {
+            return Err("is nested too deeply (16 levels at most)");
+        }
+        match value {
+            serde_json::Value::String(s) if s.contains('\0') => {
+                Err("must not contain NUL characters")
+            }
+            serde_json::Value::Number(n) if !(n.is_i64() || n.is_u64()) => {
+                Err("may hold whole numbers only (write decimals as strings)")
+            }
+            serde_json::Value::Array(items) => items.iter().try_for_each(|v| walk(v, depth + 1)),
+            serde_json::Value::Object(map) => map.iter().try_for_each(|(k, v)| {
+                if k.contains('\0') {
+                    return Err("must not contain NUL characters");
+                }
+                walk(v, depth + 1)
+            }),
+            _ => Ok(()),
+        }
+    }
+    let size = serde_json::to_vec(object)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
+    if size > MAX_JSON_OBJECT_BYTES {
+        return Err(ValidationError::new(field, "must be at most 64 KiB"));
+    }
+    object
+        .values()
+        .chain(std::iter::empty())
+        .try_for_each(|v| walk(v, 1))
+        .and_then(|()| {
+            if object.keys().any(|k| k.contains('\0')) {
+                Err("must not contain NUL characters")
+            } else {
+                Ok(())
+            }
+        })
+        .map_err(|message| ValidationError::new(field, message))
 }

@@ -485,3 +485,86 @@ async fn the_openapi_document_describes_every_route() {
         "the docs page must not load remote assets"
     );
 }
+
+#[tokio::test]
+async fn hostile_values_are_refused_before_they_reach_an_event() {
+    let app = spawn_app().await;
+    let (org, mut owner) = crate::walkthrough::organization(&app, "hostile", "pro").await;
+    let store = owner
+        .ok(
+            Method::POST,
+            &format!("/v1/organizations/{org}/stores"),
+            Some(json!({ "name": "S", "domain": "s.example.com" })),
+        )
+        .await;
+    let store = store["id"].as_str().unwrap().to_owned();
+    let deploy = |config: Value| json!({ "agent_type": "sales", "config": config });
+    for (config, why) in [
+        (json!({ "temperature": 0.7 }), "float"),
+        (json!({ "greeting": "hi\u{0}there" }), "NUL"),
+        (json!({ "blob": "x".repeat(70 * 1024) }), "size"),
+    ] {
+        let (status, problem) = owner
+            .send(
+                Method::POST,
+                &format!("/v1/stores/{store}/agent-instances"),
+                Some(deploy(config)),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{why}: {problem}");
+        assert_eq!(problem["field"], "config", "{why}");
+    }
+    let agent = owner
+        .ok(
+            Method::POST,
+            &format!("/v1/stores/{store}/agent-instances"),
+            Some(deploy(json!({ "greeting": "hi" }))),
+        )
+        .await;
+    let conversation = owner
+        .ok(
+            Method::POST,
+            "/v1/conversations",
+            Some(json!({ "agent_instance_id": agent["id"] })),
+        )
+        .await;
+    let id = conversation["id"].as_str().unwrap();
+    for (body, field) in [
+        (
+            json!({ "role": "customer", "content": "a\u{0}b" }),
+            "content",
+        ),
+        (
+            json!({ "role": "customer", "content": "ok", "tokens_in": 10_000_001u64 }),
+            "tokens_in",
+        ),
+        (
+            json!({ "role": "customer", "content": "ok", "tokens_out": u64::MAX }),
+            "tokens_out",
+        ),
+        (
+            json!({ "role": "customer", "content": "ok", "tokens_in": -1 }),
+            "tokens_in",
+        ),
+    ] {
+        let (status, problem) = owner
+            .send(
+                Method::POST,
+                &format!("/v1/conversations/{id}/messages"),
+                Some(body),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+        assert_eq!(problem["field"], field);
+    }
+    let response = app
+        .client
+        .post(app.url(&format!("/v1/conversations/{id}/messages")))
+        .bearer_auth(&owner.key)
+        .header("X-Correlation-Id", "x".repeat(200))
+        .json(&json!({ "role": "customer", "content": "ok" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+}

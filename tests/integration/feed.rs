@@ -84,6 +84,18 @@ async fn the_feed_waits_for_a_transaction_held_open_then_delivers_both() {
 
     // The first writer takes its transaction id and holds it open.
     let mut held = store.begin_tenant(tenant).await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *held)
+        .await
+        .unwrap();
+
+    // A later transaction commits first, taking the earlier position.
+    let late_stream = Uuid::now_v7();
+    load_and_append(&store, tenant, late_stream, 2)
+        .await
+        .unwrap();
+
+    // Only now does the first writer insert: the later position, the earlier transaction.
     let early_stream = Uuid::now_v7();
     let early = append(
         &mut held,
@@ -97,12 +109,6 @@ async fn the_feed_waits_for_a_transaction_held_open_then_delivers_both() {
     .await
     .unwrap();
 
-    // A later transaction commits first.
-    let late_stream = Uuid::now_v7();
-    load_and_append(&store, tenant, late_stream, 2)
-        .await
-        .unwrap();
-
     assert!(
         feed_after(&store, Cursor::START, 100).await.is_empty(),
         "the feed must not hand out the later event while an earlier transaction may still commit"
@@ -110,8 +116,11 @@ async fn the_feed_waits_for_a_transaction_held_open_then_delivers_both() {
 
     held.commit().await.unwrap();
     let events = feed_eventually(&store, Cursor::START, 2).await;
+    // Feed order is (transaction, position): the earlier transaction first, although its
+    // position is the later one. A feed by position alone would get this wrong.
     let streams: Vec<Uuid> = events.iter().map(|e| e.stream_id).collect();
     assert_eq!(streams, vec![early_stream, late_stream]);
+    assert!(events[0].cursor.position > events[1].cursor.position);
     assert_eq!(events[0].cursor, early[0].cursor);
 
     // The tenant history uses the same order.
