@@ -156,3 +156,45 @@ async fn events_cannot_be_updated_or_deleted_by_any_application_role() {
     let payload: serde_json::Value = row.get("payload");
     assert_eq!(payload["slug"], "immutable");
 }
+
+#[tokio::test]
+async fn every_tenant_table_forces_row_level_security_and_partitions_are_closed() {
+    let app = spawn_app().await;
+    let mut tx = app.store.pool().begin().await.unwrap();
+    // Every ordinary or partitioned table with a tenant_id, except the event partitions
+    // (reachable only through `events`).
+    let unprotected: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped \
+         WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition \
+           AND NOT (c.relrowsecurity AND c.relforcerowsecurity) ORDER BY 1",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .unwrap();
+    assert!(
+        unprotected.is_empty(),
+        "tables without forced row-level security: {unprotected:?}"
+    );
+    let tenant_tables: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' \
+         WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    assert!(tenant_tables >= 20, "{tenant_tables} tenant tables");
+    tx.rollback().await.unwrap();
+
+    // A partition cannot be read around the parent's policies.
+    let mut tx = app.store.begin_tenant(TenantId::new()).await.unwrap();
+    let err = sqlx::query("SELECT count(*) FROM events_p00")
+        .execute(&mut *tx)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.as_database_error().unwrap().code().as_deref(),
+        Some("42501")
+    );
+}

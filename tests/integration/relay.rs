@@ -130,6 +130,13 @@ async fn a_relay_stopped_mid_stream_and_restarted_delivers_each_event_exactly_on
 
     drain(&mut runner, &store, total as i64).await;
     assert_eq!(read_model_count(&store).await, total as i64);
+    // JetStream itself holds each event exactly once: re-publication after the restart was
+    // deduplicated, and nothing was skipped.
+    let mut stream = bus.jetstream.get_stream(&bus.stream).await.unwrap();
+    assert_eq!(
+        stream.info().await.unwrap().state.messages,
+        feed.len() as u64
+    );
     let checkpoint = tenantry_projections::consistency::checkpoint(store.pool(), "organizations")
         .await
         .unwrap();
