@@ -291,24 +291,7 @@ async fn caught_up(store: &tenantry_eventstore::EventStore, events: usize) -> bo
 async fn a_tenant_moves_between_deployments_and_rebuilds_identically() {
     let source = spawn_app().await;
     let (org, mut owner) = organization(&source, "movers", "pro").await;
-    let store = owner
-        .ok(
-            Method::POST,
-            &format!("/v1/organizations/{org}/stores"),
-            Some(json!({ "name": "S", "domain": "s.example.com" })),
-        )
-        .await;
-    let agent = owner
-        .ok(
-            Method::POST,
-            &format!(
-                "/v1/stores/{}/agent-instances",
-                store["id"].as_str().unwrap()
-            ),
-            Some(json!({ "agent_type": "sales" })),
-        )
-        .await;
-    let agent = agent["id"].as_str().unwrap().to_owned();
+    let (_, agent) = owner.store_with_agent(&org, "sales").await;
     for i in 0..3 {
         let c = owner
             .ok(

@@ -538,24 +538,7 @@ async fn crossing_80_and_100_percent_of_the_allowance_is_recorded_once_each() {
     let org = created["id"].as_str().unwrap().to_owned();
     let mut owner = Client::new(&app, created["api_key"]["secret"].as_str().unwrap());
     owner.position = admin.position.clone();
-    let store = owner
-        .ok(
-            Method::POST,
-            &format!("/v1/organizations/{org}/stores"),
-            Some(json!({ "name": "S", "domain": "s.example.com" })),
-        )
-        .await;
-    let agent = owner
-        .ok(
-            Method::POST,
-            &format!(
-                "/v1/stores/{}/agent-instances",
-                store["id"].as_str().unwrap()
-            ),
-            Some(json!({ "agent_type": "sales" })),
-        )
-        .await;
-    let agent = agent["id"].as_str().unwrap().to_owned();
+    let (_, agent) = owner.store_with_agent(&org, "sales").await;
     let alerts = |dashboard: &Value| -> Vec<i64> {
         let mut t: Vec<i64> = dashboard["usage_alerts"]
             .as_array()
@@ -620,24 +603,7 @@ async fn crossing_80_and_100_percent_of_the_allowance_is_recorded_once_each() {
 async fn events_delivered_twice_are_counted_once_by_every_read_model() {
     let app = spawn_app().await;
     let (org, mut owner) = organization(&app, "twice", "pro").await;
-    let store = owner
-        .ok(
-            Method::POST,
-            &format!("/v1/organizations/{org}/stores"),
-            Some(json!({ "name": "S", "domain": "s.example.com" })),
-        )
-        .await;
-    let agent = owner
-        .ok(
-            Method::POST,
-            &format!(
-                "/v1/stores/{}/agent-instances",
-                store["id"].as_str().unwrap()
-            ),
-            Some(json!({ "agent_type": "sales" })),
-        )
-        .await;
-    let agent = agent["id"].as_str().unwrap().to_owned();
+    let (_, agent) = owner.store_with_agent(&org, "sales").await;
     for _ in 0..5 {
         let c = owner
             .ok(
@@ -655,7 +621,22 @@ async fn events_delivered_twice_are_counted_once_by_every_read_model() {
             )
             .await;
     }
-    let feed = crate::helpers::feed_eventually(&app.store, Cursor::START, 1).await;
+    // Everything the client did, up to its last consistency token, is on the feed.
+    let token: Cursor = owner.position.clone().unwrap().parse().unwrap();
+    let mut feed = Vec::new();
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            let store = app.store.clone();
+            async move {
+                crate::helpers::feed_after(&store, Cursor::START, 100_000)
+                    .await
+                    .last()
+                    .is_some_and(|e| e.cursor >= token)
+            }
+        })
+        .await
+    );
+    feed.extend(crate::helpers::feed_after(&app.store, Cursor::START, 100_000).await);
     let end = feed.last().unwrap().cursor;
     let caught_up = || async {
         for projection in tenantry_projections::all() {

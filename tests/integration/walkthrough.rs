@@ -58,6 +58,29 @@ impl<'a> Client<'a> {
     }
 }
 
+impl Client<'_> {
+    /// Creates a store in `org` and deploys an agent of `agent_type` into it; returns the
+    /// store's and the agent instance's ids.
+    pub async fn store_with_agent(&mut self, org: &str, agent_type: &str) -> (String, String) {
+        let store = self
+            .ok(
+                Method::POST,
+                &format!("/v1/organizations/{org}/stores"),
+                Some(json!({ "name": "S", "domain": "s.example.com" })),
+            )
+            .await;
+        let store = store["id"].as_str().unwrap().to_owned();
+        let agent = self
+            .ok(
+                Method::POST,
+                &format!("/v1/stores/{store}/agent-instances"),
+                Some(json!({ "agent_type": agent_type })),
+            )
+            .await;
+        (store, agent["id"].as_str().unwrap().to_owned())
+    }
+}
+
 /// Creates an organization as the admin; returns its id and a client with its owner key
 /// (holding the creation's consistency token).
 pub async fn organization<'a>(app: &'a TestApp, slug: &str, tier: &str) -> (String, Client<'a>) {
