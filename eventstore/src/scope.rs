@@ -54,9 +54,14 @@ impl EventStore {
         &self,
         tenant: TenantId,
     ) -> Result<Transaction<'static, Postgres>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        enter_tenant(&mut tx, tenant).await?;
-        Ok(tx)
+        // One round trip: BEGIN and the scope travel as one simple query. The tenant is a
+        // UUID, so writing it into the statement is safe.
+        let statement = format!(
+            "BEGIN; SELECT set_config('role', 'tenantry_app', true), \
+                    set_config('tenantry.tenant_id', '{}', true)",
+            tenant.as_uuid()
+        );
+        Ok(self.pool.begin_with(statement).await?)
     }
 
     /// Begins a platform-wide transaction (relay, projections, platform admin).
@@ -64,9 +69,13 @@ impl EventStore {
     /// # Errors
     /// When no connection can be had or the database refuses.
     pub async fn begin_system(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        enter_system(&mut tx).await?;
-        Ok(tx)
+        Ok(self
+            .pool
+            .begin_with(
+                "BEGIN; SELECT set_config('role', 'tenantry_system', true), \
+                        set_config('tenantry.tenant_id', '', true)",
+            )
+            .await?)
     }
 }
 

@@ -135,6 +135,15 @@ async fn every_route_answers_every_caller_as_it_should() {
         )
         .await;
     let conversation = conversation["id"].as_str().unwrap().to_owned();
+    // The matrix sends no consistency tokens: let every read model catch up with the setup
+    // first (the dashboard waits for all three).
+    owner
+        .ok(
+            Method::GET,
+            &format!("/v1/organizations/{org}/dashboard"),
+            None,
+        )
+        .await;
 
     let member_id = member["id"].as_str().unwrap();
     let doomed_key = doomed_key["id"].as_str().unwrap();
