@@ -257,3 +257,43 @@ async fn only_one_relay_publishes_at_a_time() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn a_batch_that_fails_is_nacked_redelivered_and_applied_once() {
+    let (store, url) = fresh_store().await;
+    let bus = fresh_bus().await;
+    create_organizations(&store, 3).await;
+    bus.ensure_stream().await.unwrap();
+    let mut relay = Relay::new(store.clone(), bus.clone(), Arc::new(Notify::new()));
+    assert!(relay.try_acquire().await.unwrap());
+    publish(&mut relay, 9).await;
+
+    // The read model refuses writes for a while: the batch fails, rolls back and is nak'ed.
+    let mut su = crate::helpers::superuser(&url).await;
+    sqlx::query("REVOKE INSERT ON organizations FROM tenantry_system")
+        .execute(&mut su)
+        .await
+        .unwrap();
+    let mut runner = Runner::new(store.clone(), bus.clone(), Arc::new(Organizations));
+    let mut failures = 0;
+    while failures == 0 {
+        match runner.process_next_batch(Duration::from_secs(5)).await {
+            Err(_) => failures += 1,
+            Ok(Outcome::Idle) => panic!("the events should have been delivered"),
+            Ok(Outcome::Processed { .. }) => panic!("the batch should have failed"),
+        }
+    }
+    assert_eq!(read_model_count(&store).await, 0);
+    let checkpoint = tenantry_projections::consistency::checkpoint(store.pool(), "organizations")
+        .await
+        .unwrap();
+    assert_eq!(checkpoint, Cursor::START, "a failed batch moves nothing");
+
+    // Once writes work again, the nak'ed messages come back and count once.
+    sqlx::query("GRANT INSERT ON organizations TO tenantry_system")
+        .execute(&mut su)
+        .await
+        .unwrap();
+    assert_eq!(drain(&mut runner, &store, 3).await, 9);
+    assert_eq!(read_model_count(&store).await, 3);
+}
