@@ -123,8 +123,8 @@ pub fn router() -> ApiRouter {
         )
 }
 
-async fn definitions(principal: Principal) -> Result<axum::Json<serde_json::Value>, ApiError> {
-    let _ = principal;
+/// Any valid key may read the catalog: the extractor authenticates, nothing else is needed.
+async fn definitions(_caller: Principal) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let data: &[AgentDefinition] = CATALOG;
     Ok(axum::Json(serde_json::json!({ "data": data })))
 }

@@ -192,10 +192,10 @@ async fn usage(
     .bind(month.to_string())
     .fetch_all(&mut *tx)
     .await?;
-    let bill = billing_model::draft(&mut tx, org.as_uuid(), month)
+    let timeline = billing_model::timeline(&mut tx, org.as_uuid())
         .await
         .map_err(ApiError::internal)?;
-    let timeline = billing_model::timeline(&mut tx, org.as_uuid())
+    let bill = billing_model::draft_from(&mut tx, org.as_uuid(), month, &timeline)
         .await
         .map_err(ApiError::internal)?;
     tx.commit().await?;
@@ -287,7 +287,7 @@ async fn invoices(
         let mut month = Month::of(first.from);
         while month <= last && data.len() < 120 {
             data.push(
-                billing_model::invoice(&mut tx, org.as_uuid(), &slug, month)
+                billing_model::invoice_from(&mut tx, org.as_uuid(), &slug, month, &timeline)
                     .await
                     .map_err(ApiError::internal)?,
             );

@@ -11,7 +11,7 @@ use tenantry_commands::Request;
 use tenantry_eventstore::Metadata;
 
 use crate::auth::Principal;
-use crate::extract::parse_json;
+use crate::extract::{body_rejection, parse_json};
 use crate::{ApiError, AppState, REQUEST_ID};
 
 /// A command without a body.
@@ -120,13 +120,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for CommandWith<T> {
         let principal = Principal::from_request_parts(&mut parts, state).await?;
         let bytes = Bytes::from_request(HttpRequest::from_parts(parts.clone(), body), state)
             .await
-            .map_err(|e| {
-                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::PayloadTooLarge
-                } else {
-                    ApiError::MalformedJson(e.body_text())
-                }
-            })?;
+            .map_err(body_rejection)?;
         // An empty body reads as `null`, which an optional body accepts.
         let body = parse_json(if bytes.is_empty() { b"null" } else { &bytes })?;
         let request = build(

@@ -1,28 +1,19 @@
-//! Extractors whose rejections are problem+json like every other error.
+//! Extractors and body parsing whose rejections are problem+json like every other error.
 
-use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::ApiError;
 
-/// A JSON body. Malformed JSON is 400; a missing field or a bad value is 422 naming the field.
-pub struct Json<T>(pub T);
-
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge
-            } else {
-                ApiError::MalformedJson(e.body_text())
-            }
-        })?;
-        parse_json(&bytes).map(Json)
+/// The problem for a body that could not be read: 413 past the 1 MiB limit, 400 otherwise.
+pub fn body_rejection(rejection: BytesRejection) -> ApiError {
+    if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge
+    } else {
+        ApiError::MalformedJson(rejection.body_text())
     }
 }
 

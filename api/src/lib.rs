@@ -2,7 +2,7 @@
 //!
 //! One router per resource, merged in [`router`]: handlers extract, call the command or the
 //! query, and map the result. Cross-cutting pieces: [`error`] (problem+json), [`auth`]
-//! (bearer keys), [`extract`] (JSON and query extractors with problem rejections) and
+//! (bearer keys), [`extract`] (body parsing and the query extractor, with problem rejections) and
 //! [`consistency`] (`X-Tenantry-Position` / `X-Tenantry-Min-Position`).
 
 #![recursion_limit = "512"]

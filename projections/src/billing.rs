@@ -275,7 +275,20 @@ pub async fn draft(
     month: Month,
 ) -> Result<Bill, ProjectionError> {
     let timeline = timeline(conn, tenant).await?;
-    let mut segments = segments(month, &timeline, &[]);
+    draft_from(conn, tenant, month, &timeline).await
+}
+
+/// [`draft`] for a caller that already read the organization's `timeline`.
+///
+/// # Errors
+/// On a database failure.
+pub async fn draft_from(
+    conn: &mut PgConnection,
+    tenant: Uuid,
+    month: Month,
+    timeline: &[TermsChange],
+) -> Result<Bill, ProjectionError> {
+    let mut segments = segments(month, timeline, &[]);
     for segment in &mut segments {
         let count: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM billable_conversations WHERE tenant_id = $1 AND started_at >= $2 AND started_at < $3",
@@ -316,6 +329,21 @@ pub async fn invoice(
     slug: &str,
     month: Month,
 ) -> Result<Invoice, ProjectionError> {
+    let timeline = timeline(conn, tenant).await?;
+    invoice_from(conn, tenant, slug, month, &timeline).await
+}
+
+/// [`invoice`] for a caller that already read the organization's `timeline`.
+///
+/// # Errors
+/// On a database failure.
+pub async fn invoice_from(
+    conn: &mut PgConnection,
+    tenant: Uuid,
+    slug: &str,
+    month: Month,
+    timeline: &[TermsChange],
+) -> Result<Invoice, ProjectionError> {
     let finalized: Option<(String, serde_json::Value, rust_decimal::Decimal)> = sqlx::query_as(
         "SELECT number, lines, total FROM invoices WHERE tenant_id = $1 AND month = $2",
     )
@@ -334,7 +362,7 @@ pub async fn invoice(
             total: Money(total),
         });
     }
-    let bill = draft(conn, tenant, month).await?;
+    let bill = draft_from(conn, tenant, month, timeline).await?;
     Ok(Invoice {
         month,
         number: invoice_number(slug, month),
@@ -356,15 +384,19 @@ async fn usage_alert_policy(
     at: DateTime<Utc>,
     count: u64,
 ) -> Result<(), ProjectionError> {
-    let timeline = timeline(conn, tenant).await?;
-    let Some(terms) = timeline
-        .iter()
-        .rev()
-        .find(|c| c.from <= at && !c.closed && !c.trial)
-    else {
+    // The allowance of the last billed (not trial, not closed) terms in force: one row, not
+    // the whole timeline, since this runs for every conversation started.
+    let included: Option<i64> = sqlx::query_scalar(
+        "SELECT included FROM billing_terms WHERE tenant_id = $1 AND effective_at <= $2 \
+           AND NOT closed AND NOT trial ORDER BY effective_at DESC LIMIT 1",
+    )
+    .bind(tenant)
+    .bind(at)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(included) = included.map(|n| n.max(0) as u64) else {
         return Ok(());
     };
-    let included = terms.terms.included_conversations;
     let thresholds = [
         (80i32, included.saturating_mul(80).div_ceil(100)),
         (100i32, included),

@@ -7,7 +7,7 @@ use tenantry_eventstore::{append, Expected, Metadata};
 use uuid::Uuid;
 
 use crate::eventstore::event;
-use crate::helpers::{spawn_app, ADMIN_KEY};
+use crate::helpers::spawn_app;
 use crate::walkthrough::organization;
 
 async fn ndjson(response: reqwest::Response) -> Vec<Value> {
@@ -184,7 +184,6 @@ async fn history_replays_verifies_and_travels_in_time() {
         let response = owner_get(&app, &other.key, &path).await;
         assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
     }
-    let _ = ADMIN_KEY;
 }
 
 async fn owner_get(app: &crate::helpers::TestApp, key: &str, path: &str) -> reqwest::Response {
