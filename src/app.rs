@@ -11,7 +11,7 @@ use tenantry_api::rate_limit::RateLimits;
 use tenantry_api::AppState;
 use tenantry_commands::{CommandBus, Relay};
 use tenantry_eventstore::bus::Bus;
-use tenantry_eventstore::{EventStore, MIGRATOR};
+use tenantry_eventstore::{EventStore, Vault, MIGRATOR};
 use tenantry_projections::Runner;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
@@ -35,6 +35,9 @@ pub struct Settings {
     pub run_projections: bool,
     /// Requests per minute for every tier instead of the price list's (tests, load runs).
     pub rate_limit_per_minute: Option<u32>,
+    /// Seals and opens personal data (`TENANTRY_MASTER_KEY`); the API needs it, the relay and
+    /// the projections handle personal data sealed and do not.
+    pub vault: Vault,
 }
 
 impl Settings {
@@ -53,6 +56,7 @@ impl Settings {
             run_relay: true,
             run_projections: true,
             rate_limit_per_minute: None,
+            vault: Vault::disabled(),
         }
     }
 }
@@ -74,7 +78,8 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let store = EventStore::connect(&settings.database_url, settings.db_max_connections)
             .await
-            .context("connecting to PostgreSQL")?;
+            .context("connecting to PostgreSQL")?
+            .with_vault(settings.vault.clone());
         MIGRATOR
             .run(store.pool())
             .await

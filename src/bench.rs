@@ -431,6 +431,8 @@ async fn scenarios(
         s.listen = "127.0.0.1:0".into();
         s.rate_limit_per_minute = Some(10_000_000);
         s.db_max_connections = 40;
+        // A key of its own: the bench's tenants are throwaway.
+        s.vault = tenantry_eventstore::Vault::new(&tenantry_eventstore::MasterKey::generate());
         s
     };
     let app = Application::build(settings.clone()).await?;

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use tenantry_eventstore::{MasterKey, Vault};
+
 use crate::Settings;
 
 #[derive(Debug, Parser)]
@@ -87,6 +89,17 @@ pub enum Command {
         database_url: String,
         dir: std::path::PathBuf,
     },
+    /// Erase a tenant's personal data, or one end customer's: destroys their data keys
+    /// (irreversible) and records the erasure in the tenant's history.
+    Erase {
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        /// Only this end customer (their customer reference).
+        #[arg(long)]
+        customer: Option<String>,
+    },
     /// Replay the feed from PostgreSQL into fresh tables of a projection, then switch.
     Rebuild {
         #[arg(long, env = "DATABASE_URL")]
@@ -162,6 +175,15 @@ pub struct ServeArgs {
     /// How long a query waits for `X-Tenantry-Min-Position`, in milliseconds.
     #[arg(long, env = "TENANTRY_CONSISTENCY_TIMEOUT_MS", default_value_t = 5000)]
     pub consistency_timeout_ms: u64,
+    /// The master key that wraps the data keys personal data is sealed under: 64 hex digits
+    /// (`openssl rand -hex 32`). Keep it out of the database and its backups.
+    #[arg(long, env = "TENANTRY_MASTER_KEY", hide_env_values = true, value_parser = parse_master_key)]
+    pub master_key: MasterKey,
+}
+
+/// `--master-key`: 64 hex digits.
+pub fn parse_master_key(text: &str) -> Result<MasterKey, String> {
+    MasterKey::parse(text)
 }
 
 #[derive(Debug, Args)]
@@ -207,6 +229,7 @@ impl ServeArgs {
         settings.listen = self.listen.clone();
         settings.admin_key = self.admin_key.clone();
         settings.consistency_timeout = Duration::from_millis(self.consistency_timeout_ms);
+        settings.vault = Vault::new(&self.master_key);
         settings
     }
 }

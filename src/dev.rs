@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use rand::Rng;
 use sqlx::{Connection, PgConnection};
+use tenantry_eventstore::{MasterKey, Vault};
 
 use crate::app::shutdown_signal;
 use crate::cli::DevArgs;
@@ -339,6 +340,22 @@ fn dev_admin_key(dir: &Path) -> anyhow::Result<String> {
     Ok(key)
 }
 
+/// The master key: `TENANTRY_MASTER_KEY`, or one generated once and kept in
+/// `<dir>/master-key` (readable by its owner only).
+fn dev_master_key(dir: &Path) -> anyhow::Result<MasterKey> {
+    if let Ok(key) = std::env::var("TENANTRY_MASTER_KEY") {
+        return MasterKey::parse(&key).map_err(|e| anyhow::anyhow!("TENANTRY_MASTER_KEY: {e}"));
+    }
+    let path = dir.join("master-key");
+    if let Ok(key) = fs::read_to_string(&path) {
+        return MasterKey::parse(&key).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()));
+    }
+    let key = MasterKey::generate();
+    fs::write(&path, key.to_hex())?;
+    fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    Ok(key)
+}
+
 /// Runs `tenantry dev`.
 ///
 /// # Errors
@@ -352,9 +369,13 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         args.services_only,
     )
     .await?;
+    let master_key = dev_master_key(&args.dir)?;
     let env = format!(
-        "DATABASE_URL={}\nNATS_URL={}\nTENANTRY_SUPERUSER_URL={}\n",
-        services.database_url, services.nats_url, services.superuser_url
+        "DATABASE_URL={}\nNATS_URL={}\nTENANTRY_SUPERUSER_URL={}\nTENANTRY_MASTER_KEY={}\n",
+        services.database_url,
+        services.nats_url,
+        services.superuser_url,
+        master_key.to_hex()
     );
     fs::write(args.dir.join("env"), &env)?;
 
@@ -375,6 +396,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         admin_key.clone(),
     );
     settings.listen = args.listen.clone();
+    settings.vault = Vault::new(&master_key);
     let result = async {
         let app = Application::build(settings).await?;
         println!(

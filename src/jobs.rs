@@ -6,13 +6,22 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context};
 use tenantry_commands::{CommandBus, Request};
 use tenantry_domain::billing::Month;
-use tenantry_eventstore::{EventStore, Metadata, MIGRATOR};
+use tenantry_eventstore::{EventStore, MasterKey, Metadata, Vault, MIGRATOR};
 use tokio::sync::Notify;
 
+/// The store at `url`, migrated, with the vault of `TENANTRY_MASTER_KEY` when it is set
+/// (replay opens personal data with it; without it, sealed fields cannot be shown).
 async fn store(url: &str) -> anyhow::Result<EventStore> {
+    let vault = match std::env::var("TENANTRY_MASTER_KEY") {
+        Ok(key) => {
+            Vault::new(&MasterKey::parse(&key).map_err(|e| anyhow!("TENANTRY_MASTER_KEY: {e}"))?)
+        }
+        Err(_) => Vault::disabled(),
+    };
     let store = EventStore::connect(url, 4)
         .await
-        .context("connecting to PostgreSQL")?;
+        .context("connecting to PostgreSQL")?
+        .with_vault(vault);
     MIGRATOR
         .run(store.pool())
         .await
@@ -196,13 +205,19 @@ pub async fn replay(args: crate::cli::ReplayArgs) -> anyhow::Result<bool> {
     let mut tx = store.begin_tenant(tenant).await?;
     let mut count = 0u64;
     {
-        let mut events = tenantry_eventstore::read::stream_tenant_history(&mut tx, tenant, &filter);
-        while let Some(event) = events.next().await {
-            serde_json::to_writer(&mut out, &event?)?;
-            out.write_all(b"\n")?;
-            count += 1;
-            if count % 100_000 == 0 {
-                eprintln!("  {count} events");
+        let mut opener = store.vault().opener();
+        let mut chunks = tenantry_eventstore::read::stream_tenant_history(&mut tx, tenant, &filter)
+            .ready_chunks(256);
+        while let Some(chunk) = chunks.next().await {
+            let mut chunk = chunk.into_iter().collect::<Result<Vec<_>, _>>()?;
+            opener.reveal_from(&store, tenant, &mut chunk).await?;
+            for event in &chunk {
+                serde_json::to_writer(&mut out, event)?;
+                out.write_all(b"\n")?;
+                count += 1;
+                if count % 100_000 == 0 {
+                    eprintln!("  {count} events");
+                }
             }
         }
     }
@@ -239,6 +254,37 @@ pub async fn import(url: &str, dir: &std::path::Path) -> anyhow::Result<()> {
     println!(
         "imported tenant {} ({} events, chains verified)",
         manifest.tenant_id, manifest.events
+    );
+    Ok(())
+}
+
+/// `tenantry erase --tenant ID [--customer REF]`.
+///
+/// # Errors
+/// For an unknown tenant or customer, or on a failure.
+pub async fn erase(url: &str, tenant: uuid::Uuid, customer: Option<&str>) -> anyhow::Result<()> {
+    let store = store(url).await?;
+    let commands = CommandBus::new(store, Arc::new(Notify::new()));
+    let request = Request::new(Metadata {
+        actor: Some(format!(
+            "cli:{}",
+            std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+        )),
+        ..Metadata::default()
+    });
+    let org = tenantry_domain::OrganizationId::from_uuid(tenant);
+    let (_, destroyed) = match customer {
+        None => commands.erase_tenant(org, &request).await,
+        Some(customer) => {
+            let customer = tenantry_domain::CustomerRef::parse(customer)
+                .map_err(|e| anyhow!("--customer: {e}"))?;
+            commands.erase_customer(org, &customer, &request).await
+        }
+    }
+    .map_err(|e| anyhow!("{e}"))?;
+    println!(
+        "erased: {destroyed} data key(s) of tenant {tenant} destroyed{}",
+        customer.map(|_| " (one customer)").unwrap_or_default()
     );
     Ok(())
 }

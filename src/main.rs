@@ -74,6 +74,11 @@ async fn main() -> anyhow::Result<()> {
             out,
         } => tenantry::jobs::export(&database_url, tenant, &out).await,
         Command::Import { database_url, dir } => tenantry::jobs::import(&database_url, &dir).await,
+        Command::Erase {
+            database_url,
+            tenant,
+            customer,
+        } => tenantry::jobs::erase(&database_url, tenant, customer.as_deref()).await,
         Command::Rebuild {
             database_url,
             projection,

@@ -3,6 +3,10 @@
 //! DIR` verifies every chain against the manifest and re-creates the tenant, event for event
 //! (same ids, versions, payloads, metadata, timestamps and hashes). The read models of the
 //! target then build from its own feed.
+//!
+//! Personal fields stay sealed in `events.ndjson`; `keys.ndjson` carries the tenant's data
+//! keys still wrapped by the master key (and the tombstones of erased ones), so the target
+//! opens them with the same master key, and an erasure before the export holds after it.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufWriter, Write};
@@ -15,7 +19,8 @@ use tenantry_domain::TenantId;
 use tenantry_eventstore::append::append_at;
 use tenantry_eventstore::chain::{Canonical, GENESIS};
 use tenantry_eventstore::read::{stream_tenant_history, HistoryFilter};
-use tenantry_eventstore::{EventStore, Expected, Metadata, NewEvent, RecordedEvent};
+use tenantry_eventstore::vault::StoredKey;
+use tenantry_eventstore::{EventStore, Expected, Metadata, NewEvent, RecordedEvent, Vault};
 use uuid::Uuid;
 
 /// The manifest beside the events.
@@ -24,6 +29,9 @@ pub struct Manifest {
     pub tenant_id: Uuid,
     pub slug: Option<String>,
     pub events: u64,
+    /// Lines of `keys.ndjson`.
+    #[serde(default)]
+    pub data_keys: u64,
     /// `<stream_type>/<stream_id>` → its head.
     pub streams: BTreeMap<String, Head>,
 }
@@ -49,6 +57,7 @@ pub async fn export(store: &EventStore, tenant: Uuid, dir: &Path) -> anyhow::Res
         tenant_id: tenant,
         slug: None,
         events: 0,
+        data_keys: 0,
         streams: BTreeMap::new(),
     };
     let mut tx = store.begin_tenant(TenantId::from_uuid(tenant)).await?;
@@ -80,13 +89,35 @@ pub async fn export(store: &EventStore, tenant: Uuid, dir: &Path) -> anyhow::Res
             }
         }
     }
+    // After the events: every key they were sealed under existed when they were committed.
+    let keys = Vault::export_keys(&mut tx, TenantId::from_uuid(tenant)).await?;
     tx.commit().await?;
     out.flush()?;
+    let mut key_file = BufWriter::new(std::fs::File::create(dir.join("keys.ndjson"))?);
+    for key in &keys {
+        serde_json::to_writer(&mut key_file, key)?;
+        key_file.write_all(b"\n")?;
+    }
+    key_file.flush()?;
+    manifest.data_keys = keys.len() as u64;
     std::fs::write(
         dir.join("manifest.json"),
         serde_json::to_vec_pretty(&manifest)?,
     )?;
     Ok(manifest)
+}
+
+/// The data keys of an export (none for an export made before keys existed).
+fn read_keys(dir: &Path) -> anyhow::Result<Vec<StoredKey>> {
+    let path = dir.join("keys.ndjson");
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let file = std::fs::File::open(&path).context("reading keys.ndjson")?;
+    std::io::BufReader::new(file)
+        .lines()
+        .map(|line| Ok(serde_json::from_str(&line?)?))
+        .collect()
 }
 
 /// Verifies and imports the tenant in `dir`; returns the manifest.
@@ -157,8 +188,21 @@ pub async fn import(store: &EventStore, dir: &Path) -> anyhow::Result<Manifest> 
         }
     }
 
+    let keys = read_keys(dir)?;
+    if keys.len() as u64 != manifest.data_keys {
+        bail!(
+            "the manifest lists {} data keys, keys.ndjson holds {}",
+            manifest.data_keys,
+            keys.len()
+        );
+    }
+    if let Some(key) = keys.iter().find(|k| k.tenant_id != manifest.tenant_id) {
+        bail!("data key {} belongs to another tenant", key.key_id);
+    }
+
     let tenant = TenantId::from_uuid(manifest.tenant_id);
     let mut tx = store.begin_tenant(tenant).await?;
+    Vault::import_keys(&mut tx, &keys).await?;
     if let Some(slug) = &manifest.slug {
         sqlx::query("INSERT INTO organization_slugs (slug, tenant_id) VALUES ($1, $2)")
             .bind(slug)

@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tenantry_domain::conversation::{Conversation, ConversationAction};
+use tenantry_domain::personal::PersonalKind;
 use tenantry_domain::{
     AgentInstanceId, AgentType, Channel, ConversationId, CustomerRef, MessageContent, MessageId,
     MessageRole, OrganizationId, Resolution, Role, StoreId, TenantId,
@@ -300,12 +301,12 @@ async fn show(
     let sql = format!(
         "SELECT {COLUMNS} FROM conversations WHERE tenant_id = $1 AND conversation_id = $2"
     );
-    let view: Option<ConversationView> = sqlx::query_as(&sql)
+    let mut view: Option<ConversationView> = sqlx::query_as(&sql)
         .bind(org.as_uuid())
         .bind(raw)
         .fetch_optional(&mut *tx)
         .await?;
-    let messages: Vec<MessageView> = sqlx::query_as(
+    let mut messages: Vec<MessageView> = sqlx::query_as(
         "SELECT message_id AS id, role, content, tokens_in, tokens_out, created_at FROM messages \
          WHERE tenant_id = $1 AND conversation_id = $2 ORDER BY seq",
     )
@@ -313,6 +314,16 @@ async fn show(
     .bind(raw)
     .fetch_all(&mut *tx)
     .await?;
+    let sealed = view
+        .iter_mut()
+        .filter_map(|c| c.customer_ref.as_mut())
+        .map(|r| (r, PersonalKind::CustomerRef))
+        .chain(
+            messages
+                .iter_mut()
+                .map(|m| (&mut m.content, PersonalKind::Text)),
+        );
+    state.store.vault().open(&mut tx, sealed.collect()).await?;
     tx.commit().await?;
     let view = view.ok_or(ApiError::NotFound("conversation"))?;
     let version = view.version;
@@ -342,13 +353,18 @@ async fn list(
         "SELECT {COLUMNS} FROM conversations WHERE tenant_id = $1 AND instance_id = $2 \
          AND ($3::uuid IS NULL OR conversation_id < $3) ORDER BY conversation_id DESC LIMIT $4"
     );
-    let rows: Vec<ConversationView> = sqlx::query_as(&sql)
+    let mut rows: Vec<ConversationView> = sqlx::query_as(&sql)
         .bind(org.as_uuid())
         .bind(instance.as_uuid())
         .bind(after)
         .bind(limit + 1)
         .fetch_all(&mut *tx)
         .await?;
+    let refs = rows
+        .iter_mut()
+        .filter_map(|c| c.customer_ref.as_mut())
+        .map(|r| (r, PersonalKind::CustomerRef));
+    state.store.vault().open(&mut tx, refs.collect()).await?;
     tx.commit().await?;
     Ok(axum::Json(Page::of(rows, limit, |c| c.id)))
 }

@@ -203,14 +203,21 @@ impl From<CommandError> for ApiError {
             CommandError::PreconditionFailed { .. } => {
                 ApiError::PreconditionFailed(err.to_string())
             }
-            CommandError::Store(store) => ApiError::internal(store),
+            CommandError::Store(store) => store.into(),
         }
     }
 }
 
 impl From<tenantry_eventstore::StoreError> for ApiError {
     fn from(err: tenantry_eventstore::StoreError) -> Self {
-        ApiError::internal(err)
+        match err {
+            tenantry_eventstore::StoreError::SubjectErased => ApiError::Rejected {
+                code: "customer-erased",
+                kind: RejectionKind::Conflict,
+                message: err.to_string(),
+            },
+            err => ApiError::internal(err),
+        }
     }
 }
 

@@ -125,16 +125,24 @@ async fn replay(
 
     // A task owns the transaction and its cursor and feeds the response line by line; a
     // client that goes away ends it.
-    let (lines, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(256);
+    let (lines, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     let store = state.store.clone();
     tokio::spawn(async move {
         let result: Result<(), ApiError> = async {
-            let mut tx = store.begin_tenant(TenantId::from(org)).await?;
-            let mut events = stream_tenant_history(&mut tx, TenantId::from(org), &filter);
-            while let Some(event) = events.next().await {
-                let mut line = serde_json::to_vec(&event?).map_err(ApiError::internal)?;
-                line.push(b'\n');
-                if lines.send(Ok(Bytes::from(line))).await.is_err() {
+            let tenant = TenantId::from(org);
+            let mut tx = store.begin_tenant(tenant).await?;
+            // Personal fields are opened a chunk at a time (erased ones read as erased).
+            let mut opener = store.vault().opener();
+            let mut chunks = stream_tenant_history(&mut tx, tenant, &filter).ready_chunks(256);
+            while let Some(chunk) = chunks.next().await {
+                let mut chunk = chunk.into_iter().collect::<Result<Vec<_>, _>>()?;
+                opener.reveal_from(&store, tenant, &mut chunk).await?;
+                let mut buffer = Vec::with_capacity(chunk.len() * 512);
+                for event in &chunk {
+                    serde_json::to_writer(&mut buffer, event).map_err(ApiError::internal)?;
+                    buffer.push(b'\n');
+                }
+                if lines.send(Ok(Bytes::from(buffer))).await.is_err() {
                     return Ok(());
                 }
             }
@@ -208,11 +216,12 @@ async fn time_travel(
     let stream_id = parse_id(&stream_id, "stream")?;
     let mut tx = state.store.begin_tenant(TenantId::from(org)).await?;
     let mut events = read_stream(&mut tx, TenantId::from(org), &stream_type, stream_id).await?;
-    tx.commit().await?;
     events.retain(|e| {
         point.version.is_none_or(|v| e.version <= v)
             && point.as_of.is_none_or(|at| e.recorded_at <= at)
     });
+    state.store.vault().reveal(&mut tx, &mut events).await?;
+    tx.commit().await?;
     let Some(last) = events.last() else {
         return Err(ApiError::NotFound("stream at that point"));
     };

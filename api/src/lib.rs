@@ -14,6 +14,7 @@ pub mod billing;
 pub mod command;
 pub mod consistency;
 pub mod conversations;
+pub mod erasure;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -68,6 +69,7 @@ pub fn router(state: AppState) -> Router {
         .merge(conversations::router())
         .merge(billing::router())
         .merge(history::router())
+        .merge(erasure::router())
         .merge(health::router())
         .finish()
         .fallback(|| async { ApiError::RouteNotFound })

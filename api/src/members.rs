@@ -6,6 +6,7 @@ use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tenantry_domain::organization::{Organization, OrganizationCommand};
+use tenantry_domain::personal::PersonalKind;
 use tenantry_domain::{Email, MemberId, OrganizationId, Role, TenantId};
 use tenantry_projections::directory::NAME as DIRECTORY;
 use uuid::Uuid;
@@ -100,7 +101,7 @@ async fn list(
     let (limit, after) = params.parse()?;
     min_position.wait(&state, &[DIRECTORY]).await?;
     let mut tx = state.store.begin_tenant(TenantId::from(org)).await?;
-    let rows: Vec<MemberView> = sqlx::query_as(
+    let mut rows: Vec<MemberView> = sqlx::query_as(
         "SELECT member_id AS id, email, role, created_at FROM members \
          WHERE tenant_id = $1 AND ($2::uuid IS NULL OR member_id < $2) ORDER BY member_id DESC LIMIT $3",
     )
@@ -109,6 +110,8 @@ async fn list(
     .bind(limit + 1)
     .fetch_all(&mut *tx)
     .await?;
+    let emails = rows.iter_mut().map(|m| (&mut m.email, PersonalKind::Email));
+    state.store.vault().open(&mut tx, emails.collect()).await?;
     tx.commit().await?;
     Ok(axum::Json(Page::of(rows, limit, |m| m.id)))
 }

@@ -11,6 +11,7 @@ use sqlx::postgres::PgRow;
 use sqlx::Row;
 use tenantry_commands::organizations::NewOrganization;
 use tenantry_domain::organization::{Organization, OrganizationCommand};
+use tenantry_domain::personal::PersonalKind;
 use tenantry_domain::{
     Email, Money, OrganizationId, OrganizationName, Role, Slug, TenantId, Terms, Tier,
 };
@@ -260,8 +261,10 @@ async fn show(
         .bind(org.as_uuid())
         .fetch_optional(&mut *tx)
         .await?;
+    let mut view = OrganizationView::from_row(&row.ok_or(ApiError::NotFound("organization"))?)?;
+    let email = vec![(&mut view.billing_email, PersonalKind::Email)];
+    state.store.vault().open(&mut tx, email).await?;
     tx.commit().await?;
-    let view = OrganizationView::from_row(&row.ok_or(ApiError::NotFound("organization"))?)?;
     Ok((etag(view.version), axum::Json(view)).into_response())
 }
 
@@ -284,11 +287,15 @@ async fn list(
         .bind(limit + 1)
         .fetch_all(&mut *tx)
         .await?;
-    tx.commit().await?;
-    let views = rows
+    let mut views = rows
         .iter()
         .map(OrganizationView::from_row)
         .collect::<Result<Vec<_>, _>>()?;
+    let emails = views
+        .iter_mut()
+        .map(|v| (&mut v.billing_email, PersonalKind::Email));
+    state.store.vault().open(&mut tx, emails.collect()).await?;
+    tx.commit().await?;
     Ok(axum::Json(Page::of(views, limit, |o| o.id)))
 }
 

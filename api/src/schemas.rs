@@ -146,6 +146,8 @@ pub fn all() -> Value {
         "ChangeTier": object(&terms(vec![("tier", one_of(TIERS), true)]), true),
         "Suspend": object(&[("reason", text(), false)], true),
         "Member": object(&[("id", uuid(), true), ("email", text(), true), ("role", one_of(ROLES), true), ("created_at", time(), false)], false),
+        "Erasure": object(&[("organization_id", uuid(), true), ("scope", one_of(&["tenant", "customer"]), true), ("keys_destroyed", count(), true)], false),
+        "EraseCustomer": object(&[("customer_ref", text(), true)], true),
         "Invite": object(&[("email", text(), true), ("role", one_of(ROLES), true)], true),
         "ChangeRole": object(&[("role", one_of(ROLES), true)], true),
         "ApiKey": object(&[

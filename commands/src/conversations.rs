@@ -36,13 +36,17 @@ impl CommandBus {
             _ => (conversation_id, None),
         };
         let metadata = &request.metadata;
+        let vault = self.event_store().vault();
         let action = &action;
         self.transact(
             tenant,
             request,
             crate::attempt!(|tx| {
-                let mut conversation =
-                    load::<Conversation>(tx, tenant, conversation_id.as_uuid()).await?;
+                // Concealed: no decision reads the customer or the messages, and the stream's
+                // customer key (which seals new messages) comes from the sealed history.
+                let mut conversation = load::<Conversation>(tx, tenant, conversation_id.as_uuid())
+                    .await?
+                    .sealing(vault);
                 conversation.check_expected(request)?;
                 let instance_id = match start_instance {
                     Some(id) => id,

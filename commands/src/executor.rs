@@ -15,10 +15,13 @@ use futures::future::BoxFuture;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, Postgres, Transaction};
-use tenantry_domain::{Rejection, TenantId};
+use tenantry_domain::{personal, Rejection, TenantId};
 use tenantry_eventstore::read::read_stream;
 use tenantry_eventstore::scope::enter_tenant;
-use tenantry_eventstore::{append, Cursor, EventStore, Expected, Metadata, NewEvent, StoreError};
+use tenantry_eventstore::vault::{self, Vault};
+use tenantry_eventstore::{
+    append, Cursor, EventStore, Expected, Metadata, NewEvent, RecordedEvent, StoreError,
+};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -128,9 +131,15 @@ pub struct Loaded<A> {
     version: i64,
     /// The cursor of the last event this transaction appended.
     position: Option<Cursor>,
+    /// Seals the personal fields of what is saved (`None`: this aggregate writes none).
+    vault: Option<Vault>,
+    /// The stream's end customer's key, whose personal data it holds (see `vault`).
+    subject: Option<Uuid>,
 }
 
 /// Loads aggregate `A` with id `id` (the default state when the stream does not exist).
+/// Personal fields read as placeholders: enough for every decision but the organization's
+/// own (see [`load_revealed`]).
 ///
 /// # Errors
 /// On a database failure or an event that does not decode.
@@ -140,6 +149,25 @@ pub async fn load<A: Aggregate>(
     id: Uuid,
 ) -> Result<Loaded<A>, CommandError> {
     let history = read_stream(conn, tenant, A::TYPE, id).await?;
+    fold(id, history)
+}
+
+/// Loads aggregate `A` with its personal fields opened, ready to save new ones sealed.
+///
+/// # Errors
+/// As [`load`], and when personal data cannot be opened ([`StoreError::Vault`]).
+pub async fn load_revealed<A: Aggregate>(
+    conn: &mut PgConnection,
+    vault: &Vault,
+    tenant: TenantId,
+    id: Uuid,
+) -> Result<Loaded<A>, CommandError> {
+    let mut history = read_stream(conn, tenant, A::TYPE, id).await?;
+    vault.reveal(conn, &mut history).await?;
+    Ok(fold::<A>(id, history)?.sealing(vault))
+}
+
+fn fold<A: Aggregate>(id: Uuid, history: Vec<RecordedEvent>) -> Result<Loaded<A>, CommandError> {
     let mut state = A::default();
     for recorded in &history {
         state.apply(recorded.decode::<A::Event>()?);
@@ -150,21 +178,24 @@ pub async fn load<A: Aggregate>(
         expected: Expected::after(&history)?,
         version: history.len() as i64,
         position: None,
+        vault: None,
+        subject: vault::subject_of(&history),
     })
 }
 
-/// Loads `A` as it was at `version`.
+/// Loads `A` as it was at `version`, personal fields opened.
 async fn load_at<A: Aggregate>(
     conn: &mut PgConnection,
+    vault: &Vault,
     tenant: TenantId,
     id: Uuid,
     version: i64,
 ) -> Result<A, CommandError> {
+    let mut history = read_stream(conn, tenant, A::TYPE, id).await?;
+    history.retain(|e| e.version <= version);
+    vault.reveal(conn, &mut history).await?;
     let mut state = A::default();
-    for recorded in read_stream(conn, tenant, A::TYPE, id).await? {
-        if recorded.version > version {
-            break;
-        }
+    for recorded in history {
         state.apply(recorded.decode::<A::Event>()?);
     }
     Ok(state)
@@ -202,10 +233,24 @@ where
         if events.is_empty() {
             return Ok(());
         }
-        let new_events = events
+        let mut new_events = events
             .iter()
             .map(|e| NewEvent::from_domain(e, e.event_version().parse().unwrap_or(1)))
             .collect::<Result<Vec<_>, _>>()?;
+        if new_events
+            .iter()
+            .any(|e| personal::has_personal_fields(&e.event_type))
+        {
+            let vault = self.vault.as_ref().ok_or_else(|| {
+                StoreError::Vault(format!(
+                    "{} events carry personal data: load the stream with a vault",
+                    A::TYPE
+                ))
+            })?;
+            vault
+                .seal(conn, tenant, &mut self.subject, &mut new_events)
+                .await?;
+        }
         let recorded = append(
             conn,
             tenant,
@@ -257,6 +302,12 @@ where
 }
 
 impl<A> Loaded<A> {
+    /// Seals the personal fields of what this aggregate saves with `vault`.
+    pub fn sealing(mut self, vault: &Vault) -> Self {
+        self.vault = Some(vault.clone());
+        self
+    }
+
     /// Refuses when the request's `If-Match` version is not the loaded one.
     ///
     /// # Errors
@@ -348,7 +399,9 @@ impl CommandBus {
             }
             let mut tx = self.store.begin_tenant(tenant).await?;
             if let Some(idempotency) = &request.idempotency {
-                if let Some(replay) = replay::<A>(&mut tx, tenant, idempotency).await? {
+                if let Some(replay) =
+                    replay::<A>(&mut tx, self.store.vault(), tenant, idempotency).await?
+                {
                     return Ok(replay);
                 }
             }
@@ -409,12 +462,13 @@ impl CommandBus {
         A::Error: Rejection,
     {
         let metadata = &request.metadata;
+        let vault = self.store.vault();
         let command = &command;
         self.transact(
             tenant,
             request,
             crate::attempt!(|tx| {
-                let mut loaded = load::<A>(tx, tenant, stream_id).await?;
+                let mut loaded = load::<A>(tx, tenant, stream_id).await?.sealing(vault);
                 loaded
                     .execute(tx, tenant, command.clone(), metadata)
                     .await?;
@@ -424,7 +478,7 @@ impl CommandBus {
         .await
     }
 
-    /// Loads aggregate `A` as it stands now.
+    /// Loads aggregate `A` as it stands now, personal fields opened.
     ///
     /// # Errors
     /// On a database failure or an event that does not decode.
@@ -434,7 +488,7 @@ impl CommandBus {
         id: Uuid,
     ) -> Result<(A, i64), CommandError> {
         let mut tx = self.store.begin_tenant(tenant).await?;
-        let loaded = load::<A>(&mut tx, tenant, id).await?;
+        let loaded = load_revealed::<A>(&mut tx, self.store.vault(), tenant, id).await?;
         tx.commit().await?;
         Ok((loaded.state, loaded.version))
     }
@@ -448,6 +502,7 @@ fn count(aggregate: &'static str, outcome: &'static str) {
 
 async fn replay<A: Aggregate>(
     conn: &mut PgConnection,
+    vault: &Vault,
     tenant: TenantId,
     idempotency: &Idempotency,
 ) -> Result<Option<Executed<A>>, CommandError> {
@@ -483,7 +538,8 @@ async fn replay<A: Aggregate>(
     if owner != scope {
         enter_tenant(conn, owner).await?;
     }
-    let aggregate = load_at::<A>(conn, owner, remembered.stream_id, remembered.version).await?;
+    let aggregate =
+        load_at::<A>(conn, vault, owner, remembered.stream_id, remembered.version).await?;
     Ok(Some(Executed {
         id: remembered.stream_id,
         aggregate,

@@ -10,6 +10,7 @@
 
 pub mod agent_instances;
 pub mod conversations;
+pub mod erasure;
 pub mod error;
 pub mod executor;
 pub mod keys;

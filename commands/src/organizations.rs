@@ -8,7 +8,7 @@ use tenantry_domain::{
 };
 use tenantry_eventstore::error::is_unique_violation;
 
-use crate::executor::{load, Request};
+use crate::executor::{load_revealed, Request};
 use crate::keys::{insert_credential, revoke_credential, Grant, Secret, API_KEY_PREFIX};
 use crate::{CommandBus, CommandError, Executed};
 
@@ -64,6 +64,7 @@ impl CommandBus {
         let owner_secret = Secret::generate(API_KEY_PREFIX);
         let secret = &owner_secret;
         let metadata = &request.metadata;
+        let vault = self.event_store().vault();
         let new = &new;
         let done = self
             .transact(
@@ -83,7 +84,8 @@ impl CommandBus {
                         }
                         other => other?,
                     };
-                    let mut org = load::<Organization>(tx, tenant, id.as_uuid()).await?;
+                    let mut org =
+                        load_revealed::<Organization>(tx, vault, tenant, id.as_uuid()).await?;
                     let command = OrganizationCommand::Create {
                         id,
                         name: new.name.clone(),
@@ -132,12 +134,14 @@ impl CommandBus {
     ) -> Result<Executed<Organization>, CommandError> {
         let tenant = TenantId::from(id);
         let metadata = &request.metadata;
+        let vault = self.event_store().vault();
         let command = &command;
         self.transact(
             tenant,
             request,
             crate::attempt!(|tx| {
-                let mut org = load::<Organization>(tx, tenant, id.as_uuid()).await?;
+                let mut org =
+                    load_revealed::<Organization>(tx, vault, tenant, id.as_uuid()).await?;
                 org.check_expected(request)?;
                 org.execute(tx, tenant, command.clone(), metadata).await?;
                 match command {

@@ -18,6 +18,7 @@ pub mod conversation;
 pub mod error;
 pub mod ids;
 pub mod organization;
+pub mod personal;
 pub mod store;
 pub mod tier;
 pub mod upcast;

@@ -152,6 +152,23 @@ pub enum OrganizationCommand {
         kind: String,
         scope: String,
     },
+    /// Record that personal data was erased (its keys destroyed in the same transaction):
+    /// the whole tenant's, or one end customer's (`key_id`). Accepted in any status.
+    RecordErasure {
+        scope: ErasureScope,
+        key_id: Option<uuid::Uuid>,
+        keys_destroyed: u64,
+    },
+}
+
+/// Whose personal data an erasure destroyed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErasureScope {
+    /// Every personal field the tenant recorded until then.
+    Tenant,
+    /// One end customer's reference and conversations.
+    Customer,
 }
 
 /// What has happened to an organization.
@@ -239,6 +256,14 @@ pub enum OrganizationEvent {
         kind: String,
         scope: String,
     },
+    /// Personal data was crypto-shredded: its keys are gone, so every copy of it (events,
+    /// read models, NATS, exports) reads as erased from now on (the actor is in the metadata).
+    PersonalDataErased {
+        scope: ErasureScope,
+        /// The customer's key, for a customer erasure.
+        key_id: Option<uuid::Uuid>,
+        keys_destroyed: u64,
+    },
 }
 
 impl DomainEvent for OrganizationEvent {
@@ -288,6 +313,8 @@ pub struct Organization {
     pub active_instances: BTreeMap<AgentInstanceId, AgentType>,
     pub finalized_invoices: BTreeSet<Month>,
     pub usage_alerts: BTreeSet<(Month, u8)>,
+    /// How many data keys the latest erasure destroyed.
+    pub last_erasure: Option<u64>,
 }
 
 impl Organization {
@@ -431,6 +458,17 @@ impl Organization {
             C::RecordHistoryAccess { kind, scope } => {
                 return Ok(vec![E::HistoryAccessed { kind, scope }]);
             }
+            C::RecordErasure {
+                scope,
+                key_id,
+                keys_destroyed,
+            } => {
+                return Ok(vec![E::PersonalDataErased {
+                    scope,
+                    key_id,
+                    keys_destroyed,
+                }]);
+            }
             C::RecordUsageAlert { month, threshold } => {
                 if self.usage_alerts.contains(&(month, threshold)) {
                     return Ok(vec![]);
@@ -446,7 +484,8 @@ impl Organization {
             | C::Reactivate { .. }
             | C::FinalizeInvoice { .. }
             | C::RecordUsageAlert { .. }
-            | C::RecordHistoryAccess { .. } => {
+            | C::RecordHistoryAccess { .. }
+            | C::RecordErasure { .. } => {
                 unreachable!("handled above")
             }
             C::ChangeDetails {
@@ -776,6 +815,9 @@ impl Aggregate for Organization {
                 self.usage_alerts.insert((month, threshold));
             }
             E::HistoryAccessed { .. } => {}
+            E::PersonalDataErased { keys_destroyed, .. } => {
+                self.last_erasure = Some(keys_destroyed);
+            }
         }
     }
 }

@@ -21,6 +21,12 @@ pub enum StoreError {
     Decode(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// Personal data cannot be sealed or opened: no master key, or not the right one.
+    #[error("vault: {0}")]
+    Vault(String),
+    /// The stream's end customer was erased: no more personal data can be written to it.
+    #[error("this stream's customer was erased; its personal data can no longer be written")]
+    SubjectErased,
 }
 
 /// The SQLSTATE of a unique violation.

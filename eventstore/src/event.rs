@@ -66,17 +66,27 @@ impl RecordedEvent {
         })
     }
 
+    /// A text field of the payload as stored: for a personal field, the sealed value. Read
+    /// models keep personal data sealed, so erasing a key erases their copies too; whoever
+    /// shows it opens it ([`crate::Vault::open`]).
+    pub fn stored_text(&self, field: &str) -> Option<&str> {
+        self.payload.get(field)?.as_str()
+    }
+
     /// Rebuilds the aggregate event enum `E` (adjacently tagged `event_type`/`payload`),
-    /// upcasting a payload stored under an older schema version first.
+    /// upcasting a payload stored under an older schema version first. Personal fields still
+    /// sealed read as their placeholders (open them first with [`crate::Vault::reveal`]).
     ///
     /// # Errors
     /// [`StoreError::Decode`] when the payload does not fit `E`.
     pub fn decode<E: serde::de::DeserializeOwned>(&self) -> Result<E, StoreError> {
+        let mut payload = self.payload.clone();
+        crate::vault::conceal(&self.event_type, &mut payload);
         let payload = tenantry_domain::upcast::upcast(
             &self.stream_type,
             &self.event_type,
             self.schema_version,
-            self.payload.clone(),
+            payload,
         );
         let tagged = serde_json::json!({
             tenantry_domain::EVENT_TYPE_TAG: self.event_type,

@@ -6,6 +6,7 @@
 //! - [`append`]: optimistic-concurrency appends that extend each stream's hash chain.
 //! - [`read`]: one stream, one tenant's history, and the gap-free feed from a cursor.
 //! - [`chain`]: the per-stream hash chain and its verification.
+//! - [`vault`]: personal fields sealed under data keys that erasure destroys (crypto-shredding).
 //! - [`bus`]: the NATS JetStream face of the store (stream, subjects, headers), shared by the
 //!   relay that publishes the feed and the projections that consume it.
 //!
@@ -19,12 +20,14 @@ pub mod error;
 pub mod event;
 pub mod read;
 pub mod scope;
+pub mod vault;
 
 pub use append::{append, Expected, NewEvent};
 pub use cursor::Cursor;
 pub use error::StoreError;
 pub use event::{Metadata, RecordedEvent};
 pub use scope::EventStore;
+pub use vault::{MasterKey, Vault};
 
 /// The platform's migrations, applied by `tenantry migrate` and at start-up.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");

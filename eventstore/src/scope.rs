@@ -11,12 +11,13 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use tenantry_domain::TenantId;
 
-use crate::StoreError;
+use crate::{StoreError, Vault};
 
 /// The event store: a connection pool and the scopes work runs in.
 #[derive(Clone, Debug)]
 pub struct EventStore {
     pool: PgPool,
+    vault: Vault,
 }
 
 impl EventStore {
@@ -35,11 +36,27 @@ impl EventStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            vault: Vault::disabled(),
+        })
     }
 
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            vault: Vault::disabled(),
+        }
+    }
+
+    /// The store with `vault` sealing and opening personal data.
+    pub fn with_vault(mut self, vault: Vault) -> Self {
+        self.vault = vault;
+        self
+    }
+
+    pub fn vault(&self) -> &Vault {
+        &self.vault
     }
 
     pub fn pool(&self) -> &PgPool {

@@ -53,7 +53,7 @@ impl Projection for Organizations {
                 .bind(name.as_str())
                 .bind(slug.as_str())
                 .bind(tier.as_str())
-                .bind(billing_email.as_str())
+                .bind(event.stored_text("billing_email").unwrap_or(billing_email.as_str()))
                 .bind(status.as_str())
                 .bind(event.version)
                 .bind(event.recorded_at)
@@ -67,7 +67,13 @@ impl Projection for Organizations {
                 ..
             } => Some((
                 "name = $4, billing_email = $5",
-                vec![name.to_string(), billing_email.to_string()],
+                vec![
+                    name.to_string(),
+                    event
+                        .stored_text("billing_email")
+                        .unwrap_or(billing_email.as_str())
+                        .to_owned(),
+                ],
             )),
             OrganizationEvent::TierChanged { tier, .. } => {
                 Some(("tier = $4", vec![tier.to_string()]))

@@ -435,6 +435,8 @@ async fn the_openapi_document_describes_every_route() {
         ("post", "/v1/admin/reconciliations"),
         ("get", "/v1/organizations/{org}/events"),
         ("get", "/v1/organizations/{org}/audit/verify"),
+        ("post", "/v1/organizations/{org}/erase"),
+        ("post", "/v1/organizations/{org}/erase-customer"),
         (
             "get",
             "/v1/organizations/{org}/history/{stream_type}/{stream_id}",

@@ -10,11 +10,18 @@ use sqlx::{Connection, Executor, PgConnection, PgPool};
 use tenantry::{Application, Settings};
 use tenantry_eventstore::bus::Bus;
 use tenantry_eventstore::read::read_feed;
-use tenantry_eventstore::{Cursor, EventStore, RecordedEvent, MIGRATOR};
+use tenantry_eventstore::{Cursor, EventStore, MasterKey, RecordedEvent, Vault, MIGRATOR};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
 pub const ADMIN_KEY: &str = "test-admin-key-0123456789";
+/// Every test application and store seals personal data under this master key.
+pub const MASTER_KEY: &str = "7e5a9c1f0b3d2e4f6a8c0e1f2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d";
+
+/// The vault of [`MASTER_KEY`].
+pub fn test_vault() -> Vault {
+    Vault::new(&MasterKey::parse(MASTER_KEY).unwrap())
+}
 
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
@@ -115,7 +122,8 @@ pub async fn superuser(url: &str) -> PgConnection {
 /// An event store on a fresh database.
 pub async fn fresh_store() -> (EventStore, String) {
     let url = fresh_database().await;
-    (EventStore::connect(&url, 40).await.unwrap(), url)
+    let store = EventStore::connect(&url, 40).await.unwrap();
+    (store.with_vault(test_vault()), url)
 }
 
 /// A NATS connection and a bus (stream and prefix) of its own.
@@ -161,6 +169,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     settings.nats_stream = bus.stream.clone();
     settings.nats_prefix = bus.prefix.clone();
     settings.db_max_connections = 10;
+    settings.vault = test_vault();
     configure(&mut settings);
     let app = Application::build(settings)
         .await
@@ -174,7 +183,10 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         address: format!("http://127.0.0.1:{port}"),
         nats_stream: bus.stream.clone(),
         nats_prefix: bus.prefix.clone(),
-        store: EventStore::connect(&database_url, 10).await.unwrap(),
+        store: EventStore::connect(&database_url, 10)
+            .await
+            .unwrap()
+            .with_vault(test_vault()),
         database_url,
         client: reqwest::Client::new(),
         stop: Some(stop),

@@ -5,6 +5,7 @@ mod audit;
 mod authorization;
 mod billing;
 mod commands;
+mod erasure;
 mod eventstore;
 mod feed;
 mod helpers;

@@ -1,0 +1,89 @@
+//! Erasure over HTTP: crypto-shredding a tenant's personal data, or one end customer's.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use tenantry_domain::organization::ErasureScope;
+use tenantry_domain::{CustomerRef, OrganizationId, Role};
+
+use crate::command::{Command, CommandWith};
+use crate::extract::parse_id;
+use crate::openapi::{ApiRouter, Op};
+use crate::resources::answer;
+use crate::{ApiError, AppState};
+
+pub fn router() -> ApiRouter {
+    const T: &str = "audit";
+    ApiRouter::new()
+        .route(
+            Op::post(
+                "/v1/organizations/{org}/erase",
+                "Erase the tenant's personal data (destroys its data keys; irreversible)",
+            )
+            .tag(T)
+            .access("owner")
+            .returns(200, "Erasure"),
+            erase_tenant,
+        )
+        .route(
+            Op::post(
+                "/v1/organizations/{org}/erase-customer",
+                "Erase one end customer's personal data (destroys their data key; irreversible)",
+            )
+            .tag(T)
+            .access("owner")
+            .body("EraseCustomer")
+            .returns(200, "Erasure"),
+            erase_customer,
+        )
+}
+
+/// What an erasure did.
+#[derive(Debug, Serialize)]
+struct Erasure {
+    organization_id: uuid::Uuid,
+    scope: ErasureScope,
+    keys_destroyed: u64,
+}
+
+async fn erase_tenant(
+    State(state): State<AppState>,
+    Path(org): Path<String>,
+    command: Command,
+) -> Result<Response, ApiError> {
+    let org = OrganizationId::from_uuid(parse_id(&org, "organization")?);
+    command.principal.require(org, Role::Owner)?;
+    let (done, keys_destroyed) = state.commands.erase_tenant(org, &command.request).await?;
+    let view = Erasure {
+        organization_id: org.as_uuid(),
+        scope: ErasureScope::Tenant,
+        keys_destroyed,
+    };
+    Ok(answer(StatusCode::OK, &done, view))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EraseCustomer {
+    customer_ref: CustomerRef,
+}
+
+async fn erase_customer(
+    State(state): State<AppState>,
+    Path(org): Path<String>,
+    command: CommandWith<EraseCustomer>,
+) -> Result<Response, ApiError> {
+    let org = OrganizationId::from_uuid(parse_id(&org, "organization")?);
+    command.principal.require(org, Role::Owner)?;
+    let (done, keys_destroyed) = state
+        .commands
+        .erase_customer(org, &command.body.customer_ref, &command.request)
+        .await?;
+    let view = Erasure {
+        organization_id: org.as_uuid(),
+        scope: ErasureScope::Customer,
+        keys_destroyed,
+    };
+    Ok(answer(StatusCode::OK, &done, view))
+}
