@@ -201,7 +201,7 @@ pub async fn import(store: &EventStore, dir: &Path) -> anyhow::Result<Manifest> 
     }
 
     let tenant = TenantId::from_uuid(manifest.tenant_id);
-    let mut tx = store.begin_tenant(tenant).await?;
+    let mut tx = store.begin_writer(tenant).await?;
     Vault::import_keys(&mut tx, &keys).await?;
     if let Some(slug) = &manifest.slug {
         sqlx::query("INSERT INTO organization_slugs (slug, tenant_id) VALUES ($1, $2)")

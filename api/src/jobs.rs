@@ -30,11 +30,13 @@ pub struct CloseReport {
 /// Waits until the billing projection has applied everything committed so far.
 async fn billing_caught_up(store: &EventStore) -> Result<(), ApiError> {
     let mut tx = store.begin_system().await?;
+    let horizon = tenantry_eventstore::read::feed_horizon(&mut tx).await?;
     let head: Option<(i64, i64)> = sqlx::query_as(
         "SELECT transaction_id::text::bigint, position FROM events \
-         WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+         WHERE transaction_id < $1::text::xid8 \
          ORDER BY transaction_id DESC, position DESC LIMIT 1",
     )
+    .bind(horizon)
     .fetch_optional(&mut *tx)
     .await?;
     tx.commit().await?;

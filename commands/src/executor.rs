@@ -397,7 +397,7 @@ impl CommandBus {
                 let jitter = rand::rng().random_range(0..=2u64 << round.min(5));
                 tokio::time::sleep(Duration::from_millis(jitter)).await;
             }
-            let mut tx = self.store.begin_tenant(tenant).await?;
+            let mut tx = self.store.begin_writer(tenant).await?;
             if let Some(idempotency) = &request.idempotency {
                 if let Some(replay) =
                     replay::<A>(&mut tx, self.store.vault(), tenant, idempotency).await?

@@ -1,9 +1,10 @@
 //! Reads: one stream, one tenant's history, and the platform feed.
 //!
-//! Feed and history are read in `(transaction_id, position)` order and only below the oldest
-//! transaction still running (`pg_snapshot_xmin`): an event whose transaction might still
-//! commit behind a later one is not handed out until it has, so a reader that follows a
-//! cursor never skips or repeats an event.
+//! Feed and history are read in `(transaction_id, position)` order and only below the feed
+//! horizon ([`feed_horizon`]): the oldest transaction still running that may append events.
+//! An event whose transaction might still commit behind a later one is not handed out until
+//! it has, so a reader that follows a cursor never skips or repeats an event. Transactions
+//! that write no events (projections, checkpoints, other databases) do not hold it back.
 
 use sqlx::PgConnection;
 use tenantry_domain::TenantId;
@@ -40,6 +41,18 @@ pub async fn read_stream(
     decode_all(rows)
 }
 
+/// The feed horizon: no event with a transaction id at or above it may be handed out yet.
+/// Computed in a statement of its own: every writer below it has finished by then, so a
+/// later statement's snapshot sees all they committed (migration 0007 tells how).
+///
+/// # Errors
+/// On a database failure.
+pub async fn feed_horizon(conn: &mut PgConnection) -> Result<String, StoreError> {
+    Ok(sqlx::query_scalar("SELECT tenantry_feed_horizon()::text")
+        .fetch_one(conn)
+        .await?)
+}
+
 /// Up to `limit` events of the whole platform after `after`, in feed order (system scope).
 ///
 /// # Errors
@@ -52,13 +65,15 @@ pub async fn read_feed(
     let sql = format!(
         "SELECT {EVENT_COLUMNS} FROM events \
          WHERE (transaction_id, position) > ($1::text::xid8, $2) \
-           AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+           AND transaction_id < $4::text::xid8 \
          ORDER BY transaction_id, position LIMIT $3"
     );
+    let horizon = feed_horizon(&mut *conn).await?;
     let rows = sqlx::query(&sql)
         .bind(after.transaction_id.to_string())
         .bind(after.position)
         .bind(limit)
+        .bind(horizon)
         .fetch_all(conn)
         .await?;
     decode_all(rows)
@@ -107,14 +122,16 @@ pub async fn read_tenant_history(
         "SELECT {EVENT_COLUMNS} FROM events \
          WHERE tenant_id = $1 \
            AND (transaction_id, position) > ($2::text::xid8, $3) \
-           AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+           AND transaction_id < $5::text::xid8 \
          ORDER BY transaction_id, position LIMIT $4"
     );
+    let horizon = feed_horizon(&mut *conn).await?;
     let rows = sqlx::query(&sql)
         .bind(tenant.as_uuid())
         .bind(after.transaction_id.to_string())
         .bind(after.position)
         .bind(limit)
+        .bind(horizon)
         .fetch_all(conn)
         .await?;
     decode_all(rows)
@@ -225,26 +242,36 @@ pub fn stream_tenant_history<'c>(
          payload, metadata, recorded_at, position, transaction_id::text::bigint AS transaction_id, hash \
          FROM events WHERE tenant_id = $1 \
            AND (transaction_id, position) > ($2::text::xid8, $3) \
-           AND ($9 OR transaction_id < pg_snapshot_xmin(pg_current_snapshot())) \
+           AND ($9::text IS NULL OR transaction_id < $9::text::xid8) \
            AND ($4::text IS NULL OR stream_type = $4) AND ($5::uuid IS NULL OR stream_id = $5) \
            AND ($6::text[] IS NULL OR event_type = ANY($6)) \
            AND ($7::timestamptz IS NULL OR recorded_at >= $7) AND ($8::timestamptz IS NULL OR recorded_at < $8) \
          ORDER BY transaction_id, position";
+    use futures_util::TryStreamExt;
     let after = filter.after.unwrap_or(Cursor::START);
-    sqlx::query(SQL)
-        .bind(tenant.as_uuid())
-        .bind(after.transaction_id.to_string())
-        .bind(after.position)
-        .bind(filter.stream_type.as_deref())
-        .bind(filter.stream_id)
-        .bind(filter.event_types.as_deref())
-        .bind(filter.from)
-        .bind(filter.to)
-        .bind(filter.whole_snapshot)
-        .fetch(conn)
-        .map(|row| {
-            row.map_err(StoreError::from)
-                .and_then(|row| RecordedEvent::from_row(&row))
-        })
-        .boxed()
+    let rows = async move {
+        let horizon = if filter.whole_snapshot {
+            None
+        } else {
+            Some(feed_horizon(&mut *conn).await?)
+        };
+        Ok::<_, StoreError>(
+            sqlx::query(SQL)
+                .bind(tenant.as_uuid())
+                .bind(after.transaction_id.to_string())
+                .bind(after.position)
+                .bind(filter.stream_type.as_deref())
+                .bind(filter.stream_id)
+                .bind(filter.event_types.as_deref())
+                .bind(filter.from)
+                .bind(filter.to)
+                .bind(horizon)
+                .fetch(conn)
+                .map(|row| {
+                    row.map_err(StoreError::from)
+                        .and_then(|row| RecordedEvent::from_row(&row))
+                }),
+        )
+    };
+    futures_util::stream::once(rows).try_flatten().boxed()
 }

@@ -81,6 +81,25 @@ impl EventStore {
         Ok(self.pool.begin_with(statement).await?)
     }
 
+    /// Begins a transaction confined to `tenant`'s rows that may append events: it takes the
+    /// `events` lock that marks it as a writer before anything else, so the feed horizon
+    /// waits for it even if it writes elsewhere before it appends (migration 0007).
+    ///
+    /// # Errors
+    /// When no connection can be had or the database refuses.
+    pub async fn begin_writer(
+        &self,
+        tenant: TenantId,
+    ) -> Result<Transaction<'static, Postgres>, StoreError> {
+        let statement = format!(
+            "BEGIN; SELECT set_config('role', 'tenantry_app', true), \
+                    set_config('tenantry.tenant_id', '{}', true); \
+             LOCK TABLE ONLY events IN ROW EXCLUSIVE MODE",
+            tenant.as_uuid()
+        );
+        Ok(self.pool.begin_with(statement).await?)
+    }
+
     /// Begins a platform-wide transaction (relay, projections, platform admin).
     ///
     /// # Errors

@@ -83,7 +83,7 @@ async fn the_feed_waits_for_a_transaction_held_open_then_delivers_both() {
     let tenant = TenantId::new();
 
     // The first writer takes its transaction id and holds it open.
-    let mut held = store.begin_tenant(tenant).await.unwrap();
+    let mut held = store.begin_writer(tenant).await.unwrap();
     sqlx::query("SELECT pg_current_xact_id()")
         .execute(&mut *held)
         .await
@@ -132,6 +132,40 @@ async fn the_feed_waits_for_a_transaction_held_open_then_delivers_both() {
         history.iter().map(|e| e.event_id).collect::<Vec<_>>(),
         events.iter().map(|e| e.event_id).collect::<Vec<_>>()
     );
+}
+
+#[tokio::test]
+async fn transactions_that_append_nothing_do_not_hold_the_feed_back() {
+    let (store, _) = fresh_store().await;
+    let tenant = TenantId::new();
+    // A long read-model batch: it holds a transaction id, and appends no events.
+    let mut batch = store.begin_system().await.unwrap();
+    sqlx::query(
+        "INSERT INTO projection_checkpoints (projection, transaction_id, position) \
+         VALUES ('slow', 0, 0)",
+    )
+    .execute(&mut *batch)
+    .await
+    .unwrap();
+    // A command still deciding: it may append, but holds no transaction id yet, so whatever
+    // it appends will come after everything committed now.
+    let mut deciding = store.begin_writer(tenant).await.unwrap();
+    sqlx::query("SELECT 1")
+        .execute(&mut *deciding)
+        .await
+        .unwrap();
+
+    let stream = Uuid::now_v7();
+    load_and_append(&store, tenant, stream, 1).await.unwrap();
+    load_and_append(&store, tenant, stream, 2).await.unwrap();
+    let events = feed_eventually(&store, Cursor::START, 2).await;
+    assert_eq!(
+        events.iter().map(|e| e.stream_id).collect::<Vec<_>>(),
+        vec![stream, stream],
+        "the feed waits only for transactions that may append"
+    );
+    batch.rollback().await.unwrap();
+    deciding.rollback().await.unwrap();
 }
 
 #[tokio::test]
