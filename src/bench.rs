@@ -5,6 +5,7 @@
 //! the same concurrency. Scenarios: append (event store alone), commands over HTTP,
 //! projection lag under half that load, rebuild, replay, and resident memory.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -51,6 +52,8 @@ struct Figures {
     projection_lag_p99_ms: f64,
     projection_lag_max_ms: f64,
     projection_lag_peak_p99_ms: f64,
+    /// Each projection's lag at half the peak: p50, p99, max (ms).
+    projection_lag_by_projection: BTreeMap<String, [f64; 3]>,
     rebuild_events: u64,
     rebuild_events_per_s: f64,
     replay_events_per_s: f64,
@@ -136,11 +139,12 @@ fn new_event() -> NewEvent {
 }
 
 /// Runs `clients` loops of `step` for a warm-up second and then `seconds`; returns the
-/// operations per second and the sorted latencies of the measured part.
+/// operations per second and the sorted latencies of the measured part. A step returns the
+/// latency of each operation it made.
 async fn load<F, Fut>(clients: usize, seconds: u64, step: F) -> anyhow::Result<(f64, Vec<Duration>)>
 where
     F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = anyhow::Result<u32>> + Send,
+    Fut: std::future::Future<Output = anyhow::Result<Vec<Duration>>> + Send,
 {
     let step = Arc::new(step);
     let measuring = Arc::new(AtomicBool::new(false));
@@ -153,12 +157,11 @@ where
             let mut operations = 0u64;
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                let started = Instant::now();
                 let done = step(client, n).await?;
                 n += 1;
                 if measuring.load(Ordering::Relaxed) {
-                    operations += u64::from(done);
-                    latencies.push(started.elapsed() / done.max(1));
+                    operations += done.len() as u64;
+                    latencies.extend(done);
                 }
             }
             anyhow::Ok((operations, latencies))
@@ -189,6 +192,7 @@ async fn append_scenario(store: &EventStore, seconds: u64) -> anyhow::Result<(f6
         let store = store.clone();
         async move {
             let tenant = TenantId::new();
+            let started = Instant::now();
             let mut tx = store.begin_tenant(tenant).await?;
             append(
                 &mut tx,
@@ -201,7 +205,7 @@ async fn append_scenario(store: &EventStore, seconds: u64) -> anyhow::Result<(f6
             )
             .await?;
             tx.commit().await?;
-            Ok(1)
+            Ok(vec![started.elapsed()])
         }
     })
     .await
@@ -266,26 +270,62 @@ async fn setup_tenants(
     Ok(tenants)
 }
 
-/// The age of the oldest event some projection has not applied yet, in milliseconds.
-async fn projection_lag_ms(store: &EventStore) -> anyhow::Result<f64> {
+/// For each projection, the age of the oldest event it has not applied yet, in milliseconds.
+async fn projection_lags(store: &EventStore) -> anyhow::Result<Vec<(String, f64)>> {
     let mut tx = store.begin_system().await?;
-    let lag: Option<f64> = sqlx::query_scalar(
-        "SELECT max(lag) FROM ( \
-           SELECT (SELECT EXTRACT(EPOCH FROM clock_timestamp() - e.recorded_at)::float8 * 1000 FROM events e \
-                   WHERE (e.transaction_id, e.position) > (c.transaction_id::text::xid8, c.position) \
-                   ORDER BY e.transaction_id, e.position LIMIT 1) AS lag \
-           FROM projection_checkpoints c) l",
+    let lags: Vec<(String, Option<f64>)> = sqlx::query_as(
+        "SELECT c.projection, \
+                (SELECT EXTRACT(EPOCH FROM clock_timestamp() - e.recorded_at)::float8 * 1000 FROM events e \
+                 WHERE (e.transaction_id, e.position) > (c.transaction_id::text::xid8, c.position) \
+                 ORDER BY e.transaction_id, e.position LIMIT 1) \
+         FROM projection_checkpoints c ORDER BY c.projection",
     )
-    .fetch_one(&mut *tx)
+    .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(lag.unwrap_or(0.0))
+    Ok(lags
+        .into_iter()
+        .map(|(name, lag)| (name, lag.unwrap_or(0.0)))
+        .collect())
+}
+
+/// The age of the oldest event some projection has not applied yet, in milliseconds.
+async fn projection_lag_ms(store: &EventStore) -> anyhow::Result<f64> {
+    Ok(projection_lags(store)
+        .await?
+        .into_iter()
+        .map(|(_, lag)| lag)
+        .fold(0.0, f64::max))
+}
+
+/// Projection lag samples: every projection's, and the worst of them at each sample.
+#[derive(Debug, Default)]
+struct Lags {
+    worst: Vec<f64>,
+    by_projection: BTreeMap<String, Vec<f64>>,
+}
+
+impl Lags {
+    fn sort(&mut self) {
+        self.worst.sort_by(f64::total_cmp);
+        for samples in self.by_projection.values_mut() {
+            samples.sort_by(f64::total_cmp);
+        }
+    }
+}
+
+/// The `p` quantile of sorted samples.
+fn quantile(sorted: &[f64], p: f64) -> f64 {
+    sorted
+        .get(((sorted.len().max(1) - 1) as f64 * p).round() as usize)
+        .copied()
+        .unwrap_or(0.0)
 }
 
 /// 32 keep-alive clients across 50 tenants: start a conversation, four messages, end.
-/// A conversation load on the tenants; each client spends at least `pace` per conversation
-/// when one is given. Returns commands per second, latencies, and the projection lag sampled
-/// every 100 ms meanwhile (sorted).
+/// A conversation load on the tenants; each client spends `pace` per conversation when one is
+/// given. Returns commands per second, each command's latency, and the projection lags
+/// sampled every 50 ms meanwhile (sorted).
 async fn http_scenario(
     base: String,
     client: reqwest::Client,
@@ -293,26 +333,47 @@ async fn http_scenario(
     store: &EventStore,
     seconds: u64,
     pace: Option<Duration>,
-) -> anyhow::Result<(f64, Vec<Duration>, Vec<f64>)> {
+) -> anyhow::Result<(f64, Vec<Duration>, Lags)> {
     let sampling = Arc::new(AtomicBool::new(true));
     let sampler = {
         let (store, sampling) = (store.clone(), sampling.clone());
         tokio::spawn(async move {
-            let mut samples = Vec::new();
+            let trace = std::env::var_os("TENANTRY_BENCH_TRACE").is_some();
+            let began = Instant::now();
+            let mut samples = Lags::default();
             while sampling.load(Ordering::Relaxed) {
-                if let Ok(lag) = projection_lag_ms(&store).await {
-                    samples.push(lag);
+                if let Ok(lags) = projection_lags(&store).await {
+                    let worst = lags.iter().map(|(_, lag)| *lag).fold(0.0, f64::max);
+                    if trace && worst > 100.0 {
+                        eprintln!("  {:>7.3} s  lag {lags:?}", began.elapsed().as_secs_f64());
+                    }
+                    samples.worst.push(worst);
+                    for (name, lag) in lags {
+                        samples.by_projection.entry(name).or_default().push(lag);
+                    }
                 }
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
             samples
         })
     };
+    // Paced: every client sends one command each `pace / 6`, the clients staggered evenly, so
+    // the load is steady rather than 32 bursts at once.
+    let origin = Instant::now();
     let (rate, latencies) = load(32, seconds, move |client_index, n| {
         let (client, base, tenants) = (client.clone(), base.clone(), tenants.clone());
         async move {
-            let began = Instant::now();
+            let schedule = |k: u64| async move {
+                if let Some(pace) = pace {
+                    let every = pace / 6;
+                    let at = origin + every * client_index as u32 / 32 + every * (n * 6 + k) as u32;
+                    tokio::time::sleep_until(at.into()).await;
+                }
+            };
+            let mut latencies = Vec::with_capacity(6);
             let tenant = &tenants[(client_index + n as usize * 32) % tenants.len()];
+            schedule(0).await;
+            let sent = Instant::now();
             let started: serde_json::Value = client
                 .post(format!("{base}/v1/conversations"))
                 .bearer_auth(&tenant.key)
@@ -322,8 +383,11 @@ async fn http_scenario(
                 .error_for_status()?
                 .json()
                 .await?;
+            latencies.push(sent.elapsed());
             let id = started["id"].as_str().context("conversation id")?;
             for m in 0..4 {
+                schedule(1 + m).await;
+                let sent = Instant::now();
                 client
                     .post(format!("{base}/v1/conversations/{id}/messages"))
                     .bearer_auth(&tenant.key)
@@ -331,7 +395,10 @@ async fn http_scenario(
                     .send()
                     .await?
                     .error_for_status()?;
+                latencies.push(sent.elapsed());
             }
+            schedule(5).await;
+            let sent = Instant::now();
             client
                 .post(format!("{base}/v1/conversations/{id}/end"))
                 .bearer_auth(&tenant.key)
@@ -339,16 +406,14 @@ async fn http_scenario(
                 .send()
                 .await?
                 .error_for_status()?;
-            if let Some(pace) = pace {
-                tokio::time::sleep(pace.saturating_sub(began.elapsed())).await;
-            }
-            Ok(6)
+            latencies.push(sent.elapsed());
+            Ok(latencies)
         }
     })
     .await?;
     sampling.store(false, Ordering::Relaxed);
     let mut lags = sampler.await?;
-    lags.sort_by(f64::total_cmp);
+    lags.sort();
     Ok((rate, latencies, lags))
 }
 
@@ -509,18 +574,19 @@ async fn scenarios(
     f.http_p50_ms = percentile(&latencies, 0.5);
     f.http_p99_ms = percentile(&latencies, 0.99);
     f.http_p999_ms = percentile(&latencies, 0.999);
-    let lag_at = |p: f64| {
-        lags.get(((lags.len().max(1) - 1) as f64 * p).round() as usize)
-            .copied()
-            .unwrap_or(0.0)
-    };
-    f.projection_lag_p50_ms = lag_at(0.5);
-    f.projection_lag_p99_ms = lag_at(0.99);
-    f.projection_lag_max_ms = lags.last().copied().unwrap_or(0.0);
-    f.projection_lag_peak_p99_ms = peak_lags
-        .get(((peak_lags.len().max(1) - 1) as f64 * 0.99).round() as usize)
-        .copied()
-        .unwrap_or(0.0);
+    f.projection_lag_p50_ms = quantile(&lags.worst, 0.5);
+    f.projection_lag_p99_ms = quantile(&lags.worst, 0.99);
+    f.projection_lag_max_ms = lags.worst.last().copied().unwrap_or(0.0);
+    f.projection_lag_peak_p99_ms = quantile(&peak_lags.worst, 0.99);
+    f.projection_lag_by_projection = lags
+        .by_projection
+        .iter()
+        .map(|(name, samples)| {
+            let figures = [quantile(samples, 0.5), quantile(samples, 0.99)];
+            let max = samples.last().copied().unwrap_or(0.0);
+            (name.clone(), [figures[0], figures[1], max])
+        })
+        .collect();
     f.http_ratio_to_pgbench = f.http_commands_per_s / f.pgbench_one_row_tps;
     f.rss_after_http_mib = rss_mib();
     println!(
@@ -538,6 +604,9 @@ async fn scenarios(
         f.projection_lag_max_ms,
         f.projection_lag_peak_p99_ms
     );
+    for (name, [p50, p99, max]) in &f.projection_lag_by_projection {
+        println!("  {name:<14} lag p50 {p50:.1} ms  p99 {p99:.1} ms  max {max:.1} ms");
+    }
     println!(
         "memory after HTTP load         {:>10.1} MiB",
         f.rss_after_http_mib
