@@ -3,7 +3,9 @@
 //! usage alerts and finalized invoices.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgConnection;
 use tenantry_domain::billing::{apply_to_timeline, bill, segments, Bill, Line, Month, TermsChange};
 use tenantry_domain::conversation::ConversationEvent;
@@ -44,11 +46,217 @@ impl Projection for Billing {
         conn: &mut PgConnection,
         event: &RecordedEvent,
     ) -> Result<(), ProjectionError> {
-        match event.stream_type.as_str() {
-            "organization" => organization(conn, event).await,
-            "conversation" => conversation(conn, event).await,
-            _ => Ok(()),
+        self.apply_batch(conn, std::slice::from_ref(event)).await
+    }
+
+    /// Conversation events are summed per counter row and written in one statement per table;
+    /// an organization event (which may change the terms the usage alerts read) first writes
+    /// what was summed before it.
+    async fn apply_batch(
+        &self,
+        conn: &mut PgConnection,
+        events: &[RecordedEvent],
+    ) -> Result<(), ProjectionError> {
+        let mut usage = Usage::default();
+        for event in events {
+            match event.stream_type.as_str() {
+                "organization" => {
+                    usage.write(conn).await?;
+                    organization(conn, event).await?;
+                }
+                "conversation" => usage.add(event)?,
+                _ => {}
+            }
         }
+        usage.write(conn).await
+    }
+}
+
+/// What a conversation event adds to a counter row.
+#[derive(Debug, Default)]
+struct Counts {
+    conversations: i64,
+    messages: i64,
+    tokens_in: i64,
+    tokens_out: i64,
+    last_activity: Option<DateTime<Utc>>,
+}
+
+impl Counts {
+    fn touch(&mut self, at: DateTime<Utc>) {
+        self.last_activity = Some(self.last_activity.map_or(at, |last| last.max(at)));
+    }
+}
+
+/// A month's sums, and when each conversation started, in feed order.
+#[derive(Debug, Default)]
+struct Monthly {
+    counts: Counts,
+    starts: Vec<DateTime<Utc>>,
+}
+
+/// Conversation events of a batch, summed per row of each table.
+#[derive(Debug, Default)]
+struct Usage {
+    /// (tenant, started at, conversation).
+    billable: Vec<(Uuid, DateTime<Utc>, Uuid)>,
+    monthly: HashMap<(Uuid, String), Monthly>,
+    by_instance: HashMap<(Uuid, String, Uuid), Counts>,
+    /// Per (tenant, day, instance): the store and the conversations started.
+    daily: HashMap<(Uuid, NaiveDate, Uuid), (Uuid, i64)>,
+}
+
+impl Usage {
+    fn add(&mut self, e: &RecordedEvent) -> Result<(), ProjectionError> {
+        let (t, at) = (e.tenant_id, e.recorded_at);
+        let month = Month::of(at).to_string();
+        match e.decode::<ConversationEvent>()? {
+            ConversationEvent::ConversationStarted {
+                conversation_id,
+                agent_instance_id,
+                store_id,
+                ..
+            } => {
+                self.billable.push((t, at, conversation_id.as_uuid()));
+                let monthly = self.monthly.entry((t, month.clone())).or_default();
+                monthly.counts.conversations += 1;
+                monthly.counts.touch(at);
+                monthly.starts.push(at);
+                let instance = self
+                    .by_instance
+                    .entry((t, month, agent_instance_id.as_uuid()))
+                    .or_default();
+                instance.conversations += 1;
+                instance.touch(at);
+                let day = at.date_naive();
+                self.daily
+                    .entry((t, day, agent_instance_id.as_uuid()))
+                    .or_insert((store_id.as_uuid(), 0))
+                    .1 += 1;
+            }
+            ConversationEvent::MessageAppended {
+                agent_instance_id,
+                tokens_in,
+                tokens_out,
+                ..
+            } => {
+                let rows = [
+                    &mut self.monthly.entry((t, month.clone())).or_default().counts,
+                    self.by_instance
+                        .entry((t, month, agent_instance_id.as_uuid()))
+                        .or_default(),
+                ];
+                for counts in rows {
+                    counts.messages += 1;
+                    counts.tokens_in = counts.tokens_in.saturating_add(tokens_in as i64);
+                    counts.tokens_out = counts.tokens_out.saturating_add(tokens_out as i64);
+                    counts.touch(at);
+                }
+            }
+            ConversationEvent::ConversationEnded { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// Writes the sums (one statement per table) and the usage alerts they cross; empties
+    /// the batch.
+    async fn write(&mut self, conn: &mut PgConnection) -> Result<(), ProjectionError> {
+        let Usage {
+            billable,
+            monthly,
+            by_instance,
+            daily,
+        } = std::mem::take(self);
+        if !billable.is_empty() {
+            let tenants: Vec<Uuid> = billable.iter().map(|b| b.0).collect();
+            let times: Vec<DateTime<Utc>> = billable.iter().map(|b| b.1).collect();
+            let ids: Vec<Uuid> = billable.iter().map(|b| b.2).collect();
+            sqlx::query(
+                "INSERT INTO billable_conversations (tenant_id, started_at, conversation_id) \
+                 SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::uuid[])",
+            )
+            .bind(tenants)
+            .bind(times)
+            .bind(ids)
+            .execute(&mut *conn)
+            .await?;
+        }
+        if !monthly.is_empty() {
+            let rows: Vec<_> = monthly
+                .iter()
+                .map(|((t, m), month)| (*t, m.clone(), &month.counts))
+                .collect();
+            let totals: Vec<(Uuid, String, i64)> = sqlx::query_as(
+                "INSERT INTO usage_monthly (tenant_id, month, conversations, messages, tokens_in, tokens_out, last_activity) \
+                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::timestamptz[]) \
+                 ON CONFLICT (tenant_id, month) DO UPDATE SET \
+                   conversations = usage_monthly.conversations + EXCLUDED.conversations, \
+                   messages = usage_monthly.messages + EXCLUDED.messages, \
+                   tokens_in = usage_monthly.tokens_in + EXCLUDED.tokens_in, \
+                   tokens_out = usage_monthly.tokens_out + EXCLUDED.tokens_out, \
+                   last_activity = GREATEST(usage_monthly.last_activity, EXCLUDED.last_activity) \
+                 RETURNING tenant_id, month, conversations",
+            )
+            .bind(rows.iter().map(|r| r.0).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.1.clone()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.2.conversations).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.2.messages).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.2.tokens_in).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.2.tokens_out).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.2.last_activity).collect::<Vec<_>>())
+            .fetch_all(&mut *conn)
+            .await?;
+            // Usage alerts: the conversation that brought the count to a threshold.
+            for (tenant, month, total) in totals {
+                let Some(Monthly { starts, .. }) = monthly.get(&(tenant, month)) else {
+                    continue;
+                };
+                if let Some(last) = starts.last() {
+                    let before = (total as u64).saturating_sub(starts.len() as u64);
+                    usage_alert_policy(conn, tenant, *last, before, starts).await?;
+                }
+            }
+        }
+        if !by_instance.is_empty() {
+            let rows: Vec<_> = by_instance.iter().collect();
+            sqlx::query(
+                "INSERT INTO usage_by_instance (tenant_id, month, instance_id, conversations, messages, tokens_in, tokens_out, last_activity) \
+                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::timestamptz[]) \
+                 ON CONFLICT (tenant_id, month, instance_id) DO UPDATE SET \
+                   conversations = usage_by_instance.conversations + EXCLUDED.conversations, \
+                   messages = usage_by_instance.messages + EXCLUDED.messages, \
+                   tokens_in = usage_by_instance.tokens_in + EXCLUDED.tokens_in, \
+                   tokens_out = usage_by_instance.tokens_out + EXCLUDED.tokens_out, \
+                   last_activity = GREATEST(usage_by_instance.last_activity, EXCLUDED.last_activity)",
+            )
+            .bind(rows.iter().map(|((t, _, _), _)| *t).collect::<Vec<_>>())
+            .bind(rows.iter().map(|((_, m, _), _)| m.clone()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|((_, _, i), _)| *i).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, c)| c.conversations).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, c)| c.messages).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, c)| c.tokens_in).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, c)| c.tokens_out).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, c)| c.last_activity).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await?;
+        }
+        if !daily.is_empty() {
+            let rows: Vec<_> = daily.iter().collect();
+            sqlx::query(
+                "INSERT INTO daily_volume (tenant_id, day, instance_id, store_id, conversations) \
+                 SELECT * FROM unnest($1::uuid[], $2::date[], $3::uuid[], $4::uuid[], $5::bigint[]) \
+                 ON CONFLICT (tenant_id, day, instance_id) DO UPDATE SET \
+                   conversations = daily_volume.conversations + EXCLUDED.conversations",
+            )
+            .bind(rows.iter().map(|((t, _, _), _)| *t).collect::<Vec<_>>())
+            .bind(rows.iter().map(|((_, d, _), _)| *d).collect::<Vec<_>>())
+            .bind(rows.iter().map(|((_, _, i), _)| *i).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, (s, _))| *s).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, (_, n))| *n).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
     }
 }
 
@@ -120,103 +328,6 @@ async fn organization(conn: &mut PgConnection, e: &RecordedEvent) -> Result<(), 
             .await?;
         }
         _ => {}
-    }
-    Ok(())
-}
-
-async fn conversation(conn: &mut PgConnection, e: &RecordedEvent) -> Result<(), ProjectionError> {
-    let (t, at) = (e.tenant_id, e.recorded_at);
-    let month = Month::of(at).to_string();
-    match e.decode::<ConversationEvent>()? {
-        ConversationEvent::ConversationStarted {
-            conversation_id,
-            agent_instance_id,
-            store_id,
-            ..
-        } => {
-            sqlx::query("INSERT INTO billable_conversations (tenant_id, started_at, conversation_id) VALUES ($1, $2, $3)")
-                .bind(t)
-                .bind(at)
-                .bind(conversation_id.as_uuid())
-                .execute(&mut *conn)
-                .await?;
-            let count: i64 = sqlx::query_scalar(
-                "INSERT INTO usage_monthly (tenant_id, month, conversations, last_activity) VALUES ($1, $2, 1, $3) \
-                 ON CONFLICT (tenant_id, month) DO UPDATE SET conversations = usage_monthly.conversations + 1, \
-                   last_activity = GREATEST(usage_monthly.last_activity, EXCLUDED.last_activity) \
-                 RETURNING conversations",
-            )
-            .bind(t)
-            .bind(&month)
-            .bind(at)
-            .fetch_one(&mut *conn)
-            .await?;
-            usage_alert_policy(conn, t, at, count as u64).await?;
-            sqlx::query(
-                "INSERT INTO usage_by_instance (tenant_id, month, instance_id, conversations, last_activity) \
-                 VALUES ($1, $2, $3, 1, $4) \
-                 ON CONFLICT (tenant_id, month, instance_id) DO UPDATE SET \
-                   conversations = usage_by_instance.conversations + 1, \
-                   last_activity = GREATEST(usage_by_instance.last_activity, EXCLUDED.last_activity)",
-            )
-            .bind(t)
-            .bind(&month)
-            .bind(agent_instance_id.as_uuid())
-            .bind(at)
-            .execute(&mut *conn)
-            .await?;
-            sqlx::query(
-                "INSERT INTO daily_volume (tenant_id, day, instance_id, store_id, conversations) \
-                 VALUES ($1, ($2 AT TIME ZONE 'UTC')::date, $3, $4, 1) \
-                 ON CONFLICT (tenant_id, day, instance_id) DO UPDATE SET conversations = daily_volume.conversations + 1",
-            )
-            .bind(t)
-            .bind(at)
-            .bind(agent_instance_id.as_uuid())
-            .bind(store_id.as_uuid())
-            .execute(conn)
-            .await?;
-        }
-        ConversationEvent::MessageAppended {
-            agent_instance_id,
-            tokens_in,
-            tokens_out,
-            ..
-        } => {
-            sqlx::query(
-                "INSERT INTO usage_monthly (tenant_id, month, messages, tokens_in, tokens_out, last_activity) \
-                 VALUES ($1, $2, 1, $3, $4, $5) \
-                 ON CONFLICT (tenant_id, month) DO UPDATE SET messages = usage_monthly.messages + 1, \
-                   tokens_in = usage_monthly.tokens_in + EXCLUDED.tokens_in, \
-                   tokens_out = usage_monthly.tokens_out + EXCLUDED.tokens_out, \
-                   last_activity = GREATEST(usage_monthly.last_activity, EXCLUDED.last_activity)",
-            )
-            .bind(t)
-            .bind(&month)
-            .bind(tokens_in as i64)
-            .bind(tokens_out as i64)
-            .bind(at)
-            .execute(&mut *conn)
-            .await?;
-            sqlx::query(
-                "INSERT INTO usage_by_instance (tenant_id, month, instance_id, messages, tokens_in, tokens_out, last_activity) \
-                 VALUES ($1, $2, $3, 1, $4, $5, $6) \
-                 ON CONFLICT (tenant_id, month, instance_id) DO UPDATE SET \
-                   messages = usage_by_instance.messages + 1, \
-                   tokens_in = usage_by_instance.tokens_in + EXCLUDED.tokens_in, \
-                   tokens_out = usage_by_instance.tokens_out + EXCLUDED.tokens_out, \
-                   last_activity = GREATEST(usage_by_instance.last_activity, EXCLUDED.last_activity)",
-            )
-            .bind(t)
-            .bind(&month)
-            .bind(agent_instance_id.as_uuid())
-            .bind(tokens_in as i64)
-            .bind(tokens_out as i64)
-            .bind(at)
-            .execute(conn)
-            .await?;
-        }
-        ConversationEvent::ConversationEnded { .. } => {}
     }
     Ok(())
 }
@@ -372,20 +483,19 @@ pub async fn invoice_from(
     })
 }
 
-/// The usage-alert policy, first half: when this month's conversations reach ⌈80 %⌉ and
-/// 100 % of the included ones (terms in force, not pro-rated), leave an intent in this
-/// projection's transaction (so exactly once with its checkpoint). The policy worker records
-/// it on the organization stream in a command transaction of its own: appending from here
-/// would give the organization stream an event whose transaction id is older than events it
-/// follows, and the feed must deliver each stream in version order.
+/// The usage-alert policy: when conversations started in a month reach 80 % or 100 % of the
+/// included ones, leave an intent for the worker that records `UsageThresholdCrossed`. The
+/// month's count was `before`, then one conversation started at each of `starts`.
 async fn usage_alert_policy(
     conn: &mut PgConnection,
     tenant: Uuid,
     at: DateTime<Utc>,
-    count: u64,
+    before: u64,
+    starts: &[DateTime<Utc>],
 ) -> Result<(), ProjectionError> {
     // The allowance of the last billed (not trial, not closed) terms in force: one row, not
-    // the whole timeline, since this runs for every conversation started.
+    // the whole timeline. Terms change only by organization events, which end a batch, so
+    // the terms at the batch's last start hold for all of them.
     let included: Option<i64> = sqlx::query_scalar(
         "SELECT included FROM billing_terms WHERE tenant_id = $1 AND effective_at <= $2 \
            AND NOT closed AND NOT trial ORDER BY effective_at DESC LIMIT 1",
@@ -402,14 +512,21 @@ async fn usage_alert_policy(
         (100i32, included),
     ];
     for (threshold, at_count) in thresholds {
-        if at_count == 0 || count != at_count {
+        // The start that made the count `at_count`, if it is in this batch.
+        let Some(start) = at_count
+            .checked_sub(before + 1)
+            .and_then(|i| starts.get(i as usize))
+        else {
+            continue;
+        };
+        if at_count == 0 {
             continue;
         }
         sqlx::query(
             "INSERT INTO usage_alert_intents (tenant_id, month, threshold) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
         )
         .bind(tenant)
-        .bind(Month::of(at).to_string())
+        .bind(Month::of(*start).to_string())
         .bind(threshold)
         .execute(&mut *conn)
         .await?;

@@ -1,13 +1,17 @@
 //! The directory read models: members, API keys, stores, agent instances, widget keys,
 //! conversations and their messages, as the API lists and shows them.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use tenantry_domain::agent_instance::AgentInstanceEvent;
 use tenantry_domain::conversation::ConversationEvent;
 use tenantry_domain::organization::OrganizationEvent;
 use tenantry_domain::store::StoreEvent;
 use tenantry_eventstore::RecordedEvent;
+use uuid::Uuid;
 
 use crate::{Projection, ProjectionError};
 
@@ -41,13 +45,31 @@ impl Projection for Directory {
         conn: &mut PgConnection,
         event: &RecordedEvent,
     ) -> Result<(), ProjectionError> {
-        match event.stream_type.as_str() {
-            "organization" => organization(conn, event).await,
-            "store" => store(conn, event).await,
-            "agent_instance" => agent_instance(conn, event).await,
-            "conversation" => conversation(conn, event).await,
-            _ => Ok(()),
+        self.apply_batch(conn, std::slice::from_ref(event)).await
+    }
+
+    /// Conversation events are gathered and written in a few statements; any other event
+    /// first writes what was gathered before it.
+    async fn apply_batch(
+        &self,
+        conn: &mut PgConnection,
+        events: &[RecordedEvent],
+    ) -> Result<(), ProjectionError> {
+        let mut conversations = Conversations::default();
+        for event in events {
+            if event.stream_type == "conversation" {
+                conversations.add(event)?;
+                continue;
+            }
+            conversations.write(conn).await?;
+            match event.stream_type.as_str() {
+                "organization" => organization(conn, event).await?,
+                "store" => store(conn, event).await?,
+                "agent_instance" => agent_instance(conn, event).await?,
+                _ => {}
+            }
         }
+        conversations.write(conn).await
     }
 }
 
@@ -254,82 +276,185 @@ async fn agent_instance(conn: &mut PgConnection, e: &RecordedEvent) -> Result<()
     Ok(())
 }
 
-async fn conversation(conn: &mut PgConnection, e: &RecordedEvent) -> Result<(), ProjectionError> {
-    let (t, id, at, v) = (e.tenant_id, e.stream_id, e.recorded_at, e.version);
-    match e.decode::<ConversationEvent>()? {
-        ConversationEvent::ConversationStarted {
-            agent_instance_id,
-            store_id,
-            customer_ref,
-            channel,
-            ..
-        } => {
+/// A conversation row as started.
+struct Started {
+    tenant: Uuid,
+    id: Uuid,
+    instance: Uuid,
+    store: Uuid,
+    /// As stored: sealed.
+    customer_ref: Option<String>,
+    channel: &'static str,
+    version: i64,
+    at: DateTime<Utc>,
+}
+
+/// A message row.
+struct Message {
+    tenant: Uuid,
+    conversation: Uuid,
+    id: Uuid,
+    seq: i64,
+    role: &'static str,
+    /// As stored: sealed.
+    content: String,
+    tokens_in: i64,
+    tokens_out: i64,
+    at: DateTime<Utc>,
+}
+
+/// What later events change on a conversation row.
+#[derive(Default)]
+struct Change {
+    messages: i64,
+    tokens_in: i64,
+    tokens_out: i64,
+    version: i64,
+    updated_at: Option<DateTime<Utc>>,
+    /// `ended` with this resolution.
+    resolution: Option<&'static str>,
+}
+
+/// Conversation events of a batch: new rows, new messages, and each conversation's change.
+#[derive(Default)]
+struct Conversations {
+    started: Vec<Started>,
+    messages: Vec<Message>,
+    changes: HashMap<(Uuid, Uuid), Change>,
+}
+
+impl Conversations {
+    fn add(&mut self, e: &RecordedEvent) -> Result<(), ProjectionError> {
+        let (tenant, id, at, version) = (e.tenant_id, e.stream_id, e.recorded_at, e.version);
+        let change = |changes: &mut HashMap<(Uuid, Uuid), Change>| {
+            let change = changes.entry((tenant, id)).or_default();
+            change.version = change.version.max(version);
+            change.updated_at = Some(change.updated_at.map_or(at, |u| u.max(at)));
+        };
+        match e.decode::<ConversationEvent>()? {
+            ConversationEvent::ConversationStarted {
+                agent_instance_id,
+                store_id,
+                customer_ref,
+                channel,
+                ..
+            } => self.started.push(Started {
+                tenant,
+                id,
+                instance: agent_instance_id.as_uuid(),
+                store: store_id.as_uuid(),
+                customer_ref: customer_ref
+                    .and(e.stored_text("customer_ref"))
+                    .map(str::to_owned),
+                channel: channel.as_str(),
+                version,
+                at,
+            }),
+            ConversationEvent::MessageAppended {
+                message_id,
+                role,
+                content,
+                tokens_in,
+                tokens_out,
+                ..
+            } => {
+                self.messages.push(Message {
+                    tenant,
+                    conversation: id,
+                    id: message_id.as_uuid(),
+                    seq: version,
+                    role: role.as_str(),
+                    content: e
+                        .stored_text("content")
+                        .unwrap_or(content.as_str())
+                        .to_owned(),
+                    tokens_in: tokens_in as i64,
+                    tokens_out: tokens_out as i64,
+                    at,
+                });
+                change(&mut self.changes);
+                let row = self.changes.get_mut(&(tenant, id)).expect("just made");
+                row.messages += 1;
+                row.tokens_in = row.tokens_in.saturating_add(tokens_in as i64);
+                row.tokens_out = row.tokens_out.saturating_add(tokens_out as i64);
+            }
+            ConversationEvent::ConversationEnded { resolution, .. } => {
+                change(&mut self.changes);
+                self.changes
+                    .get_mut(&(tenant, id))
+                    .expect("just made")
+                    .resolution = Some(resolution.as_str());
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes what was gathered (new rows, then messages, then changes) and empties it.
+    async fn write(&mut self, conn: &mut PgConnection) -> Result<(), ProjectionError> {
+        let Conversations {
+            started,
+            messages,
+            changes,
+        } = std::mem::take(self);
+        if !started.is_empty() {
             sqlx::query(
                 "INSERT INTO conversations (tenant_id, conversation_id, instance_id, store_id, customer_ref, channel, \
                                             status, version, started_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, 'open', $7, $8, $8)",
+                 SELECT t, c, i, s, r, ch, 'open', v, at, at \
+                 FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::bigint[], $8::timestamptz[]) \
+                   AS u(t, c, i, s, r, ch, v, at)",
             )
-            .bind(t)
-            .bind(id)
-            .bind(agent_instance_id.as_uuid())
-            .bind(store_id.as_uuid())
-            .bind(customer_ref.and(e.stored_text("customer_ref")))
-            .bind(channel.as_str())
-            .bind(v)
-            .bind(at)
-            .execute(conn)
-            .await?;
-        }
-        ConversationEvent::MessageAppended {
-            message_id,
-            role,
-            content,
-            tokens_in,
-            tokens_out,
-            ..
-        } => {
-            sqlx::query(
-                "INSERT INTO messages (tenant_id, conversation_id, message_id, seq, role, content, tokens_in, tokens_out, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(t)
-            .bind(id)
-            .bind(message_id.as_uuid())
-            .bind(v)
-            .bind(role.as_str())
-            .bind(e.stored_text("content").unwrap_or(content.as_str()))
-            .bind(tokens_in as i64)
-            .bind(tokens_out as i64)
-            .bind(at)
+            .bind(started.iter().map(|r| r.tenant).collect::<Vec<_>>())
+            .bind(started.iter().map(|r| r.id).collect::<Vec<_>>())
+            .bind(started.iter().map(|r| r.instance).collect::<Vec<_>>())
+            .bind(started.iter().map(|r| r.store).collect::<Vec<_>>())
+            .bind(started.iter().map(|r| r.customer_ref.clone()).collect::<Vec<_>>())
+            .bind(started.iter().map(|r| r.channel).collect::<Vec<_>>())
+            .bind(started.iter().map(|r| r.version).collect::<Vec<_>>())
+            .bind(started.iter().map(|r| r.at).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await?;
+        }
+        if !messages.is_empty() {
             sqlx::query(
-                "UPDATE conversations SET messages = messages + 1, tokens_in = tokens_in + $3, \
-                        tokens_out = tokens_out + $4, version = $5, updated_at = $6 \
-                 WHERE tenant_id = $1 AND conversation_id = $2",
+                "INSERT INTO messages (tenant_id, conversation_id, message_id, seq, role, content, tokens_in, tokens_out, created_at) \
+                 SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::bigint[], $5::text[], $6::text[], $7::bigint[], $8::bigint[], $9::timestamptz[])",
             )
-            .bind(t)
-            .bind(id)
-            .bind(tokens_in as i64)
-            .bind(tokens_out as i64)
-            .bind(v)
-            .bind(at)
+            .bind(messages.iter().map(|m| m.tenant).collect::<Vec<_>>())
+            .bind(messages.iter().map(|m| m.conversation).collect::<Vec<_>>())
+            .bind(messages.iter().map(|m| m.id).collect::<Vec<_>>())
+            .bind(messages.iter().map(|m| m.seq).collect::<Vec<_>>())
+            .bind(messages.iter().map(|m| m.role).collect::<Vec<_>>())
+            .bind(messages.iter().map(|m| m.content.as_str()).collect::<Vec<_>>())
+            .bind(messages.iter().map(|m| m.tokens_in).collect::<Vec<_>>())
+            .bind(messages.iter().map(|m| m.tokens_out).collect::<Vec<_>>())
+            .bind(messages.iter().map(|m| m.at).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await?;
+        }
+        if !changes.is_empty() {
+            let rows: Vec<_> = changes.iter().collect();
+            sqlx::query(
+                "UPDATE conversations c SET messages = c.messages + u.messages, \
+                        tokens_in = c.tokens_in + u.tokens_in, tokens_out = c.tokens_out + u.tokens_out, \
+                        version = GREATEST(c.version, u.version), updated_at = GREATEST(c.updated_at, u.at), \
+                        status = CASE WHEN u.resolution IS NULL THEN c.status ELSE 'ended' END, \
+                        resolution = COALESCE(u.resolution, c.resolution) \
+                 FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::timestamptz[], $8::text[]) \
+                   AS u(t, id, messages, tokens_in, tokens_out, version, at, resolution) \
+                 WHERE c.tenant_id = u.t AND c.conversation_id = u.id",
+            )
+            .bind(rows.iter().map(|((t, _), _)| *t).collect::<Vec<_>>())
+            .bind(rows.iter().map(|((_, id), _)| *id).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, c)| c.messages).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, c)| c.tokens_in).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, c)| c.tokens_out).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, c)| c.version).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, c)| c.updated_at).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, c)| c.resolution).collect::<Vec<_>>())
             .execute(conn)
             .await?;
         }
-        ConversationEvent::ConversationEnded { resolution, .. } => {
-            sqlx::query(
-                "UPDATE conversations SET status = 'ended', resolution = $3, version = $4, updated_at = $5 \
-                 WHERE tenant_id = $1 AND conversation_id = $2",
-            )
-            .bind(t)
-            .bind(id)
-            .bind(resolution.as_str())
-            .bind(v)
-            .bind(at)
-            .execute(conn)
-            .await?;
-        }
+        Ok(())
     }
-    Ok(())
 }

@@ -46,6 +46,22 @@ pub trait Projection: Send + Sync + 'static {
         conn: &mut PgConnection,
         event: &RecordedEvent,
     ) -> Result<(), ProjectionError>;
+
+    /// Applies `events`, in feed order, inside one transaction. The same as applying them one
+    /// by one; projections override it to write a batch in a few statements.
+    ///
+    /// # Errors
+    /// As [`Projection::apply`].
+    async fn apply_batch(
+        &self,
+        conn: &mut PgConnection,
+        events: &[RecordedEvent],
+    ) -> Result<(), ProjectionError> {
+        for event in events {
+            self.apply(conn, event).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Why a projection batch failed.

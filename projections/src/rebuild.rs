@@ -39,10 +39,8 @@ async fn replay(
         if batch.is_empty() {
             return Ok((from, events));
         }
-        for event in &batch {
-            projection.apply(conn, event).await?;
-            from = event.cursor;
-        }
+        projection.apply_batch(conn, &batch).await?;
+        from = batch.last().map_or(from, |e| e.cursor);
         events += batch.len() as u64;
     }
 }
@@ -99,10 +97,8 @@ pub async fn rebuild(
             tx.rollback().await?;
             break;
         }
-        for event in &batch {
-            projection.apply(&mut tx, event).await?;
-            cursor = event.cursor;
-        }
+        projection.apply_batch(&mut tx, &batch).await?;
+        cursor = batch.last().map_or(cursor, |e| e.cursor);
         tx.commit().await?;
         total += batch.len() as u64;
         progress(total);

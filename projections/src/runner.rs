@@ -146,6 +146,7 @@ impl Runner {
         let mut tx = self.store.begin_system().await?;
         let mut checkpoint = lock_checkpoint(&mut tx, name).await?;
         let (mut applied, mut skipped) = (0, 0);
+        let mut events = Vec::with_capacity(batch.len());
         for message in batch {
             let Some(delivered) = Delivered::parse(message) else {
                 // Unreadable: leave it. The next message will show the hole and the event is
@@ -160,17 +161,14 @@ impl Runner {
             if delivered.prev != checkpoint {
                 // Something between the checkpoint and this event was not delivered (yet):
                 // take it from the store, which holds the feed in the same order.
-                for missing in
-                    read_feed_between(&mut tx, checkpoint, delivered.event.cursor).await?
-                {
-                    self.projection.apply(&mut tx, &missing).await?;
-                    applied += 1;
-                }
+                events
+                    .extend(read_feed_between(&mut tx, checkpoint, delivered.event.cursor).await?);
             }
-            self.projection.apply(&mut tx, &delivered.event).await?;
             checkpoint = delivered.event.cursor;
-            applied += 1;
+            events.push(delivered.event);
         }
+        applied += events.len();
+        self.projection.apply_batch(&mut tx, &events).await?;
         save_checkpoint(&mut tx, name, checkpoint).await?;
         tx.commit().await?;
         Ok(Outcome::Processed { applied, skipped })
