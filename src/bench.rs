@@ -33,6 +33,12 @@ pub struct BenchArgs {
     /// Print a JSON summary as the last line.
     #[arg(long)]
     pub json: bool,
+    /// Events recorded for the rebuild, replay and reconcile scenarios.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub volume: u64,
+    /// Of those, the events of the one tenant whose history is replayed.
+    #[arg(long, default_value_t = 200_000)]
+    pub replay_events: u64,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -54,9 +60,19 @@ struct Figures {
     projection_lag_peak_p99_ms: f64,
     /// Each projection's lag at half the peak: p50, p99, max (ms).
     projection_lag_by_projection: BTreeMap<String, [f64; 3]>,
+    volume_events_per_s: f64,
+    volume_caught_up_s: f64,
     rebuild_events: u64,
     rebuild_events_per_s: f64,
+    replay_events: u64,
     replay_events_per_s: f64,
+    replay_rss_before_mib: f64,
+    replay_rss_peak_mib: f64,
+    reconcile_events: u64,
+    reconcile_seconds: f64,
+    reconcile_rss_before_mib: f64,
+    reconcile_rss_peak_mib: f64,
+    reconcile_differences: usize,
     rss_at_rest_mib: f64,
     rss_after_http_mib: f64,
 }
@@ -214,6 +230,8 @@ async fn append_scenario(store: &EventStore, seconds: u64) -> anyhow::Result<(f6
 /// One tenant set up for the HTTP scenario: its owner key and agent instance.
 #[derive(Clone)]
 struct Tenant {
+    org: String,
+    store: String,
     key: String,
     instance: String,
 }
@@ -263,6 +281,8 @@ async fn setup_tenants(
             .json()
             .await?;
         tenants.push(Tenant {
+            org,
+            store: store.to_owned(),
             key,
             instance: instance["id"].as_str().context("instance id")?.to_owned(),
         });
@@ -417,35 +437,164 @@ async fn http_scenario(
     Ok((rate, latencies, lags))
 }
 
-/// Streams the busiest tenant's whole history; events per second.
-async fn replay_rate(store: &EventStore) -> anyhow::Result<f64> {
-    use futures::StreamExt;
-    let mut tx = store.begin_system().await?;
-    let tenant: Option<Uuid> = sqlx::query_scalar(
-        "SELECT tenant_id FROM events GROUP BY tenant_id ORDER BY count(*) DESC LIMIT 1",
-    )
-    .fetch_optional(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    let Some(tenant) = tenant else { return Ok(0.0) };
-    let tenant = TenantId::from_uuid(tenant);
-    let mut tx = store.begin_tenant(tenant).await?;
-    let filter = tenantry_eventstore::read::HistoryFilter {
-        whole_snapshot: true,
-        ..Default::default()
+/// The events of one whole conversation (start, four messages, end), as commands would have
+/// recorded them (content left unsealed: the volume scenarios measure the read side).
+fn conversation_events(tenant: &Tenant) -> anyhow::Result<Vec<NewEvent>> {
+    use tenantry_domain::conversation::ConversationEvent as E;
+    use tenantry_domain::{
+        AgentType, Channel, ConversationId, MessageContent, MessageId, MessageRole, OrganizationId,
+        Resolution,
     };
-    let started = Instant::now();
-    let mut count = 0u64;
-    let mut sink = std::io::sink();
-    {
-        let mut events = tenantry_eventstore::read::stream_tenant_history(&mut tx, tenant, &filter);
-        while let Some(event) = events.next().await {
-            serde_json::to_writer(&mut sink, &event?)?;
-            count += 1;
-        }
+    let instance = tenantry_domain::AgentInstanceId::from_uuid(tenant.instance.parse()?);
+    let mut events = vec![E::ConversationStarted {
+        conversation_id: ConversationId::new(),
+        agent_instance_id: instance,
+        agent_type: AgentType::CustomerService,
+        store_id: tenantry_domain::StoreId::from_uuid(tenant.store.parse()?),
+        organization_id: OrganizationId::from_uuid(tenant.org.parse()?),
+        customer_ref: None,
+        channel: Channel::Web,
+    }];
+    for m in 0..4 {
+        events.push(E::MessageAppended {
+            message_id: MessageId::new(),
+            agent_instance_id: instance,
+            role: if m % 2 == 0 {
+                MessageRole::Customer
+            } else {
+                MessageRole::Agent
+            },
+            content: MessageContent::parse("Where is my order? It was due last week.")?,
+            tokens_in: 12,
+            tokens_out: 30,
+        });
     }
-    tx.commit().await?;
-    Ok(count as f64 / started.elapsed().as_secs_f64())
+    events.push(E::ConversationEnded {
+        agent_instance_id: instance,
+        resolution: Resolution::Resolved,
+        messages: 4,
+        tokens_in: 48,
+        tokens_out: 120,
+    });
+    Ok(events
+        .iter()
+        .map(|e| NewEvent::from_domain(e, 1))
+        .collect::<Result<_, _>>()?)
+}
+
+/// Records `total` events of whole conversations straight into the event store, 8 writers,
+/// 20 conversations per transaction; `heavy` of them go to the first tenant (the replay's).
+async fn generate_volume(
+    store: &EventStore,
+    tenants: &[Tenant],
+    total: u64,
+    heavy: u64,
+) -> anyhow::Result<()> {
+    const PER_TX: u64 = 20;
+    let transactions = total.div_ceil(6 * PER_TX);
+    let heavy_transactions = heavy.div_ceil(6 * PER_TX);
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let started = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (store, tenants, next) = (store.clone(), tenants.to_vec(), next.clone());
+        workers.spawn(async move {
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= transactions {
+                    return anyhow::Ok(());
+                }
+                let tenant = if n < heavy_transactions {
+                    &tenants[0]
+                } else {
+                    &tenants[1 + (n as usize % (tenants.len() - 1))]
+                };
+                let id = TenantId::from_uuid(tenant.org.parse()?);
+                let mut tx = store.begin_writer(id).await?;
+                for _ in 0..PER_TX {
+                    append(
+                        &mut tx,
+                        id,
+                        "conversation",
+                        Uuid::now_v7(),
+                        Expected::NoStream,
+                        conversation_events(tenant)?,
+                        &Metadata {
+                            actor: Some("system:bench".into()),
+                            ..Metadata::default()
+                        },
+                    )
+                    .await?;
+                }
+                tx.commit().await?;
+                if (n + 1) % 1_000 == 0 {
+                    eprintln!(
+                        "  {} events recorded ({:.0} events/s)",
+                        (n + 1) * 6 * PER_TX,
+                        ((n + 1) * 6 * PER_TX) as f64 / started.elapsed().as_secs_f64()
+                    );
+                }
+            }
+        });
+    }
+    while let Some(done) = workers.join_next().await {
+        done??;
+    }
+    Ok(())
+}
+
+/// Samples this process's resident memory every 20 ms until dropped; `peak` reads the
+/// highest so far.
+struct MemoryWatch {
+    peak: Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl MemoryWatch {
+    fn start() -> Self {
+        let peak = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let sampler = peak.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let kib = (rss_mib() * 1024.0) as u64;
+                sampler.fetch_max(kib, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        Self { peak, task }
+    }
+
+    fn peak_mib(&self) -> f64 {
+        self.peak.load(Ordering::Relaxed) as f64 / 1024.0
+    }
+}
+
+impl Drop for MemoryWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Replays `tenant`'s whole history over HTTP (`GET …/events`, NDJSON, personal fields
+/// opened) and counts the lines; returns events per second and the events.
+async fn http_replay(
+    client: &reqwest::Client,
+    base: &str,
+    tenant: &Tenant,
+) -> anyhow::Result<(f64, u64)> {
+    let started = Instant::now();
+    let response = client
+        .get(format!("{base}/v1/organizations/{}/events", tenant.org))
+        .bearer_auth(&tenant.key)
+        .send()
+        .await?
+        .error_for_status()?;
+    let mut response = response;
+    let mut lines = 0u64;
+    while let Some(chunk) = response.chunk().await? {
+        lines += chunk.iter().filter(|b| **b == b'\n').count() as u64;
+    }
+    Ok((lines as f64 / started.elapsed().as_secs_f64(), lines))
 }
 
 const ADMIN_KEY: &str = "bench-admin-key-0000000000";
@@ -569,7 +718,15 @@ async fn scenarios(
         "projections caught up {:.1} s after the peak",
         drained.elapsed().as_secs_f64()
     );
-    let (_, _, lags) = http_scenario(base, client, tenants, &store, seconds, Some(pace)).await?;
+    let (_, _, lags) = http_scenario(
+        base.clone(),
+        client.clone(),
+        tenants.clone(),
+        &store,
+        seconds,
+        Some(pace),
+    )
+    .await?;
     f.http_commands_per_s = rate;
     f.http_p50_ms = percentile(&latencies, 0.5);
     f.http_p99_ms = percentile(&latencies, 0.99);
@@ -612,17 +769,32 @@ async fn scenarios(
         f.rss_after_http_mib
     );
 
+    eprintln!(
+        "recording {} events of whole conversations ({} of them for one tenant)…",
+        args.volume, args.replay_events
+    );
     let started = Instant::now();
-    let mut events = 0;
-    for projection in tenantry_projections::all() {
-        events = tenantry_projections::rebuild::rebuild(&store, projection, |_| {})
+    generate_volume(&store, &tenants, args.volume, args.replay_events).await?;
+    f.volume_events_per_s = args.volume as f64 / started.elapsed().as_secs_f64();
+    let caught_up = Instant::now();
+    while projection_lag_ms(&store).await? > 0.0 && caught_up.elapsed() < Duration::from_secs(900) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    f.volume_caught_up_s = caught_up.elapsed().as_secs_f64();
+    println!(
+        "volume recorded                 {:>8.0} events/s; live projections caught up {:.1} s later",
+        f.volume_events_per_s, f.volume_caught_up_s
+    );
+
+    let started = Instant::now();
+    let events =
+        tenantry_projections::rebuild::rebuild_all(&store, &tenantry_projections::all(), |_| {})
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?
             .events;
-    }
     f.rebuild_events = events;
-    f.rebuild_events_per_s =
-        events as f64 * tenantry_projections::all().len() as f64 / started.elapsed().as_secs_f64();
+    // Distinct events per second for all read models together (one pass over the feed).
+    f.rebuild_events_per_s = events as f64 / started.elapsed().as_secs_f64();
     println!(
         "rebuild, all projections        {:>8.0} events/s over {} events ({:.0} % of pgbench ten-row)",
         f.rebuild_events_per_s,
@@ -630,10 +802,37 @@ async fn scenarios(
         f.rebuild_events_per_s / f.pgbench_ten_rows_events_per_s * 100.0
     );
 
-    f.replay_events_per_s = replay_rate(&store).await?;
+    f.replay_rss_before_mib = rss_mib();
+    let watch = MemoryWatch::start();
+    let (rate, lines) = http_replay(&client, &base, &tenants[0]).await?;
+    f.replay_rss_peak_mib = watch.peak_mib().max(f.replay_rss_before_mib);
+    drop(watch);
+    f.replay_events = lines;
+    f.replay_events_per_s = rate;
     println!(
-        "replay, busiest tenant          {:>8.0} events/s",
-        f.replay_events_per_s
+        "replay over HTTP, one tenant    {:>8.0} events/s over {} events; memory {:.1} → peak {:.1} MiB",
+        rate, lines, f.replay_rss_before_mib, f.replay_rss_peak_mib
+    );
+
+    f.reconcile_rss_before_mib = rss_mib();
+    let watch = MemoryWatch::start();
+    let started = Instant::now();
+    let month = tenantry_domain::billing::Month::of(chrono::Utc::now());
+    let report = tenantry_api::jobs::reconcile(&store, month, None, |_| {})
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    f.reconcile_seconds = started.elapsed().as_secs_f64();
+    f.reconcile_rss_peak_mib = watch.peak_mib().max(f.reconcile_rss_before_mib);
+    drop(watch);
+    f.reconcile_events = report.events_scanned;
+    f.reconcile_differences = report.differences.len();
+    println!(
+        "reconcile {month}                {:>8.1} s over {} events, {} differences; memory {:.1} → peak {:.1} MiB",
+        f.reconcile_seconds,
+        report.events_scanned,
+        f.reconcile_differences,
+        f.reconcile_rss_before_mib,
+        f.reconcile_rss_peak_mib
     );
 
     let _ = stop_tx.send(());

@@ -108,19 +108,28 @@ pub async fn rebuild(url: &str, projection: Option<&str>, all: bool) -> anyhow::
         (None, false) => bail!("name a projection or pass --all"),
     };
     let store = store(url).await?;
-    for projection in projections {
-        let name = projection.name();
-        eprintln!("rebuilding {name}…");
-        let done = tenantry_projections::rebuild::rebuild(&store, projection, |n| {
-            eprintln!("  {name}: {n} events")
-        })
-        .await
-        .map_err(|e| anyhow!("{e}"))?;
-        println!(
-            "{name}: rebuilt from {} events, now at {}",
-            done.events, done.checkpoint
-        );
-    }
+    let names: Vec<&str> = projections.iter().map(|p| p.name()).collect();
+    eprintln!("rebuilding {} in one pass over the feed…", names.join(", "));
+    let started = std::time::Instant::now();
+    let mut reported = 0;
+    let done = tenantry_projections::rebuild::rebuild_all(&store, &projections, |n| {
+        if n >= reported + 100_000 {
+            reported = n;
+            eprintln!(
+                "  {n} events ({:.0} events/s)",
+                n as f64 / started.elapsed().as_secs_f64()
+            );
+        }
+    })
+    .await
+    .map_err(|e| anyhow!("{e}"))?;
+    println!(
+        "{}: rebuilt from {} events in {:.1} s, now at {}",
+        names.join(", "),
+        done.events,
+        started.elapsed().as_secs_f64(),
+        done.checkpoint
+    );
     Ok(())
 }
 

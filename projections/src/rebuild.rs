@@ -26,22 +26,28 @@ fn schema_of(projection: &dyn Projection) -> String {
     format!("rebuild_{}", projection.name())
 }
 
-/// Applies the feed after `from` to the tables on the transaction's search path; returns the
-/// last cursor and how many events it read.
+/// Applies the feed after `from` to each projection's fresh tables; returns the last cursor
+/// and how many events it read. The feed is read once for all of them.
 async fn replay(
     conn: &mut PgConnection,
-    projection: &dyn Projection,
+    projections: &[Arc<dyn Projection>],
     mut from: Cursor,
-) -> Result<(Cursor, u64), ProjectionError> {
-    let mut events = 0;
+    mut progress: impl FnMut(u64),
+    total: &mut u64,
+) -> Result<Cursor, ProjectionError> {
     loop {
+        enter_system(conn).await?;
         let batch = read_feed(conn, from, BATCH).await?;
         if batch.is_empty() {
-            return Ok((from, events));
+            return Ok(from);
         }
-        projection.apply_batch(conn, &batch).await?;
+        for projection in projections {
+            use_schema(conn, &schema_of(projection.as_ref())).await?;
+            projection.apply_batch(conn, &batch).await?;
+        }
         from = batch.last().map_or(from, |e| e.cursor);
-        events += batch.len() as u64;
+        *total += batch.len() as u64;
+        progress(*total);
     }
 }
 
@@ -61,29 +67,44 @@ async fn use_schema(conn: &mut PgConnection, schema: &str) -> Result<(), Project
 pub async fn rebuild(
     store: &EventStore,
     projection: Arc<dyn Projection>,
+    progress: impl FnMut(u64),
+) -> Result<Rebuilt, ProjectionError> {
+    rebuild_all(store, &[projection], progress).await
+}
+
+/// Rebuilds `projections` together, reading the feed once; `progress` is told the events
+/// replayed so far. All of them switch in one transaction.
+///
+/// # Errors
+/// On a database failure; the live tables are then untouched.
+pub async fn rebuild_all(
+    store: &EventStore,
+    projections: &[Arc<dyn Projection>],
     mut progress: impl FnMut(u64),
 ) -> Result<Rebuilt, ProjectionError> {
-    let schema = schema_of(projection.as_ref());
     let pool = store.pool();
     // Fresh tables shaped like the live ones.
     let mut setup = pool.begin().await?;
-    setup
-        .execute(format!("DROP SCHEMA IF EXISTS {schema} CASCADE").as_str())
-        .await?;
-    setup
-        .execute(format!("CREATE SCHEMA {schema}").as_str())
-        .await?;
-    for table in projection.tables() {
+    for projection in projections {
+        let schema = schema_of(projection.as_ref());
         setup
-            .execute(format!("CREATE TABLE {schema}.{table} (LIKE public.{table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES)").as_str())
+            .execute(format!("DROP SCHEMA IF EXISTS {schema} CASCADE").as_str())
+            .await?;
+        setup
+            .execute(format!("CREATE SCHEMA {schema}").as_str())
+            .await?;
+        for table in projection.tables() {
+            setup
+                .execute(format!("CREATE TABLE {schema}.{table} (LIKE public.{table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES)").as_str())
+                .await?;
+        }
+        setup
+            .execute(format!("GRANT USAGE ON SCHEMA {schema} TO tenantry_system").as_str())
+            .await?;
+        setup
+            .execute(format!("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO tenantry_system").as_str())
             .await?;
     }
-    setup
-        .execute(format!("GRANT USAGE ON SCHEMA {schema} TO tenantry_system").as_str())
-        .await?;
-    setup
-        .execute(format!("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO tenantry_system").as_str())
-        .await?;
     setup.commit().await?;
 
     // Replay in batches, each in its own transaction.
@@ -91,53 +112,66 @@ pub async fn rebuild(
     let mut total = 0;
     loop {
         let mut tx = pool.begin().await?;
-        use_schema(&mut tx, &schema).await?;
+        enter_system(&mut tx).await?;
         let batch = read_feed(&mut tx, cursor, BATCH).await?;
         if batch.is_empty() {
             tx.rollback().await?;
             break;
         }
-        projection.apply_batch(&mut tx, &batch).await?;
-        cursor = batch.last().map_or(cursor, |e| e.cursor);
+        for projection in projections {
+            use_schema(&mut tx, &schema_of(projection.as_ref())).await?;
+            projection.apply_batch(&mut tx, &batch).await?;
+        }
         tx.commit().await?;
+        cursor = batch.last().map_or(cursor, |e| e.cursor);
         total += batch.len() as u64;
         progress(total);
     }
 
-    // Switch: hold the checkpoint, catch up, replace the contents, move the checkpoint.
+    // Switch: hold the checkpoints, catch up, replace the contents, move the checkpoints.
     let mut tx = pool.begin().await?;
-    use_schema(&mut tx, &schema).await?;
-    sqlx::query(
-        "INSERT INTO public.projection_checkpoints (projection, transaction_id, position) VALUES ($1, 0, 0) \
-         ON CONFLICT (projection) DO NOTHING",
-    )
-    .bind(projection.name())
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query("SELECT 1 FROM public.projection_checkpoints WHERE projection = $1 FOR UPDATE")
+    enter_system(&mut tx).await?;
+    for projection in projections {
+        sqlx::query(
+            "INSERT INTO public.projection_checkpoints (projection, transaction_id, position) VALUES ($1, 0, 0) \
+             ON CONFLICT (projection) DO NOTHING",
+        )
         .bind(projection.name())
         .execute(&mut *tx)
         .await?;
-    let (end, more) = replay(&mut tx, projection.as_ref(), cursor).await?;
-    total += more;
-    for table in projection.tables() {
-        tx.execute(format!("DELETE FROM public.{table}").as_str())
-            .await?;
-        tx.execute(format!("INSERT INTO public.{table} SELECT * FROM {schema}.{table}").as_str())
+        sqlx::query("SELECT 1 FROM public.projection_checkpoints WHERE projection = $1 FOR UPDATE")
+            .bind(projection.name())
+            .execute(&mut *tx)
             .await?;
     }
-    sqlx::query(
-        "UPDATE public.projection_checkpoints SET transaction_id = $2, position = $3, updated_at = now() WHERE projection = $1",
-    )
-    .bind(projection.name())
-    .bind(end.transaction_id)
-    .bind(end.position)
-    .execute(&mut *tx)
-    .await?;
+    let end = replay(&mut tx, projections, cursor, &mut progress, &mut total).await?;
+    enter_system(&mut tx).await?;
+    for projection in projections {
+        let schema = schema_of(projection.as_ref());
+        for table in projection.tables() {
+            tx.execute(format!("DELETE FROM public.{table}").as_str())
+                .await?;
+            tx.execute(
+                format!("INSERT INTO public.{table} SELECT * FROM {schema}.{table}").as_str(),
+            )
+            .await?;
+        }
+        sqlx::query(
+            "UPDATE public.projection_checkpoints SET transaction_id = $2, position = $3, updated_at = now() WHERE projection = $1",
+        )
+        .bind(projection.name())
+        .bind(end.transaction_id)
+        .bind(end.position)
+        .execute(&mut *tx)
+        .await?;
+    }
     tx.commit().await?;
 
-    pool.execute(format!("DROP SCHEMA IF EXISTS {schema} CASCADE").as_str())
-        .await?;
+    for projection in projections {
+        let schema = schema_of(projection.as_ref());
+        pool.execute(format!("DROP SCHEMA IF EXISTS {schema} CASCADE").as_str())
+            .await?;
+    }
     Ok(Rebuilt {
         events: total,
         checkpoint: end,
