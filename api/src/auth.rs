@@ -231,7 +231,6 @@ pub async fn authenticate(state: &AppState, key: &str) -> Result<Principal, ApiE
         return Err(ApiError::Unauthorized);
     }
     let hash = keys::hash(key);
-    let mut tx = state.store.begin_system().await?;
     #[derive(sqlx::FromRow)]
     struct Credential {
         tenant_id: Uuid,
@@ -241,13 +240,14 @@ pub async fn authenticate(state: &AppState, key: &str) -> Result<Principal, ApiE
         agent_instance_id: Option<Uuid>,
         revoked_at: Option<DateTime<Utc>>,
     }
+    // One round trip, outside any transaction (migration 0008).
     let credential: Option<Credential> = sqlx::query_as(
-        "SELECT tenant_id, key_id, kind, role, agent_instance_id, revoked_at FROM credentials WHERE hash = $1",
+        "SELECT tenant_id, key_id, kind, role, agent_instance_id, revoked_at \
+         FROM tenantry_credential($1)",
     )
     .bind(&hash)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(state.store.pool())
     .await?;
-    tx.commit().await?;
     let Some(Credential {
         tenant_id: tenant,
         key_id,

@@ -34,7 +34,7 @@ async fn billing_caught_up(store: &EventStore) -> Result<(), ApiError> {
     let head: Option<(i64, i64)> = sqlx::query_as(
         "SELECT transaction_id::text::bigint, position FROM events \
          WHERE transaction_id < $1::text::xid8 \
-         ORDER BY transaction_id DESC, position DESC LIMIT 1",
+         ORDER BY events.transaction_id DESC, events.position DESC LIMIT 1",
     )
     .bind(horizon)
     .fetch_optional(&mut *tx)

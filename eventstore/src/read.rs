@@ -66,7 +66,7 @@ pub async fn read_feed(
         "SELECT {EVENT_COLUMNS} FROM events \
          WHERE (transaction_id, position) > ($1::text::xid8, $2) \
            AND transaction_id < $4::text::xid8 \
-         ORDER BY transaction_id, position LIMIT $3"
+         ORDER BY events.transaction_id, events.position LIMIT $3"
     );
     let horizon = feed_horizon(&mut *conn).await?;
     let rows = sqlx::query(&sql)
@@ -96,7 +96,7 @@ pub async fn read_feed_between(
         "SELECT {EVENT_COLUMNS} FROM events \
          WHERE (transaction_id, position) > ($1::text::xid8, $2) \
            AND (transaction_id, position) < ($3::text::xid8, $4) \
-         ORDER BY transaction_id, position"
+         ORDER BY events.transaction_id, events.position"
     );
     let rows = sqlx::query(&sql)
         .bind(after.transaction_id.to_string())
@@ -123,7 +123,7 @@ pub async fn read_tenant_history(
          WHERE tenant_id = $1 \
            AND (transaction_id, position) > ($2::text::xid8, $3) \
            AND transaction_id < $5::text::xid8 \
-         ORDER BY transaction_id, position LIMIT $4"
+         ORDER BY events.transaction_id, events.position LIMIT $4"
     );
     let horizon = feed_horizon(&mut *conn).await?;
     let rows = sqlx::query(&sql)
@@ -201,7 +201,7 @@ pub fn stream_recorded<'c>(
          payload, metadata, recorded_at, position, transaction_id::text::bigint AS transaction_id, hash \
          FROM events WHERE stream_type = $1 AND ($2::uuid IS NULL OR tenant_id = $2) \
            AND ($3::timestamptz IS NULL OR recorded_at >= $3) AND recorded_at < $4 \
-         ORDER BY transaction_id, position";
+         ORDER BY events.transaction_id, events.position";
     sqlx::query(SQL)
         .bind(stream_type)
         .bind(tenant)
@@ -246,7 +246,7 @@ pub fn stream_tenant_history<'c>(
            AND ($4::text IS NULL OR stream_type = $4) AND ($5::uuid IS NULL OR stream_id = $5) \
            AND ($6::text[] IS NULL OR event_type = ANY($6)) \
            AND ($7::timestamptz IS NULL OR recorded_at >= $7) AND ($8::timestamptz IS NULL OR recorded_at < $8) \
-         ORDER BY transaction_id, position";
+         ORDER BY events.transaction_id, events.position";
     use futures_util::TryStreamExt;
     let after = filter.after.unwrap_or(Cursor::START);
     let rows = async move {
