@@ -3,6 +3,15 @@
 
 use serde_json::Value;
 
+/// True when a payload of `stream_type`/`event_type` stored at `schema_version` needs
+/// [`upcast`].
+pub fn is_outdated(stream_type: &str, event_type: &str, schema_version: i32) -> bool {
+    matches!(
+        (stream_type, event_type, schema_version),
+        ("store", "StoreCreated", 1)
+    )
+}
+
 /// Rewrites `payload` of `stream_type`/`event_type`, stored at `schema_version`, to the
 /// current schema. Current payloads pass through unchanged.
 pub fn upcast(
@@ -48,6 +57,8 @@ mod tests {
             "name": "Main shop",
             "url": "https://Shop.Example.com/en/?ref=x",
         });
+        assert!(is_outdated("store", "StoreCreated", 1));
+        assert!(!is_outdated("store", "StoreCreated", 2));
         let payload = upcast("store", "StoreCreated", 1, v1);
         let event: StoreEvent = serde_json::from_value(json!({
             "event_type": "StoreCreated",

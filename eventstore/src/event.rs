@@ -80,19 +80,35 @@ impl RecordedEvent {
     /// # Errors
     /// [`StoreError::Decode`] when the payload does not fit `E`.
     pub fn decode<E: serde::de::DeserializeOwned>(&self) -> Result<E, StoreError> {
-        let mut payload = self.payload.clone();
-        crate::vault::conceal(&self.event_type, &mut payload);
-        let payload = tenantry_domain::upcast::upcast(
-            &self.stream_type,
-            &self.event_type,
-            self.schema_version,
-            payload,
-        );
-        let tagged = serde_json::json!({
-            tenantry_domain::EVENT_TYPE_TAG: self.event_type,
-            tenantry_domain::EVENT_PAYLOAD_TAG: payload,
+        // Most events decode straight from the stored payload; only one that holds sealed
+        // personal data or an older schema is rewritten (on a copy) first.
+        let rewritten = (crate::vault::holds_sealed(&self.event_type, &self.payload)
+            || tenantry_domain::upcast::is_outdated(
+                &self.stream_type,
+                &self.event_type,
+                self.schema_version,
+            ))
+        .then(|| {
+            let mut payload = self.payload.clone();
+            crate::vault::conceal(&self.event_type, &mut payload);
+            tenantry_domain::upcast::upcast(
+                &self.stream_type,
+                &self.event_type,
+                self.schema_version,
+                payload,
+            )
         });
-        serde_json::from_value(tagged)
-            .map_err(|e| StoreError::Decode(format!("{} {}: {e}", self.event_type, self.event_id)))
+        let payload = rewritten.as_ref().unwrap_or(&self.payload);
+        let event_type = serde_json::Value::String(self.event_type.clone());
+        let tagged = serde::de::value::MapDeserializer::new(
+            [
+                (tenantry_domain::EVENT_TYPE_TAG, &event_type),
+                (tenantry_domain::EVENT_PAYLOAD_TAG, payload),
+            ]
+            .into_iter(),
+        );
+        E::deserialize(tagged).map_err(|e: serde_json::Error| {
+            StoreError::Decode(format!("{} {}: {e}", self.event_type, self.event_id))
+        })
     }
 }

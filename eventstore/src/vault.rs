@@ -692,6 +692,16 @@ fn personal_values<'a>(
         .collect()
 }
 
+/// True when a payload of `event_type` holds a sealed personal value.
+pub fn holds_sealed(event_type: &str, payload: &Value) -> bool {
+    personal::fields(event_type).any(|(name, _)| {
+        payload
+            .get(name)
+            .and_then(Value::as_str)
+            .is_some_and(is_sealed)
+    })
+}
+
 /// Replaces every sealed personal field of a payload with its placeholder: what aggregates
 /// and projections see of personal data they do not open.
 pub fn conceal(event_type: &str, payload: &mut Value) {
