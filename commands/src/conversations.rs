@@ -8,7 +8,10 @@ use tenantry_domain::organization::Organization;
 use tenantry_domain::store::Store;
 use tenantry_domain::{ConversationId, OrganizationId, TenantId};
 
-use crate::executor::{load, Request};
+use tenantry_eventstore::read::{read_streams, StreamRef};
+use tenantry_eventstore::RecordedEvent;
+
+use crate::executor::{fold, load, Request};
 use crate::stores::not_found;
 use crate::{CommandBus, CommandError, Executed};
 
@@ -42,11 +45,41 @@ impl CommandBus {
             tenant,
             request,
             crate::attempt!(|tx| {
+                // The conversation and its parents in one round trip; an agent instance and its
+                // store are named by the first event of the stream below them, and never change.
                 // Concealed: no decision reads the customer or the messages, and the stream's
                 // customer key (which seals new messages) comes from the sealed history.
-                let mut conversation = load::<Conversation>(tx, tenant, conversation_id.as_uuid())
-                    .await?
-                    .sealing(vault);
+                let c = conversation_id.as_uuid();
+                let wanted = match start_instance {
+                    Some(instance) => [
+                        StreamRef::Id("conversation", c),
+                        StreamRef::Id("agent_instance", instance.as_uuid()),
+                        StreamRef::NamedBy(
+                            "store",
+                            "agent_instance",
+                            instance.as_uuid(),
+                            "store_id",
+                        ),
+                        StreamRef::Id("organization", org.as_uuid()),
+                    ],
+                    None => [
+                        StreamRef::Id("conversation", c),
+                        StreamRef::NamedBy(
+                            "agent_instance",
+                            "conversation",
+                            c,
+                            "agent_instance_id",
+                        ),
+                        StreamRef::NamedBy("store", "conversation", c, "store_id"),
+                        StreamRef::Id("organization", org.as_uuid()),
+                    ],
+                };
+                let [conversation, instance, store, organization]: [Vec<RecordedEvent>; 4] =
+                    read_streams(tx, tenant, &wanted)
+                        .await?
+                        .try_into()
+                        .map_err(|_| not_found("conversation"))?;
+                let mut conversation = fold::<Conversation>(c, conversation)?.sealing(vault);
                 conversation.check_expected(request)?;
                 let instance_id = match start_instance {
                     Some(id) => id,
@@ -56,7 +89,7 @@ impl CommandBus {
                         .ok_or_else(|| not_found("conversation"))?,
                     None => return Err(not_found("conversation")),
                 };
-                let instance = load::<AgentInstance>(tx, tenant, instance_id.as_uuid()).await?;
+                let instance = fold::<AgentInstance>(instance_id.as_uuid(), instance)?;
                 if instance.state.organization_id != Some(org) {
                     return Err(not_found("agent instance"));
                 }
@@ -64,8 +97,13 @@ impl CommandBus {
                     .state
                     .store_id
                     .ok_or_else(|| not_found("agent instance"))?;
-                let store = load::<Store>(tx, tenant, store_id.as_uuid()).await?;
-                let organization = load::<Organization>(tx, tenant, org.as_uuid()).await?;
+                let store = match store.first() {
+                    Some(e) if e.stream_id == store_id.as_uuid() => {
+                        fold::<Store>(store_id.as_uuid(), store)?
+                    }
+                    _ => load::<Store>(tx, tenant, store_id.as_uuid()).await?,
+                };
+                let organization = fold::<Organization>(org.as_uuid(), organization)?;
                 let ctx = organization
                     .state
                     .context()

@@ -167,7 +167,15 @@ pub async fn load_revealed<A: Aggregate>(
     Ok(fold::<A>(id, history)?.sealing(vault))
 }
 
-fn fold<A: Aggregate>(id: Uuid, history: Vec<RecordedEvent>) -> Result<Loaded<A>, CommandError> {
+/// Aggregate `A` with id `id` from its `history` (read already, e.g. with others in one
+/// round trip); personal fields read as placeholders, as with [`load`].
+///
+/// # Errors
+/// When an event does not decode.
+pub fn fold<A: Aggregate>(
+    id: Uuid,
+    history: Vec<RecordedEvent>,
+) -> Result<Loaded<A>, CommandError> {
     let mut state = A::default();
     for recorded in &history {
         state.apply(recorded.decode::<A::Event>()?);

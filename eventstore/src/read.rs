@@ -41,6 +41,85 @@ pub async fn read_stream(
     decode_all(rows)
 }
 
+/// A stream to read with [`read_streams`]: known by id, or named by a field of the first event
+/// of another stream (a parent that never changes, such as a conversation's agent instance).
+#[derive(Clone, Copy, Debug)]
+pub enum StreamRef<'a> {
+    Id(&'a str, Uuid),
+    /// `(stream_type, via stream_type, via stream_id, field of the via stream's version 1)`.
+    NamedBy(&'a str, &'a str, Uuid, &'a str),
+}
+
+/// Several streams of `tenant` in one round trip, each in version order, in the order asked
+/// (a stream that does not exist, or a name that leads nowhere, gives an empty list).
+///
+/// # Errors
+/// On a database or decoding failure.
+pub async fn read_streams(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    wanted: &[StreamRef<'_>],
+) -> Result<Vec<Vec<RecordedEvent>>, StoreError> {
+    // Each wanted stream is one branch: its type and id, literal or read from the naming
+    // event's payload. Types and fields are the caller's constants, bound as parameters.
+    let mut branches = Vec::with_capacity(wanted.len());
+    let mut query_args = sqlx::postgres::PgArguments::default();
+    use sqlx::Arguments;
+    let mut n = 1;
+    let mut bind =
+        |args: &mut sqlx::postgres::PgArguments, value: String| -> Result<usize, StoreError> {
+            args.add(value)
+                .map_err(|e| StoreError::Decode(e.to_string()))?;
+            n += 1;
+            Ok(n)
+        };
+    query_args
+        .add(tenant.as_uuid())
+        .map_err(|e| StoreError::Decode(e.to_string()))?;
+    for (i, stream) in wanted.iter().enumerate() {
+        match *stream {
+            StreamRef::Id(stream_type, id) => {
+                let t = bind(&mut query_args, stream_type.to_owned())?;
+                let s = bind(&mut query_args, id.to_string())?;
+                branches.push(format!("SELECT {i} AS k, ${t}::text AS t, ${s}::uuid AS s"));
+            }
+            StreamRef::NamedBy(stream_type, via_type, via_id, field) => {
+                let t = bind(&mut query_args, stream_type.to_owned())?;
+                let vt = bind(&mut query_args, via_type.to_owned())?;
+                let vs = bind(&mut query_args, via_id.to_string())?;
+                let f = bind(&mut query_args, field.to_owned())?;
+                branches.push(format!(
+                    "SELECT {i} AS k, ${t}::text AS t, (payload->>${f}::text)::uuid AS s FROM events \
+                     WHERE tenant_id = $1 AND stream_type = ${vt}::text AND stream_id = ${vs}::uuid AND version = 1"
+                ));
+            }
+        }
+    }
+    if branches.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "WITH wanted AS ({}) \
+         SELECT w.k, {} FROM wanted w JOIN events ON events.tenant_id = $1 \
+           AND events.stream_type = w.t AND events.stream_id = w.s \
+         ORDER BY w.k, events.version",
+        branches.join(" UNION ALL "),
+        EVENT_COLUMNS
+            .split(", ")
+            .map(|c| format!("events.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let rows = sqlx::query_with(&sql, query_args).fetch_all(conn).await?;
+    let mut streams: Vec<Vec<RecordedEvent>> = vec![Vec::new(); wanted.len()];
+    for row in &rows {
+        use sqlx::Row;
+        let k: i32 = row.try_get("k")?;
+        streams[k as usize].push(RecordedEvent::from_row(row)?);
+    }
+    Ok(streams)
+}
+
 /// The feed horizon: no event with a transaction id at or above it may be handed out yet.
 /// Computed in a statement of its own: every writer below it has finished by then, so a
 /// later statement's snapshot sees all they committed (migration 0007 tells how).
