@@ -15,6 +15,9 @@ use tokio::sync::watch;
 
 use crate::{Projection, ProjectionError};
 
+/// How long a batch waits for more events after its first one.
+const LINGER: Duration = Duration::from_millis(5);
+
 /// What one step of the runner did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -103,11 +106,18 @@ impl Runner {
             }
             Ok(Some(Ok(message))) => message,
         };
+        // Whatever else arrives within a few milliseconds joins the batch: under load, fewer
+        // and larger transactions (each costs the checkpoint's round trips) for a little lag.
         let mut batch = vec![first];
+        let linger = tokio::time::Instant::now() + LINGER;
         while batch.len() < batch_size {
             match messages.next().now_or_never() {
                 Some(Some(Ok(message))) => batch.push(message),
-                _ => break,
+                Some(_) => break,
+                None => match tokio::time::timeout_at(linger, messages.next()).await {
+                    Ok(Some(Ok(message))) => batch.push(message),
+                    _ => break,
+                },
             }
         }
 
