@@ -15,9 +15,15 @@
 -- Which transaction id a writer holds is read from pg_stat_activity (`backend_xid`, set the
 -- moment the id is assigned), not from its transactionid lock, which is taken a moment later.
 -- pg_stat_activity is cached per transaction; the cache is cleared first.
+--
+-- PL/pgSQL rather than SQL: the relay calls this on every step, and PL/pgSQL keeps the plan
+-- of its query for the session instead of parsing and planning it each call.
 CREATE FUNCTION tenantry_feed_horizon() RETURNS xid8
-LANGUAGE sql VOLATILE AS $$
-    SELECT pg_stat_clear_snapshot();
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    horizon xid8;
+BEGIN
+    PERFORM pg_stat_clear_snapshot();
     WITH writers AS MATERIALIZED (
         SELECT DISTINCT pid FROM pg_locks
         WHERE locktype = 'relation'
@@ -43,7 +49,10 @@ LANGUAGE sql VOLATILE AS $$
             + (((i.xid - (next.xid & 4294967295)) + 2147483648) & 4294967295)
             - 2147483648)
     )::text::xid8
+    INTO horizon
     FROM next LEFT JOIN ids i ON true
-    GROUP BY next.xid
+    GROUP BY next.xid;
+    RETURN horizon;
+END
 $$;
 GRANT EXECUTE ON FUNCTION tenantry_feed_horizon() TO tenantry_app, tenantry_system;
