@@ -9,7 +9,7 @@ use tenantry_domain::store::Store;
 use tenantry_domain::{ConversationId, OrganizationId, TenantId};
 
 use tenantry_eventstore::read::{read_streams, StreamRef};
-use tenantry_eventstore::RecordedEvent;
+use tenantry_eventstore::{vault, RecordedEvent};
 
 use crate::executor::{fold, load, Request};
 use crate::stores::not_found;
@@ -47,8 +47,6 @@ impl CommandBus {
             crate::attempt!(|tx| {
                 // The conversation and its parents in one round trip; an agent instance and its
                 // store are named by the first event of the stream below them, and never change.
-                // Concealed: no decision reads the customer or the messages, and the stream's
-                // customer key (which seals new messages) comes from the sealed history.
                 let c = conversation_id.as_uuid();
                 let wanted = match start_instance {
                     Some(instance) => [
@@ -79,7 +77,19 @@ impl CommandBus {
                         .await?
                         .try_into()
                         .map_err(|_| not_found("conversation"))?;
-                let mut conversation = fold::<Conversation>(c, conversation)?.sealing(vault);
+                // The customer reference is shown in the command's answer: open it (only the
+                // first event; the aggregate keeps no message content). The customer's key is
+                // taken from the sealed reference first.
+                let subject = vault::subject_of(&conversation);
+                let mut conversation = conversation;
+                if let Some(first) = conversation.first_mut() {
+                    if vault::holds_sealed(&first.event_type, &first.payload) {
+                        vault.reveal(tx, std::slice::from_mut(first)).await?;
+                    }
+                }
+                let mut conversation = fold::<Conversation>(c, conversation)?
+                    .sealing(vault)
+                    .with_subject(subject);
                 conversation.check_expected(request)?;
                 let instance_id = match start_instance {
                     Some(id) => id,

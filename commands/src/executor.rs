@@ -316,6 +316,12 @@ impl<A> Loaded<A> {
         self
     }
 
+    /// The stream's customer key, when it was taken from the history before it was opened.
+    pub fn with_subject(mut self, subject: Option<Uuid>) -> Self {
+        self.subject = subject;
+        self
+    }
+
     /// Refuses when the request's `If-Match` version is not the loaded one.
     ///
     /// # Errors

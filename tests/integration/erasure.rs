@@ -174,7 +174,12 @@ async fn erasure_shreds_personal_data_and_keeps_the_books() {
         .is_success());
     assert!(say(&mut owner, &ada, "please hurry").await.0.is_success());
     let bob = start(&mut owner, &agent, Some("cust-bob")).await;
-    assert!(say(&mut owner, &bob, "bob's secret").await.0.is_success());
+    let (status, answer) = say(&mut owner, &bob, "bob's secret").await;
+    assert!(status.is_success());
+    assert_eq!(
+        answer["customer_ref"], "cust-bob",
+        "the answer opens the reference"
+    );
     let anonymous = start(&mut owner, &agent, None).await;
     assert!(say(&mut owner, &anonymous, "anonymous hello")
         .await
