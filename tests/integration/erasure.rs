@@ -397,3 +397,37 @@ async fn erasure_shreds_personal_data_and_keeps_the_books() {
         assert!(!rest.contains(secret), "{secret} is stored in plain text");
     }
 }
+
+#[tokio::test]
+async fn a_process_without_the_master_key_records_no_personal_data_but_still_works() {
+    use tenantry_commands::{CommandBus, Request};
+    use tenantry_domain::organization::OrganizationCommand;
+    use tenantry_domain::{Email, MemberId, OrganizationId, Role};
+    use tenantry_eventstore::{EventStore, Metadata};
+
+    let app = spawn_app().await;
+    let (org, _) = organization(&app, "keyless", "pro").await;
+    let org = OrganizationId::from_uuid(org.parse().unwrap());
+    // A projections process: no master key.
+    let store = EventStore::connect(&app.database_url, 2).await.unwrap();
+    let commands = CommandBus::new(store, std::sync::Arc::new(tokio::sync::Notify::new()));
+    let request = Request::new(Metadata::default());
+    let alert = OrganizationCommand::RecordUsageAlert {
+        month: Month::of(chrono::Utc::now()),
+        threshold: 80,
+    };
+    commands
+        .organization(org, alert, &request)
+        .await
+        .expect("a usage alert carries no personal data");
+    let invite = OrganizationCommand::InviteMember {
+        member_id: MemberId::new(),
+        email: Email::parse("nobody@keyless.example.com").unwrap(),
+        role: Role::Member,
+    };
+    let refused = commands.organization(org, invite, &request).await;
+    assert!(
+        refused.unwrap_err().to_string().contains("master key"),
+        "personal data is never written unsealed"
+    );
+}
