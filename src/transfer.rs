@@ -199,6 +199,9 @@ pub async fn import(store: &EventStore, dir: &Path) -> anyhow::Result<Manifest> 
     if let Some(key) = keys.iter().find(|k| k.tenant_id != manifest.tenant_id) {
         bail!("data key {} belongs to another tenant", key.key_id);
     }
+    store.vault().check_keys(&keys).context(
+        "the export's data keys must unwrap under TENANTRY_MASTER_KEY (the source deployment's)",
+    )?;
 
     let tenant = TenantId::from_uuid(manifest.tenant_id);
     let mut tx = store.begin_writer(tenant).await?;

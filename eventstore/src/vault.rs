@@ -405,7 +405,26 @@ impl Vault {
             .collect()
     }
 
-    /// Re-creates exported keys (an import); keys already present are left alone.
+    /// Checks that every live key of an export unwraps under this vault's master key, so an
+    /// import never leaves a tenant whose personal data cannot be opened or written.
+    ///
+    /// # Errors
+    /// [`StoreError::Vault`] without a master key (when there are live keys) or for a key
+    /// that does not unwrap; [`StoreError::Decode`] on malformed hex.
+    pub fn check_keys(&self, keys: &[StoredKey]) -> Result<(), StoreError> {
+        for key in keys {
+            let Some(wrapped) = &key.wrapped else {
+                continue;
+            };
+            let wrapped = hex::decode(wrapped)
+                .map_err(|e| StoreError::Decode(format!("data key {}: {e}", key.key_id)))?;
+            self.master()?.unwrap(key.tenant_id, key.key_id, &wrapped)?;
+        }
+        Ok(())
+    }
+
+    /// Re-creates exported keys (an import); a key already present is left alone, any other
+    /// clash (a second live key of the tenant, say) is an error.
     ///
     /// # Errors
     /// [`StoreError::Decode`] on malformed hex; or a database failure.
@@ -422,7 +441,7 @@ impl Vault {
         for key in keys {
             sqlx::query(
                 "INSERT INTO data_keys (tenant_id, key_id, scope, lookup, wrapped, created_at, erased_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant_id, key_id) DO NOTHING",
             )
             .bind(key.tenant_id)
             .bind(key.key_id)

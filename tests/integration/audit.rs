@@ -355,6 +355,20 @@ async fn a_tenant_moves_between_deployments_and_rebuilds_identically() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // Data keys that do not unwrap under the target's master key are refused up front.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tenantry"))
+        .args(["import", dir.to_str().unwrap()])
+        .env("DATABASE_URL", &target.database_url)
+        .env("TENANTRY_MASTER_KEY", "00".repeat(32))
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "keys under another master key");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("does not unwrap"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     let out = cli(&target.database_url, &["import", dir.to_str().unwrap()]);
     assert!(
         out.status.success(),

@@ -20,6 +20,8 @@ const SECRETS: &[&str] = &[
     "1 Main Street",
     "cust-bob",
     "bob's secret",
+    "cust-cy",
+    "cy's note",
     "anonymous hello",
 ];
 
@@ -180,6 +182,9 @@ async fn erasure_shreds_personal_data_and_keeps_the_books() {
         answer["customer_ref"], "cust-bob",
         "the answer opens the reference"
     );
+    // Cy is never erased alone: only the tenant's erasure reaches them.
+    let cy = start(&mut owner, &agent, Some("cust-cy")).await;
+    assert!(say(&mut owner, &cy, "cy's note").await.0.is_success());
     let anonymous = start(&mut owner, &agent, None).await;
     assert!(say(&mut owner, &anonymous, "anonymous hello")
         .await
@@ -198,7 +203,7 @@ async fn erasure_shreds_personal_data_and_keeps_the_books() {
         .ok(Method::GET, &format!("/v1/organizations/{org}"), None)
         .await;
     assert_eq!(me["billing_email"], "billing@shredded.example.com");
-    let history = replay_with(&mut owner, &org, "MessageAppended", 4).await;
+    let history = replay_with(&mut owner, &org, "MessageAppended", 5).await;
     for secret in SECRETS {
         assert!(history.contains(secret), "the replay shows {secret}");
     }
@@ -213,8 +218,8 @@ async fn erasure_shreds_personal_data_and_keeps_the_books() {
     let usage_before = owner
         .ok(Method::GET, &format!("/v1/organizations/{org}/usage"), None)
         .await;
-    assert_eq!(usage_before["conversations"], 3);
-    assert_eq!(usage_before["messages"], 4);
+    assert_eq!(usage_before["conversations"], 4);
+    assert_eq!(usage_before["messages"], 5);
 
     // Erasing one end customer (a developer may not; another tenant cannot even see it).
     let (_, mut stranger) = organization(&app, "elsewhere", "pro").await;
@@ -295,7 +300,7 @@ async fn erasure_shreds_personal_data_and_keeps_the_books() {
         )
         .await;
     assert_eq!(erased["scope"], "tenant");
-    assert_eq!(erased["keys_destroyed"], 1, "only the tenant key was left");
+    assert_eq!(erased["keys_destroyed"], 2, "the tenant's key and cy's");
 
     // Nothing personal reads back anywhere…
     assert_eq!(
@@ -308,6 +313,11 @@ async fn erasure_shreds_personal_data_and_keeps_the_books() {
     assert_eq!(me["billing_email"], "erased@erased.invalid");
     let (_, messages) = contents(&mut owner, &anonymous).await;
     assert_eq!(messages, vec!["[erased]"]);
+    let (customer, messages) = contents(&mut owner, &cy).await;
+    assert_eq!(
+        (customer, messages),
+        (json!("[erased]"), vec!["[erased]".to_owned()])
+    );
     let history = replay_with(&mut owner, &org, "PersonalDataErased", 3).await;
     for secret in SECRETS {
         assert!(!history.contains(secret), "the replay still shows {secret}");
