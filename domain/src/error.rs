@@ -54,8 +54,9 @@ pub enum DomainError {
     Invalid(ValidationError),
     #[error("an organization must keep at least one owner")]
     LastOwner,
-    #[error("{0} is already a member")]
-    MemberExists(String),
+    /// Carries no address: refusals are logged, and logs carry no personal data.
+    #[error("a member with this email address exists already")]
+    MemberExists,
     #[error("the key is already revoked")]
     KeyRevoked,
     #[error("{agent_type} has no version {version} in the catalog")]
@@ -114,7 +115,7 @@ impl Rejection for DomainError {
             SameTier(_) => "same-tier",
             Invalid(_) => "validation",
             LastOwner => "last-owner",
-            MemberExists(_) => "member-exists",
+            MemberExists => "member-exists",
             KeyRevoked => "key-revoked",
             UnknownAgentVersion { .. } => "unknown-agent-version",
             SameVersion(_) => "same-version",
