@@ -106,6 +106,15 @@ async fn replay(
             detail: e.to_string(),
         })?),
     };
+    // Names only: a control character (NUL above all, which PostgreSQL refuses in text) can
+    // be in no stream or event type.
+    let names = params.stream_type.iter().chain(params.types.iter());
+    if names.flat_map(|n| n.chars()).any(char::is_control) {
+        return Err(ApiError::BadRequest {
+            code: "invalid-query",
+            detail: "stream_type and types are names without control characters".into(),
+        });
+    }
     let filter = HistoryFilter {
         after,
         stream_type: params.stream_type.clone(),
@@ -214,6 +223,10 @@ async fn time_travel(
     let org = OrganizationId::from_uuid(parse_id(&org, "organization")?);
     principal.require(org, Role::Admin)?;
     let stream_id = parse_id(&stream_id, "stream")?;
+    const STREAM_TYPES: [&str; 4] = ["organization", "store", "agent_instance", "conversation"];
+    if !STREAM_TYPES.contains(&stream_type.as_str()) {
+        return Err(ApiError::NotFound("stream type"));
+    }
     let mut tx = state.store.begin_tenant(TenantId::from(org)).await?;
     let mut events = read_stream(&mut tx, TenantId::from(org), &stream_type, stream_id).await?;
     events.retain(|e| {

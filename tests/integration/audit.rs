@@ -174,6 +174,31 @@ async fn history_replays_verifies_and_travels_in_time() {
         .unwrap()
         .starts_with("api-key:")));
 
+    // A NUL byte is refused, not sent to PostgreSQL (which rejects it: a 500, or a replay cut
+    // short after its 200).
+    for (path, status) in [
+        (
+            format!("/v1/organizations/{org}/events?stream_type=%00"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!("/v1/organizations/{org}/events?types=Store%00"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!("/v1/organizations/{org}/history/%00/{store_id}"),
+            StatusCode::NOT_FOUND,
+        ),
+    ] {
+        let response = owner_get(&app, &owner.key, &path).await;
+        assert_eq!(response.status(), status, "{path}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json",
+            "{path}"
+        );
+    }
+
     // Another tenant's owner sees none of it.
     let (_, other) = organization(&app, "outsider", "pro").await;
     for path in [
