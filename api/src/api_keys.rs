@@ -116,7 +116,7 @@ async fn issue(
     if let Some(held) = command.principal.role() {
         if !held.includes(command.body.role) {
             return Err(ApiError::Forbidden(format!(
-                "a {held} key cannot issue a {} key: a key never grants more than its creator's role",
+                "a key with the {held} role cannot issue one with the {} role: a key never grants more than its creator's",
                 command.body.role
             )));
         }

@@ -128,7 +128,7 @@ impl Principal {
             }
             Principal::Key { role: held, .. } if held.includes(role) => Ok(()),
             Principal::Key { role: held, .. } => Err(ApiError::Forbidden(format!(
-                "a {held} key may not do this; it needs {role} or above"
+                "a key with the {held} role may not do this; it needs {role} or above"
             ))),
             Principal::Widget { .. } => {
                 Err(ApiError::Forbidden("a widget key may not do this".into()))

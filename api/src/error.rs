@@ -22,6 +22,8 @@ pub enum ApiError {
     NotFound(&'static str),
     #[error("no such route")]
     RouteNotFound,
+    #[error("this route does not take that method")]
+    MethodNotAllowed,
     #[error("{0}")]
     MalformedJson(String),
     #[error("the body is larger than 1 MiB")]
@@ -76,6 +78,11 @@ impl ApiError {
             Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
             NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             RouteNotFound => (StatusCode::NOT_FOUND, "route-not-found", "Not found"),
+            MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+            ),
             MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed-json", "Malformed JSON"),
             PayloadTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,

@@ -73,6 +73,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .finish()
         .fallback(|| async { ApiError::RouteNotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
         .layer(axum::middleware::from_fn_with_state(state.clone(), rate_limit::limit))
         .route_layer(axum::middleware::from_fn(metrics::record))

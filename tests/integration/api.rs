@@ -336,6 +336,17 @@ async fn unknown_ids_and_routes_are_404() {
         .await
         .unwrap();
     assert_eq!(problem(bad_token).await.0, StatusCode::BAD_REQUEST);
+    let wrong_method = app
+        .admin(Method::PUT, "/v1/organizations")
+        .send()
+        .await
+        .unwrap();
+    let (status, problem_body) = problem(wrong_method).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        problem_body["type"],
+        "urn:tenantry:problem:method-not-allowed"
+    );
 }
 
 #[tokio::test]
