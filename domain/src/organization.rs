@@ -558,7 +558,12 @@ impl Organization {
                         required: Tier::smallest_where(|l| l.members_beyond_owner),
                     });
                 }
-                if self.members.values().any(|m| m.email == email) {
+                // Addresses compare without case; an erased member's placeholder blocks nobody.
+                let taken = |m: &Member| {
+                    m.email.as_str() != crate::personal::ERASED_EMAIL
+                        && m.email.as_str().eq_ignore_ascii_case(email.as_str())
+                };
+                if self.members.values().any(taken) {
                     return Err(DomainError::MemberExists);
                 }
                 if self.members.contains_key(&member_id) {
@@ -1030,6 +1035,10 @@ mod tests {
         org()
             .given(created(id, owner, Tier::Pro))
             .when(invite("owner@acme.com"))
+            .then_expect_error(DomainError::MemberExists);
+        org()
+            .given(created(id, owner, Tier::Pro))
+            .when(invite("Owner@ACME.com"))
             .then_expect_error(DomainError::MemberExists);
     }
 
