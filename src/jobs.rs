@@ -214,13 +214,10 @@ pub async fn replay(args: crate::cli::ReplayArgs) -> anyhow::Result<bool> {
     let mut tx = store.begin_tenant(tenant).await?;
     let mut count = 0u64;
     {
-        let mut opener = store.vault().opener();
-        let mut chunks = tenantry_eventstore::read::stream_tenant_history(&mut tx, tenant, &filter)
-            .ready_chunks(256);
+        let mut chunks =
+            tenantry_eventstore::read::stream_revealed_history(&mut tx, &store, tenant, &filter);
         while let Some(chunk) = chunks.next().await {
-            let mut chunk = chunk.into_iter().collect::<Result<Vec<_>, _>>()?;
-            opener.reveal_from(&store, tenant, &mut chunk).await?;
-            for event in &chunk {
+            for event in &chunk? {
                 serde_json::to_writer(&mut out, event)?;
                 out.write_all(b"\n")?;
                 count += 1;

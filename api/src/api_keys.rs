@@ -6,14 +6,14 @@ use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tenantry_domain::organization::OrganizationCommand;
-use tenantry_domain::{ApiKeyId, KeyName, OrganizationId, Role, TenantId};
+use tenantry_domain::{ApiKeyId, KeyName, Role, TenantId};
 use tenantry_projections::directory::NAME as DIRECTORY;
 use uuid::Uuid;
 
 use crate::auth::Principal;
 use crate::command::{Command, CommandWith};
 use crate::consistency::MinPosition;
-use crate::extract::{parse_id, Query};
+use crate::extract::{org_of, parse_id, Query};
 use crate::openapi::{ApiRouter, Op};
 use crate::resources::{answer, ListParams, Page};
 use crate::{ApiError, AppState};
@@ -80,7 +80,7 @@ async fn list(
     Path(org): Path<String>,
     Query(params): Query<ListParams>,
 ) -> Result<axum::Json<Page<ApiKeyView>>, ApiError> {
-    let org = OrganizationId::from_uuid(parse_id(&org, "organization")?);
+    let org = org_of(&org)?;
     principal.require(org, Role::Admin)?;
     let (limit, after) = params.parse()?;
     min_position.wait(&state, &[DIRECTORY]).await?;
@@ -111,7 +111,7 @@ async fn issue(
     Path(org): Path<String>,
     command: CommandWith<Issue>,
 ) -> Result<Response, ApiError> {
-    let org = OrganizationId::from_uuid(parse_id(&org, "organization")?);
+    let org = org_of(&org)?;
     command.principal.require(org, Role::Admin)?;
     if let Some(held) = command.principal.role() {
         if !held.includes(command.body.role) {
@@ -151,7 +151,7 @@ async fn revoke(
     Path((org, key)): Path<(String, String)>,
     command: Command,
 ) -> Result<Response, ApiError> {
-    let org = OrganizationId::from_uuid(parse_id(&org, "organization")?);
+    let org = org_of(&org)?;
     let key = ApiKeyId::from_uuid(parse_id(&key, "api key")?);
     command.principal.require(org, Role::Admin)?;
     let what = OrganizationCommand::RevokeApiKey { key_id: key };

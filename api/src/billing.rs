@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::auth::Principal;
 use crate::command::CommandWith;
 use crate::consistency::MinPosition;
-use crate::extract::{parse_id, Query};
+use crate::extract::{org_of, Query};
 use crate::jobs;
 use crate::openapi::{ApiRouter, Op};
 use crate::{ApiError, AppState};
@@ -111,10 +111,6 @@ pub fn router() -> ApiRouter {
             .returns(200, "Reconciliation"),
             reconcile,
         )
-}
-
-fn org_of(raw: &str) -> Result<OrganizationId, ApiError> {
-    Ok(OrganizationId::from_uuid(parse_id(raw, "organization")?))
 }
 
 fn parse_month(raw: Option<&str>) -> Result<Month, ApiError> {

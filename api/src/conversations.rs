@@ -296,9 +296,17 @@ async fn end(
             ConversationId::from_uuid(parse_id(&id, "conversation")?),
         ),
         None => {
-            let (org, id, _) = conversation(&state, &command.principal, &id).await?;
+            let id = parse_id(&id, "conversation")?;
+            let org = owner_of(
+                &state,
+                &command.principal,
+                "conversation",
+                id,
+                "conversation",
+            )
+            .await?;
             command.principal.require(org, Role::Developer)?;
-            (org, id)
+            (org, ConversationId::from_uuid(id))
         }
     };
     let action = ConversationAction::End {

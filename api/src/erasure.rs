@@ -5,10 +5,10 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use tenantry_domain::organization::ErasureScope;
-use tenantry_domain::{CustomerRef, OrganizationId, Role};
+use tenantry_domain::{CustomerRef, Role};
 
 use crate::command::{Command, CommandWith};
-use crate::extract::parse_id;
+use crate::extract::org_of;
 use crate::openapi::{ApiRouter, Op};
 use crate::resources::answer;
 use crate::{ApiError, AppState};
@@ -52,7 +52,7 @@ async fn erase_tenant(
     Path(org): Path<String>,
     command: Command,
 ) -> Result<Response, ApiError> {
-    let org = OrganizationId::from_uuid(parse_id(&org, "organization")?);
+    let org = org_of(&org)?;
     command.principal.require(org, Role::Owner)?;
     let (done, keys_destroyed) = state.commands.erase_tenant(org, &command.request).await?;
     let view = Erasure {
@@ -74,7 +74,7 @@ async fn erase_customer(
     Path(org): Path<String>,
     command: CommandWith<EraseCustomer>,
 ) -> Result<Response, ApiError> {
-    let org = OrganizationId::from_uuid(parse_id(&org, "organization")?);
+    let org = org_of(&org)?;
     command.principal.require(org, Role::Owner)?;
     let (done, keys_destroyed) = state
         .commands

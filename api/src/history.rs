@@ -15,12 +15,14 @@ use tenantry_domain::conversation::Conversation;
 use tenantry_domain::organization::{Organization, OrganizationCommand};
 use tenantry_domain::store::Store;
 use tenantry_domain::{OrganizationId, Role, TenantId};
-use tenantry_eventstore::read::{read_stream, stream_tenant_history, verify_tenant, HistoryFilter};
+use tenantry_eventstore::read::{
+    read_stream, stream_revealed_history, verify_tenant, HistoryFilter,
+};
 use tenantry_eventstore::{Cursor, RecordedEvent};
 
 use crate::auth::Principal;
 use crate::command::Command;
-use crate::extract::{parse_id, Query};
+use crate::extract::{org_of, parse_id, Query};
 use crate::openapi::{ApiRouter, Op};
 use crate::{ApiError, AppState};
 
@@ -97,7 +99,7 @@ async fn replay(
     Query(params): Query<ReplayParams>,
     command: Command,
 ) -> Result<Response, ApiError> {
-    let org = OrganizationId::from_uuid(parse_id(&org, "organization")?);
+    let org = org_of(&org)?;
     command.principal.require(org, Role::Admin)?;
     let after = match params.after.as_deref() {
         None | Some("") => None,
@@ -140,12 +142,9 @@ async fn replay(
         let result: Result<(), ApiError> = async {
             let tenant = TenantId::from(org);
             let mut tx = store.begin_tenant(tenant).await?;
-            // Personal fields are opened a chunk at a time (erased ones read as erased).
-            let mut opener = store.vault().opener();
-            let mut chunks = stream_tenant_history(&mut tx, tenant, &filter).ready_chunks(256);
+            let mut chunks = stream_revealed_history(&mut tx, &store, tenant, &filter);
             while let Some(chunk) = chunks.next().await {
-                let mut chunk = chunk.into_iter().collect::<Result<Vec<_>, _>>()?;
-                opener.reveal_from(&store, tenant, &mut chunk).await?;
+                let chunk = chunk?;
                 let mut buffer = Vec::with_capacity(chunk.len() * 512);
                 for event in &chunk {
                     serde_json::to_writer(&mut buffer, event).map_err(ApiError::internal)?;
@@ -180,7 +179,7 @@ async fn verify(
     Path(org): Path<String>,
     command: Command,
 ) -> Result<Response, ApiError> {
-    let org = OrganizationId::from_uuid(parse_id(&org, "organization")?);
+    let org = org_of(&org)?;
     command.principal.require(org, Role::Admin)?;
     audit(&state, &command, org, "verify", "all streams".into()).await?;
     let mut tx = state.store.begin_tenant(TenantId::from(org)).await?;
@@ -220,13 +219,18 @@ async fn time_travel(
     Path((org, stream_type, stream_id)): Path<(String, String, String)>,
     Query(point): Query<AsOf>,
 ) -> Result<Response, ApiError> {
-    let org = OrganizationId::from_uuid(parse_id(&org, "organization")?);
+    let org = org_of(&org)?;
     principal.require(org, Role::Admin)?;
     let stream_id = parse_id(&stream_id, "stream")?;
-    const STREAM_TYPES: [&str; 4] = ["organization", "store", "agent_instance", "conversation"];
-    if !STREAM_TYPES.contains(&stream_type.as_str()) {
-        return Err(ApiError::NotFound("stream type"));
-    }
+    // Known stream types only (before any read: a NUL in the path never reaches PostgreSQL).
+    let fold: fn(&[RecordedEvent]) -> Result<serde_json::Value, ApiError> =
+        match stream_type.as_str() {
+            "organization" => fold::<Organization>,
+            "store" => fold::<Store>,
+            "agent_instance" => fold::<AgentInstance>,
+            "conversation" => fold::<Conversation>,
+            _ => return Err(ApiError::NotFound("stream type")),
+        };
     let mut tx = state.store.begin_tenant(TenantId::from(org)).await?;
     let mut events = read_stream(&mut tx, TenantId::from(org), &stream_type, stream_id).await?;
     events.retain(|e| {
@@ -239,13 +243,7 @@ async fn time_travel(
         return Err(ApiError::NotFound("stream at that point"));
     };
     let (version, recorded_at) = (last.version, last.recorded_at);
-    let aggregate = match stream_type.as_str() {
-        "organization" => fold::<Organization>(&events)?,
-        "store" => fold::<Store>(&events)?,
-        "agent_instance" => fold::<AgentInstance>(&events)?,
-        "conversation" => fold::<Conversation>(&events)?,
-        _ => return Err(ApiError::NotFound("stream type")),
-    };
+    let aggregate = fold(&events)?;
     Ok(axum::Json(serde_json::json!({
         "stream_type": stream_type,
         "stream_id": stream_id,

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::auth::Principal;
 use crate::command::{Command, CommandWith};
 use crate::consistency::MinPosition;
-use crate::extract::{parse_id, Query};
+use crate::extract::{org_of, parse_id, Query};
 use crate::openapi::{ApiRouter, Op};
 use crate::resources::{answer, ListParams, Page};
 use crate::{ApiError, AppState};
@@ -96,7 +96,7 @@ async fn list(
     Path(org): Path<String>,
     Query(params): Query<ListParams>,
 ) -> Result<axum::Json<Page<MemberView>>, ApiError> {
-    let org = OrganizationId::from_uuid(parse_id(&org, "organization")?);
+    let org = org_of(&org)?;
     principal.require(org, Role::Member)?;
     let (limit, after) = params.parse()?;
     min_position.wait(&state, &[DIRECTORY]).await?;
@@ -128,7 +128,7 @@ async fn invite(
     Path(org): Path<String>,
     command: CommandWith<Invite>,
 ) -> Result<Response, ApiError> {
-    let org = OrganizationId::from_uuid(parse_id(&org, "organization")?);
+    let org = org_of(&org)?;
     command
         .principal
         .require(org, role_needed_to_manage(command.body.role))?;
@@ -185,7 +185,7 @@ async fn change_role(
     Path((org, member)): Path<(String, String)>,
     command: CommandWith<ChangeRole>,
 ) -> Result<Response, ApiError> {
-    let org = OrganizationId::from_uuid(parse_id(&org, "organization")?);
+    let org = org_of(&org)?;
     let member = MemberId::from_uuid(parse_id(&member, "member")?);
     command.principal.require(org, Role::Admin)?;
     let current = current_role(&state, org, member).await?;
@@ -208,7 +208,7 @@ async fn remove(
     Path((org, member)): Path<(String, String)>,
     command: Command,
 ) -> Result<Response, ApiError> {
-    let org = OrganizationId::from_uuid(parse_id(&org, "organization")?);
+    let org = org_of(&org)?;
     let member = MemberId::from_uuid(parse_id(&member, "member")?);
     command.principal.require(org, Role::Admin)?;
     let current = current_role(&state, org, member).await?;

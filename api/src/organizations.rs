@@ -21,7 +21,7 @@ use uuid::Uuid;
 use crate::auth::Principal;
 use crate::command::{etag, Command, CommandWith};
 use crate::consistency::MinPosition;
-use crate::extract::{parse_id, Query};
+use crate::extract::{org_of, parse_id, Query};
 use crate::openapi::{ApiRouter, Op};
 use crate::resources::{answer, ListParams, Page};
 use crate::{ApiError, AppState};
@@ -252,7 +252,7 @@ async fn show(
     min_position: MinPosition,
     Path(org): Path<String>,
 ) -> Result<Response, ApiError> {
-    let org = OrganizationId::from_uuid(parse_id(&org, "organization")?);
+    let org = org_of(&org)?;
     principal.require(org, Role::Member)?;
     min_position.wait(&state, &[ORGANIZATIONS]).await?;
     let mut tx = state.store.begin_tenant(TenantId::from(org)).await?;
@@ -403,7 +403,7 @@ async fn suspend(
         request,
         body,
     } = command;
-    principal.require_admin_for(OrganizationId::from_uuid(parse_id(&org, "organization")?))?;
+    principal.require_admin_for(org_of(&org)?)?;
     let what = OrganizationCommand::Suspend {
         reason: body
             .unwrap_or_default()
@@ -426,7 +426,7 @@ async fn reactivate(
     Path(org): Path<String>,
     command: Command,
 ) -> Result<Response, ApiError> {
-    let id = OrganizationId::from_uuid(parse_id(&org, "organization")?);
+    let id = org_of(&org)?;
     command.principal.require_admin_for(id)?;
     let what = OrganizationCommand::Reactivate {
         by_platform_admin: true,

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::auth::Principal;
 use crate::command::{etag, Command, CommandWith};
 use crate::consistency::MinPosition;
-use crate::extract::{parse_id, Query};
+use crate::extract::{org_of, parse_id, Query};
 use crate::openapi::{ApiRouter, Op};
 use crate::resources::{answer, owner_of, ListParams, Page};
 use crate::{ApiError, AppState};
@@ -133,7 +133,7 @@ async fn list(
     Path(org): Path<String>,
     Query(params): Query<ListParams>,
 ) -> Result<axum::Json<Page<StoreView>>, ApiError> {
-    let org = OrganizationId::from_uuid(parse_id(&org, "organization")?);
+    let org = org_of(&org)?;
     principal.require(org, Role::Member)?;
     let (limit, after) = params.parse()?;
     min_position.wait(&state, &[DIRECTORY]).await?;
@@ -185,7 +185,7 @@ async fn create(
     Path(org): Path<String>,
     command: CommandWith<CreateStore>,
 ) -> Result<Response, ApiError> {
-    let org = OrganizationId::from_uuid(parse_id(&org, "organization")?);
+    let org = org_of(&org)?;
     command.principal.require(org, Role::Admin)?;
     let id = StoreId::new();
     let action = StoreAction::Create {

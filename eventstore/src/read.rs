@@ -294,6 +294,31 @@ pub fn stream_recorded<'c>(
         .boxed()
 }
 
+/// [`stream_tenant_history`] in chunks of up to 256 events with their personal fields opened
+/// (erased ones read as erased): what replays show. Keys are fetched through `store` in short
+/// transactions of their own, since `conn` is busy streaming.
+pub fn stream_revealed_history<'c>(
+    conn: &'c mut PgConnection,
+    store: &crate::EventStore,
+    tenant: TenantId,
+    filter: &'c HistoryFilter,
+) -> futures_core::stream::BoxStream<'c, Result<Vec<RecordedEvent>, StoreError>> {
+    use futures_util::StreamExt;
+    let chunks = stream_tenant_history(conn, tenant, filter).ready_chunks(256);
+    let state = (chunks, store.vault().opener(), store.clone());
+    futures_util::stream::unfold(state, move |(mut chunks, mut opener, store)| async move {
+        let chunk = chunks.next().await?;
+        let revealed = async {
+            let mut events = chunk.into_iter().collect::<Result<Vec<_>, _>>()?;
+            opener.reveal_from(&store, tenant, &mut events).await?;
+            Ok(events)
+        }
+        .await;
+        Some((revealed, (chunks, opener, store)))
+    })
+    .boxed()
+}
+
 /// What part of a tenant's history to read.
 #[derive(Clone, Debug, Default)]
 pub struct HistoryFilter {

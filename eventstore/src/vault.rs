@@ -317,32 +317,39 @@ impl Vault {
             Want::Tenant => Vec::new(),
             Want::Customer(customer) => master.lookup(tenant, customer),
         };
-        // Found, or made; when another writer makes the same key at the same moment, the
-        // insert does nothing and the next round finds theirs.
+        // Found (the usual case: no key is generated), or made; when another writer makes the
+        // same key at the same moment, the insert does nothing and the next round finds theirs.
         for _ in 0..3 {
-            let fresh = MasterKey::generate();
-            let fresh_id = Uuid::new_v4();
-            let row = sqlx::query(
-                "WITH found AS ( \
-                     SELECT key_id, wrapped FROM data_keys \
-                     WHERE tenant_id = $1 AND scope = $2 AND lookup = $3 AND erased_at IS NULL), \
-                 made AS ( \
-                     INSERT INTO data_keys (tenant_id, key_id, scope, lookup, wrapped) \
-                     SELECT $1, $4, $2, $3, $5 WHERE NOT EXISTS (SELECT 1 FROM found) \
-                     ON CONFLICT DO NOTHING RETURNING key_id, wrapped) \
-                 SELECT key_id, wrapped FROM found UNION ALL SELECT key_id, wrapped FROM made",
+            let found: Option<(Uuid, Vec<u8>)> = sqlx::query_as(
+                "SELECT key_id, wrapped FROM data_keys \
+                 WHERE tenant_id = $1 AND scope = $2 AND lookup = $3 AND erased_at IS NULL",
             )
             .bind(tenant.as_uuid())
             .bind(want.scope())
             .bind(&lookup)
-            .bind(fresh_id)
-            .bind(master.wrap(tenant.as_uuid(), fresh_id, &fresh)?)
             .fetch_optional(&mut *conn)
             .await?;
-            if let Some(row) = row {
-                let id: Uuid = row.try_get("key_id")?;
-                let wrapped: Vec<u8> = row.try_get("wrapped")?;
+            if let Some((id, wrapped)) = found {
                 return master.unwrap(tenant.as_uuid(), id, &wrapped);
+            }
+            let fresh = MasterKey::generate();
+            let id = Uuid::new_v4();
+            let made = sqlx::query(
+                "INSERT INTO data_keys (tenant_id, key_id, scope, lookup, wrapped) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            )
+            .bind(tenant.as_uuid())
+            .bind(id)
+            .bind(want.scope())
+            .bind(&lookup)
+            .bind(master.wrap(tenant.as_uuid(), id, &fresh)?)
+            .execute(&mut *conn)
+            .await?;
+            if made.rows_affected() == 1 {
+                return Ok(DataKey {
+                    id,
+                    cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&fresh.0)),
+                });
             }
         }
         Err(StoreError::Vault(
@@ -487,10 +494,7 @@ impl Opener {
         conn: &mut PgConnection,
         events: &mut [RecordedEvent],
     ) -> Result<(), StoreError> {
-        let values = events
-            .iter_mut()
-            .flat_map(|e| personal_values(&e.event_type, &mut e.payload))
-            .collect();
+        let values = personal_values_of(events);
         self.open(conn, values).await
     }
 
@@ -511,10 +515,7 @@ impl Opener {
             tx.commit().await?;
             return Ok(());
         }
-        for (value, kind) in events
-            .iter_mut()
-            .flat_map(|e| personal_values(&e.event_type, &mut e.payload))
-        {
+        for (value, kind) in personal_values_of(events) {
             self.open_one(value, kind)?;
         }
         Ok(())
@@ -719,6 +720,14 @@ pub fn holds_sealed(event_type: &str, payload: &Value) -> bool {
             .and_then(Value::as_str)
             .is_some_and(is_sealed)
     })
+}
+
+/// The personal string fields of `events`, with their kinds.
+fn personal_values_of(events: &mut [RecordedEvent]) -> Vec<(&mut String, PersonalKind)> {
+    events
+        .iter_mut()
+        .flat_map(|e| personal_values(&e.event_type, &mut e.payload))
+        .collect()
 }
 
 /// Replaces every sealed personal field of a payload with its placeholder: what aggregates

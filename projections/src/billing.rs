@@ -211,10 +211,8 @@ impl Usage {
                 let Some(Monthly { starts, .. }) = monthly.get(&(tenant, month)) else {
                     continue;
                 };
-                if let Some(last) = starts.last() {
-                    let before = (total as u64).saturating_sub(starts.len() as u64);
-                    usage_alert_policy(conn, tenant, *last, before, starts).await?;
-                }
+                let before = (total as u64).saturating_sub(starts.len() as u64);
+                usage_alert_policy(conn, tenant, before, starts).await?;
             }
         }
         if !by_instance.is_empty() {
@@ -489,10 +487,12 @@ pub async fn invoice_from(
 async fn usage_alert_policy(
     conn: &mut PgConnection,
     tenant: Uuid,
-    at: DateTime<Utc>,
     before: u64,
     starts: &[DateTime<Utc>],
 ) -> Result<(), ProjectionError> {
+    let Some(&at) = starts.last() else {
+        return Ok(());
+    };
     // The allowance of the last billed (not trial, not closed) terms in force: one row, not
     // the whole timeline. Terms change only by organization events, which end a batch, so
     // the terms at the batch's last start hold for all of them.
@@ -517,11 +517,8 @@ async fn usage_alert_policy(
             .checked_sub(before + 1)
             .and_then(|i| starts.get(i as usize))
         else {
-            continue;
+            continue; // includes a zero allowance: no start makes the count 0
         };
-        if at_count == 0 {
-            continue;
-        }
         sqlx::query(
             "INSERT INTO usage_alert_intents (tenant_id, month, threshold) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
         )

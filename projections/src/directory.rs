@@ -326,11 +326,6 @@ struct Conversations {
 impl Conversations {
     fn add(&mut self, e: &RecordedEvent) -> Result<(), ProjectionError> {
         let (tenant, id, at, version) = (e.tenant_id, e.stream_id, e.recorded_at, e.version);
-        let change = |changes: &mut HashMap<(Uuid, Uuid), Change>| {
-            let change = changes.entry((tenant, id)).or_default();
-            change.version = change.version.max(version);
-            change.updated_at = Some(change.updated_at.map_or(at, |u| u.max(at)));
-        };
         match e.decode::<ConversationEvent>()? {
             ConversationEvent::ConversationStarted {
                 agent_instance_id,
@@ -372,21 +367,28 @@ impl Conversations {
                     tokens_out: tokens_out as i64,
                     at,
                 });
-                change(&mut self.changes);
-                let row = self.changes.get_mut(&(tenant, id)).expect("just made");
+                let row = self.change(e);
                 row.messages += 1;
                 row.tokens_in = row.tokens_in.saturating_add(tokens_in as i64);
                 row.tokens_out = row.tokens_out.saturating_add(tokens_out as i64);
             }
             ConversationEvent::ConversationEnded { resolution, .. } => {
-                change(&mut self.changes);
-                self.changes
-                    .get_mut(&(tenant, id))
-                    .expect("just made")
-                    .resolution = Some(resolution.as_str());
+                self.change(e).resolution = Some(resolution.as_str());
             }
         }
         Ok(())
+    }
+
+    /// The change of `e`'s conversation, moved to `e`'s version and time.
+    fn change(&mut self, e: &RecordedEvent) -> &mut Change {
+        let change = self.changes.entry((e.tenant_id, e.stream_id)).or_default();
+        change.version = change.version.max(e.version);
+        change.updated_at = Some(
+            change
+                .updated_at
+                .map_or(e.recorded_at, |u| u.max(e.recorded_at)),
+        );
+        change
     }
 
     /// Writes what was gathered (new rows, then messages, then changes) and empties it.

@@ -26,29 +26,24 @@ fn schema_of(projection: &dyn Projection) -> String {
     format!("rebuild_{}", projection.name())
 }
 
-/// Applies the feed after `from` to each projection's fresh tables; returns the last cursor
-/// and how many events it read. The feed is read once for all of them.
-async fn replay(
+/// Applies the next batch of the feed after `from` to each projection's fresh tables (the
+/// feed read once for all of them); returns the batch's last cursor and size, or `None` at
+/// the feed's end.
+async fn apply_next(
     conn: &mut PgConnection,
     projections: &[Arc<dyn Projection>],
-    mut from: Cursor,
-    mut progress: impl FnMut(u64),
-    total: &mut u64,
-) -> Result<Cursor, ProjectionError> {
-    loop {
-        enter_system(conn).await?;
-        let batch = read_feed(conn, from, BATCH).await?;
-        if batch.is_empty() {
-            return Ok(from);
-        }
-        for projection in projections {
-            use_schema(conn, &schema_of(projection.as_ref())).await?;
-            projection.apply_batch(conn, &batch).await?;
-        }
-        from = batch.last().map_or(from, |e| e.cursor);
-        *total += batch.len() as u64;
-        progress(*total);
+    from: Cursor,
+) -> Result<Option<(Cursor, u64)>, ProjectionError> {
+    enter_system(conn).await?;
+    let batch = read_feed(conn, from, BATCH).await?;
+    let Some(last) = batch.last() else {
+        return Ok(None);
+    };
+    for projection in projections {
+        use_schema(conn, &schema_of(projection.as_ref())).await?;
+        projection.apply_batch(conn, &batch).await?;
     }
+    Ok(Some((last.cursor, batch.len() as u64)))
 }
 
 async fn use_schema(conn: &mut PgConnection, schema: &str) -> Result<(), ProjectionError> {
@@ -112,19 +107,13 @@ pub async fn rebuild_all(
     let mut total = 0;
     loop {
         let mut tx = pool.begin().await?;
-        enter_system(&mut tx).await?;
-        let batch = read_feed(&mut tx, cursor, BATCH).await?;
-        if batch.is_empty() {
+        let Some((last, count)) = apply_next(&mut tx, projections, cursor).await? else {
             tx.rollback().await?;
             break;
-        }
-        for projection in projections {
-            use_schema(&mut tx, &schema_of(projection.as_ref())).await?;
-            projection.apply_batch(&mut tx, &batch).await?;
-        }
+        };
         tx.commit().await?;
-        cursor = batch.last().map_or(cursor, |e| e.cursor);
-        total += batch.len() as u64;
+        cursor = last;
+        total += count;
         progress(total);
     }
 
@@ -144,7 +133,12 @@ pub async fn rebuild_all(
             .execute(&mut *tx)
             .await?;
     }
-    let end = replay(&mut tx, projections, cursor, &mut progress, &mut total).await?;
+    while let Some((last, count)) = apply_next(&mut tx, projections, cursor).await? {
+        cursor = last;
+        total += count;
+        progress(total);
+    }
+    let end = cursor;
     enter_system(&mut tx).await?;
     for projection in projections {
         let schema = schema_of(projection.as_ref());

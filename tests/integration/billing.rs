@@ -497,6 +497,15 @@ async fn rebuilt_tables_equal_the_live_ones_row_for_row() {
         );
     }
     let live = snapshot(&app.store).await;
+    // Spoil the live tables behind the projections' back: only a rebuild that really replaces
+    // their contents brings them back.
+    let mut su = superuser(&app.database_url).await;
+    su.execute(
+        "DELETE FROM usage_monthly; DELETE FROM members; UPDATE organizations SET name = 'spoiled'",
+    )
+    .await
+    .unwrap();
+    assert_ne!(snapshot(&app.store).await, live, "the spoiling took");
     for projection in tenantry_projections::all() {
         let rebuilt = tenantry_projections::rebuild::rebuild(&app.store, projection, |_| {})
             .await
