@@ -29,6 +29,17 @@ async fn store(url: &str) -> anyhow::Result<EventStore> {
     Ok(store)
 }
 
+/// A request made at the command line: the actor is `cli:<user>`.
+fn cli_request() -> Request {
+    Request::new(Metadata {
+        actor: Some(format!(
+            "cli:{}",
+            std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+        )),
+        ..Metadata::default()
+    })
+}
+
 fn month(raw: &str) -> anyhow::Result<Month> {
     raw.parse().map_err(|e| anyhow!("--month: {e}"))
 }
@@ -141,13 +152,7 @@ async fn audit(
     scope: String,
 ) -> anyhow::Result<()> {
     let commands = CommandBus::new(store.clone(), Arc::new(Notify::new()));
-    let request = Request::new(Metadata {
-        actor: Some(format!(
-            "cli:{}",
-            std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-        )),
-        ..Metadata::default()
-    });
+    let request = cli_request();
     let command = tenantry_domain::organization::OrganizationCommand::RecordHistoryAccess {
         kind: kind.into(),
         scope,
@@ -271,13 +276,7 @@ pub async fn import(url: &str, dir: &std::path::Path) -> anyhow::Result<()> {
 pub async fn erase(url: &str, tenant: uuid::Uuid, customer: Option<&str>) -> anyhow::Result<()> {
     let store = store(url).await?;
     let commands = CommandBus::new(store, Arc::new(Notify::new()));
-    let request = Request::new(Metadata {
-        actor: Some(format!(
-            "cli:{}",
-            std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-        )),
-        ..Metadata::default()
-    });
+    let request = cli_request();
     let org = tenantry_domain::OrganizationId::from_uuid(tenant);
     let (_, destroyed) = match customer {
         None => commands.erase_tenant(org, &request).await,

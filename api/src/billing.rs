@@ -4,6 +4,7 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
+use sqlx::PgConnection;
 use tenantry_domain::billing::Month;
 use tenantry_domain::{OrganizationId, Role, TenantId};
 use tenantry_projections::billing::{self as billing_model, NAME as BILLING};
@@ -228,14 +229,13 @@ async fn usage(
     }))
 }
 
-async fn slug_of(state: &AppState, org: OrganizationId) -> Result<String, ApiError> {
-    let mut tx = state.store.begin_tenant(TenantId::from(org)).await?;
+/// The organization's slug, read in the caller's tenant transaction.
+async fn slug_of(conn: &mut PgConnection, org: OrganizationId) -> Result<String, ApiError> {
     let slug: Option<String> =
         sqlx::query_scalar("SELECT slug FROM organization_slugs WHERE tenant_id = $1")
             .bind(org.as_uuid())
-            .fetch_optional(&mut *tx)
+            .fetch_optional(conn)
             .await?;
-    tx.commit().await?;
     slug.ok_or(ApiError::NotFound("organization"))
 }
 
@@ -254,8 +254,8 @@ async fn invoice(
             detail: e.message,
         })?;
     min_position.wait(&state, &[BILLING]).await?;
-    let slug = slug_of(&state, org).await?;
     let mut tx = state.store.begin_tenant(TenantId::from(org)).await?;
+    let slug = slug_of(&mut tx, org).await?;
     let invoice = billing_model::invoice(&mut tx, org.as_uuid(), &slug, month)
         .await
         .map_err(ApiError::internal)?;
@@ -272,8 +272,8 @@ async fn invoices(
     let org = org_of(&org)?;
     principal.require(org, Role::Admin)?;
     min_position.wait(&state, &[BILLING]).await?;
-    let slug = slug_of(&state, org).await?;
     let mut tx = state.store.begin_tenant(TenantId::from(org)).await?;
+    let slug = slug_of(&mut tx, org).await?;
     let timeline = billing_model::timeline(&mut tx, org.as_uuid())
         .await
         .map_err(ApiError::internal)?;

@@ -11,7 +11,7 @@ use tenantry_domain::{ConversationId, OrganizationId, TenantId};
 use tenantry_eventstore::read::{read_streams, StreamRef};
 use tenantry_eventstore::{vault, RecordedEvent};
 
-use crate::executor::{fold, load, Request};
+use crate::executor::{fold, Request};
 use crate::stores::not_found;
 use crate::{CommandBus, CommandError, Executed};
 
@@ -87,9 +87,8 @@ impl CommandBus {
                         vault.reveal(tx, std::slice::from_mut(first)).await?;
                     }
                 }
-                let mut conversation = fold::<Conversation>(c, conversation)?
-                    .sealing(vault)
-                    .with_subject(subject);
+                let mut conversation =
+                    fold::<Conversation>(c, conversation, subject)?.sealing(vault);
                 conversation.check_expected(request)?;
                 let instance_id = match start_instance {
                     Some(id) => id,
@@ -99,7 +98,7 @@ impl CommandBus {
                         .ok_or_else(|| not_found("conversation"))?,
                     None => return Err(not_found("conversation")),
                 };
-                let instance = fold::<AgentInstance>(instance_id.as_uuid(), instance)?;
+                let instance = fold::<AgentInstance>(instance_id.as_uuid(), instance, None)?;
                 if instance.state.organization_id != Some(org) {
                     return Err(not_found("agent instance"));
                 }
@@ -107,13 +106,10 @@ impl CommandBus {
                     .state
                     .store_id
                     .ok_or_else(|| not_found("agent instance"))?;
-                let store = match store.first() {
-                    Some(e) if e.stream_id == store_id.as_uuid() => {
-                        fold::<Store>(store_id.as_uuid(), store)?
-                    }
-                    _ => load::<Store>(tx, tenant, store_id.as_uuid()).await?,
-                };
-                let organization = fold::<Organization>(org.as_uuid(), organization)?;
+                // Named by the instance (Start) or the conversation, which records the
+                // instance's store: the same stream as `store_id`.
+                let store = fold::<Store>(store_id.as_uuid(), store, None)?;
+                let organization = fold::<Organization>(org.as_uuid(), organization, None)?;
                 let ctx = organization
                     .state
                     .context()

@@ -83,13 +83,8 @@ impl CommandBus {
                 }),
             )
             .await?;
-        let keys_destroyed = last_erasure(&done).unwrap_or(0);
+        // Also right for an idempotent replay: its aggregate is the one after the first run.
+        let keys_destroyed = done.aggregate.last_erasure.unwrap_or(0);
         Ok((done, keys_destroyed))
     }
-}
-
-/// How many keys the organization's last erasure destroyed (also right for an idempotent
-/// replay, whose aggregate is the one after the first execution).
-fn last_erasure(done: &Executed<Organization>) -> Option<u64> {
-    done.aggregate.last_erasure
 }

@@ -149,7 +149,8 @@ pub async fn load<A: Aggregate>(
     id: Uuid,
 ) -> Result<Loaded<A>, CommandError> {
     let history = read_stream(conn, tenant, A::TYPE, id).await?;
-    fold(id, history)
+    let subject = vault::subject_of(&history);
+    fold(id, history, subject)
 }
 
 /// Loads aggregate `A` with its personal fields opened, ready to save new ones sealed. A
@@ -169,17 +170,19 @@ pub async fn load_revealed<A: Aggregate>(
     if vault.is_configured() {
         vault.reveal(conn, &mut history).await?;
     }
-    Ok(fold::<A>(id, history)?.sealing(vault).with_subject(subject))
+    Ok(fold::<A>(id, history, subject)?.sealing(vault))
 }
 
 /// Aggregate `A` with id `id` from its `history` (read already, e.g. with others in one
-/// round trip); personal fields read as placeholders, as with [`load`].
+/// round trip); sealed personal fields read as placeholders, as with [`load`]. `subject` is
+/// the stream's customer key ([`vault::subject_of`], taken before any opening).
 ///
 /// # Errors
 /// When an event does not decode.
 pub fn fold<A: Aggregate>(
     id: Uuid,
     history: Vec<RecordedEvent>,
+    subject: Option<Uuid>,
 ) -> Result<Loaded<A>, CommandError> {
     let mut state = A::default();
     for recorded in &history {
@@ -192,7 +195,7 @@ pub fn fold<A: Aggregate>(
         version: history.len() as i64,
         position: None,
         vault: None,
-        subject: vault::subject_of(&history),
+        subject,
     })
 }
 
@@ -209,11 +212,7 @@ async fn load_at<A: Aggregate>(
     if vault.is_configured() {
         vault.reveal(conn, &mut history).await?;
     }
-    let mut state = A::default();
-    for recorded in history {
-        state.apply(recorded.decode::<A::Event>()?);
-    }
-    Ok(state)
+    Ok(fold::<A>(id, history, None)?.state)
 }
 
 impl<A> Loaded<A>
@@ -320,12 +319,6 @@ impl<A> Loaded<A> {
     /// Seals the personal fields of what this aggregate saves with `vault`.
     pub fn sealing(mut self, vault: &Vault) -> Self {
         self.vault = Some(vault.clone());
-        self
-    }
-
-    /// The stream's customer key, when it was taken from the history before it was opened.
-    pub fn with_subject(mut self, subject: Option<Uuid>) -> Self {
-        self.subject = subject;
         self
     }
 
@@ -463,40 +456,6 @@ impl CommandBus {
         Err(CommandError::Contention {
             stream_type: A::TYPE,
         })
-    }
-
-    /// Executes `command` on the aggregate `A` with id `stream_id` (single-stream commands).
-    ///
-    /// # Errors
-    /// As [`CommandBus::transact`].
-    #[tracing::instrument(skip_all, err(level = "debug"), fields(tenant_id = %tenant, stream_type = A::TYPE, stream_id = %stream_id))]
-    pub async fn execute<A>(
-        &self,
-        tenant: TenantId,
-        stream_id: Uuid,
-        command: A::Command,
-        request: &Request,
-    ) -> Result<Executed<A>, CommandError>
-    where
-        A: Aggregate<Services = ()> + 'static,
-        A::Command: Clone + Send + Sync,
-        A::Error: Rejection,
-    {
-        let metadata = &request.metadata;
-        let vault = self.store.vault();
-        let command = &command;
-        self.transact(
-            tenant,
-            request,
-            crate::attempt!(|tx| {
-                let mut loaded = load::<A>(tx, tenant, stream_id).await?.sealing(vault);
-                loaded
-                    .execute(tx, tenant, command.clone(), metadata)
-                    .await?;
-                Ok(loaded.executed(&[]))
-            }),
-        )
-        .await
     }
 
     /// Loads aggregate `A` as it stands now, personal fields opened.

@@ -66,8 +66,6 @@ pub enum DomainError {
     },
     #[error("the agent instance already runs version {0}")]
     SameVersion(String),
-    #[error("a {0} subscription cannot be set directly; suspend, reactivate or close the organization instead")]
-    StatusNotSettable(&'static str),
     #[error("only the platform admin may do this")]
     PlatformAdminOnly,
     #[error("the invoice for {0} is already finalized")]
@@ -119,7 +117,6 @@ impl Rejection for DomainError {
             KeyRevoked => "key-revoked",
             UnknownAgentVersion { .. } => "unknown-agent-version",
             SameVersion(_) => "same-version",
-            StatusNotSettable(_) => "status-not-settable",
             PlatformAdminOnly => "platform-admin-only",
             InvoiceFinalized(_) => "invoice-finalized",
         }
