@@ -368,6 +368,7 @@ impl Organization {
             .filter(|t| !limits.agent_types.contains(t))
             .map(|t| t.as_str())
             .collect();
+        excluded.sort_unstable();
         excluded.dedup();
         if !excluded.is_empty() {
             reasons.push(format!(
@@ -1245,6 +1246,28 @@ mod tests {
             reasons.contains("1 team members beyond the owner"),
             "{reasons}"
         );
+
+        // Each excluded type once, however the instances interleave.
+        let interleaved = [AgentType::Sales, AgentType::Marketing, AgentType::Sales].map(|t| {
+            OrganizationEvent::InstanceSlotAcquired {
+                instance_id: AgentInstanceId::new(),
+                agent_type: t,
+            }
+        });
+        let err = org()
+            .given(created(id, owner, Tier::Pro))
+            .and(interleaved.to_vec())
+            .when(OrganizationCommand::ChangeTier {
+                tier: Tier::Basic,
+                custom_terms: None,
+            })
+            .inspect_result()
+            .unwrap_err();
+        let DomainError::DowngradeBlocked { reasons, .. } = &err else {
+            panic!("{err}")
+        };
+        assert_eq!(reasons.matches("sales").count(), 1, "{reasons}");
+        assert_eq!(reasons.matches("marketing").count(), 1, "{reasons}");
 
         org()
             .given(created(id, owner, Tier::Pro))
