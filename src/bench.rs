@@ -77,12 +77,11 @@ struct Figures {
     rss_after_http_mib: f64,
 }
 
+/// The `p` quantile of sorted latencies, in milliseconds.
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i].as_secs_f64() * 1000.0
+    sorted
+        .get(((sorted.len().max(1) - 1) as f64 * p).round() as usize)
+        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
 }
 
 fn rss_mib() -> f64 {

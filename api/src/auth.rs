@@ -39,8 +39,9 @@ impl AdminKey {
     }
 }
 
-fn bearer(parts: &Parts) -> Option<&str> {
-    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+/// The key of an `Authorization: Bearer <key>` header.
+pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
@@ -212,7 +213,7 @@ impl FromRequestParts<AppState> for Principal {
         if let Some(principal) = parts.extensions.get::<Principal>() {
             return Ok(*principal);
         }
-        let key = bearer(parts).ok_or(ApiError::Unauthorized)?;
+        let key = bearer(&parts.headers).ok_or(ApiError::Unauthorized)?;
         let principal = authenticate(state, key).await?;
         parts.extensions.insert(principal);
         Ok(principal)

@@ -11,7 +11,6 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
-use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -96,13 +95,7 @@ async fn read_tier(state: &AppState, org: OrganizationId) -> Option<Tier> {
 
 /// The middleware.
 pub async fn limit(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let key = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, key)| key.trim().to_owned());
+    let key = crate::auth::bearer(request.headers()).map(str::to_owned);
     let Some(key) = key else {
         return next.run(request).await;
     };
