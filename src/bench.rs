@@ -12,9 +12,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use chrono::Utc;
 use serde::Serialize;
 use tenantry_domain::TenantId;
-use tenantry_eventstore::{append, EventStore, Expected, Metadata, NewEvent};
+use tenantry_eventstore::read::read_stream;
+use tenantry_eventstore::{append, EventStore, Expected, Metadata, NewEvent, Prepared};
 use uuid::Uuid;
 
 use crate::{Application, Settings};
@@ -45,10 +47,12 @@ pub struct BenchArgs {
 struct Figures {
     pgbench_one_row_tps: f64,
     pgbench_ten_rows_events_per_s: f64,
-    append_events_per_s: f64,
-    append_p50_ms: f64,
-    append_p99_ms: f64,
-    append_ratio_to_pgbench: f64,
+    /// One event per append to fresh streams, by group commit (the target's figure).
+    append: AppendFigures,
+    /// Load + append to existing streams, by group commit.
+    append_existing: AppendFigures,
+    /// One event per append to fresh streams, each in the writer's own transaction.
+    append_in_transaction: AppendFigures,
     http_commands_per_s: f64,
     http_p50_ms: f64,
     http_p99_ms: f64,
@@ -75,6 +79,35 @@ struct Figures {
     reconcile_differences: usize,
     rss_at_rest_mib: f64,
     rss_after_http_mib: f64,
+}
+
+/// An append scenario's figures.
+#[derive(Debug, Default, Serialize)]
+struct AppendFigures {
+    events_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    ratio_to_pgbench: f64,
+}
+
+impl AppendFigures {
+    /// Prints and returns the figures of a scenario that ran at `rate` with `latencies`.
+    fn report(name: &str, rate: f64, latencies: &[Duration], pgbench: f64) -> Self {
+        let figures = Self {
+            events_per_s: rate,
+            p50_ms: percentile(latencies, 0.5),
+            p99_ms: percentile(latencies, 0.99),
+            ratio_to_pgbench: rate / pgbench,
+        };
+        println!(
+            "{name:<44} {:>8.0} events/s  p50 {:.2} ms  p99 {:.2} ms  ({:.0} % of pgbench)",
+            figures.events_per_s,
+            figures.p50_ms,
+            figures.p99_ms,
+            figures.ratio_to_pgbench * 100.0
+        );
+        figures
+    }
 }
 
 /// The `p` quantile of sorted latencies, in milliseconds.
@@ -200,26 +233,81 @@ where
     Ok((operations as f64 / elapsed.as_secs_f64(), all))
 }
 
-/// 16 writers appending one event per transaction to fresh streams.
-async fn append_scenario(store: &EventStore, seconds: u64) -> anyhow::Result<(f64, Vec<Duration>)> {
+/// How the append scenarios write.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AppendMode {
+    /// Fresh streams, by group commit.
+    Fresh,
+    /// Load + append to existing streams (each writer its own 64), by group commit.
+    Existing,
+    /// Fresh streams, each append in the writer's own transaction.
+    InTransaction,
+}
+
+/// 16 writers appending one event at a time.
+async fn append_scenario(
+    store: &EventStore,
+    seconds: u64,
+    mode: AppendMode,
+) -> anyhow::Result<(f64, Vec<Duration>)> {
     let store = store.clone();
-    load(16, seconds, move |_, _| {
-        let store = store.clone();
+    let writers: Arc<Vec<(TenantId, Vec<Uuid>)>> = Arc::new(
+        (0..16)
+            .map(|_| (TenantId::new(), (0..64).map(|_| Uuid::now_v7()).collect()))
+            .collect(),
+    );
+    load(16, seconds, move |writer, n| {
+        let (store, writers) = (store.clone(), writers.clone());
         async move {
-            let tenant = TenantId::new();
             let started = Instant::now();
-            let mut tx = store.begin_tenant(tenant).await?;
-            append(
-                &mut tx,
-                tenant,
-                "bench",
-                Uuid::now_v7(),
-                Expected::NoStream,
-                vec![new_event()],
-                &Metadata::default(),
-            )
-            .await?;
-            tx.commit().await?;
+            let metadata = Metadata::default();
+            match mode {
+                AppendMode::Fresh => {
+                    let tenant = TenantId::new();
+                    let append = Prepared::new(
+                        tenant,
+                        "bench",
+                        Uuid::now_v7(),
+                        Expected::NoStream,
+                        vec![new_event()],
+                        &metadata,
+                        Utc::now(),
+                    )?;
+                    store.append_grouped(append).await?;
+                }
+                AppendMode::Existing => {
+                    let (tenant, streams) = &writers[writer];
+                    let stream = streams[n as usize % streams.len()];
+                    let mut tx = store.begin_tenant(*tenant).await?;
+                    let history = read_stream(&mut tx, *tenant, "bench", stream).await?;
+                    tx.commit().await?;
+                    let append = Prepared::new(
+                        *tenant,
+                        "bench",
+                        stream,
+                        Expected::after(&history)?,
+                        vec![new_event()],
+                        &metadata,
+                        Utc::now(),
+                    )?;
+                    store.append_grouped(append).await?;
+                }
+                AppendMode::InTransaction => {
+                    let tenant = TenantId::new();
+                    let mut tx = store.begin_writer(tenant).await?;
+                    append(
+                        &mut tx,
+                        tenant,
+                        "bench",
+                        Uuid::now_v7(),
+                        Expected::NoStream,
+                        vec![new_event()],
+                        &metadata,
+                    )
+                    .await?;
+                    tx.commit().await?;
+                }
+            }
             Ok(vec![started.elapsed()])
         }
     })
@@ -308,13 +396,19 @@ async fn projection_lags(store: &EventStore) -> anyhow::Result<Vec<(String, f64)
         .collect())
 }
 
-/// The age of the oldest event some projection has not applied yet, in milliseconds.
-async fn projection_lag_ms(store: &EventStore) -> anyhow::Result<f64> {
-    Ok(projection_lags(store)
-        .await?
-        .into_iter()
-        .map(|(_, lag)| lag)
-        .fold(0.0, f64::max))
+/// Waits (at most `limit`) until every projection has a checkpoint and has applied every
+/// event; returns how long that took.
+async fn caught_up(store: &EventStore, limit: Duration) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let projections = tenantry_projections::all().len();
+    while started.elapsed() < limit {
+        let lags = projection_lags(store).await?;
+        if lags.len() >= projections && lags.iter().all(|(_, lag)| *lag <= 0.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(started.elapsed())
 }
 
 /// Projection lag samples: every projection's, and the worst of them at each sample.
@@ -648,18 +742,10 @@ async fn scenarios(
         s.vault = tenantry_eventstore::Vault::new(&tenantry_eventstore::MasterKey::generate());
         s
     };
-    let app = Application::build(settings.clone()).await?;
-    let port = app.port().context("the API listens")?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until_stopped(async {
-        let _ = stop_rx.await;
-    }));
-    f.rss_at_rest_mib = rss_mib();
-    println!(
-        "memory at rest                 {:>10.1} MiB",
-        f.rss_at_rest_mib
-    );
+    // The event store alone first: pgbench and the appends run before the platform starts,
+    // so no relay or projection shares the cores with them.
     let store = EventStore::connect(database_url, 40).await?;
+    tenantry_eventstore::MIGRATOR.run(store.pool()).await?;
     sqlx::query(
         "CREATE TABLE IF NOT EXISTS bench_events (tenant_id uuid NOT NULL, stream_id uuid NOT NULL, version int NOT NULL, \
          payload jsonb NOT NULL, recorded_at timestamptz NOT NULL DEFAULT now(), UNIQUE (tenant_id, stream_id, version))",
@@ -677,18 +763,40 @@ async fn scenarios(
         "pgbench, 10 rows/tx, 16 clients {:>10.0} rows/s",
         f.pgbench_ten_rows_events_per_s
     );
-
-    let (rate, latencies) = append_scenario(&store, seconds).await?;
-    f.append_events_per_s = rate;
-    f.append_p50_ms = percentile(&latencies, 0.5);
-    f.append_p99_ms = percentile(&latencies, 0.99);
-    f.append_ratio_to_pgbench = rate / f.pgbench_one_row_tps;
-    println!(
-        "append, fresh streams, 16 writers {:>8.0} events/s  p50 {:.2} ms  p99 {:.2} ms  ({:.0} % of pgbench)",
+    let pg = f.pgbench_one_row_tps;
+    let (rate, latencies) = append_scenario(&store, seconds, AppendMode::Fresh).await?;
+    f.append = AppendFigures::report("append, fresh streams, 16 writers", rate, &latencies, pg);
+    let (rate, latencies) = append_scenario(&store, seconds, AppendMode::Existing).await?;
+    f.append_existing = AppendFigures::report(
+        "append, existing streams (load + append)",
         rate,
-        f.append_p50_ms,
-        f.append_p99_ms,
-        f.append_ratio_to_pgbench * 100.0
+        &latencies,
+        pg,
+    );
+    let (rate, latencies) = append_scenario(&store, seconds, AppendMode::InTransaction).await?;
+    f.append_in_transaction = AppendFigures::report(
+        "append, fresh streams, own transaction each",
+        rate,
+        &latencies,
+        pg,
+    );
+
+    let app = Application::build(settings.clone()).await?;
+    let port = app.port().context("the API listens")?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async {
+        let _ = stop_rx.await;
+    }));
+    f.rss_at_rest_mib = rss_mib();
+    println!(
+        "memory at rest                 {:>10.1} MiB",
+        f.rss_at_rest_mib
+    );
+    // The relay and projections work off the appends before the HTTP load.
+    let drained = caught_up(&store, Duration::from_secs(300)).await?;
+    eprintln!(
+        "projections caught up on the appends in {:.1} s",
+        drained.as_secs_f64()
     );
 
     let base = format!("http://127.0.0.1:{port}");
@@ -709,13 +817,10 @@ async fn scenarios(
     // 32 × 6 × 2 / rate seconds.
     let pace = Duration::from_secs_f64(32.0 * 6.0 * 2.0 / rate.max(1.0));
     // Let the projections work off the peak's backlog first.
-    let drained = Instant::now();
-    while projection_lag_ms(&store).await? > 0.0 && drained.elapsed() < Duration::from_secs(120) {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let drained = caught_up(&store, Duration::from_secs(120)).await?;
     eprintln!(
         "projections caught up {:.1} s after the peak",
-        drained.elapsed().as_secs_f64()
+        drained.as_secs_f64()
     );
     let (_, _, lags) = http_scenario(
         base.clone(),
@@ -775,11 +880,9 @@ async fn scenarios(
     let started = Instant::now();
     generate_volume(&store, &tenants, args.volume, args.replay_events).await?;
     f.volume_events_per_s = args.volume as f64 / started.elapsed().as_secs_f64();
-    let caught_up = Instant::now();
-    while projection_lag_ms(&store).await? > 0.0 && caught_up.elapsed() < Duration::from_secs(900) {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    f.volume_caught_up_s = caught_up.elapsed().as_secs_f64();
+    f.volume_caught_up_s = caught_up(&store, Duration::from_secs(900))
+        .await?
+        .as_secs_f64();
     println!(
         "volume recorded                 {:>8.0} events/s; live projections caught up {:.1} s later",
         f.volume_events_per_s, f.volume_caught_up_s

@@ -41,7 +41,7 @@ impl CommandBus {
         let metadata = &request.metadata;
         let vault = self.event_store().vault();
         let action = &action;
-        self.transact(
+        self.transact_grouped(
             tenant,
             request,
             crate::attempt!(|tx| {
@@ -87,8 +87,7 @@ impl CommandBus {
                         vault.reveal(tx, std::slice::from_mut(first)).await?;
                     }
                 }
-                let mut conversation =
-                    fold::<Conversation>(c, conversation, subject)?.sealing(vault);
+                let conversation = fold::<Conversation>(c, conversation, subject)?.sealing(vault);
                 conversation.check_expected(request)?;
                 let instance_id = match start_instance {
                     Some(id) => id,
@@ -145,8 +144,7 @@ impl CommandBus {
                     },
                     action,
                 };
-                conversation.execute(tx, tenant, command, metadata).await?;
-                Ok(conversation.executed(&[]))
+                conversation.stage(tx, tenant, command, metadata).await
             }),
         )
         .await

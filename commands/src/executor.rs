@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::Utc;
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use futures::future::BoxFuture;
@@ -16,11 +17,12 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, Postgres, Transaction};
 use tenantry_domain::{personal, Rejection, TenantId};
+use tenantry_eventstore::append::append_prepared;
 use tenantry_eventstore::read::read_stream;
 use tenantry_eventstore::scope::enter_tenant;
 use tenantry_eventstore::vault::{self, Vault};
 use tenantry_eventstore::{
-    append, Cursor, EventStore, Expected, Metadata, NewEvent, RecordedEvent, StoreError,
+    Cursor, EventStore, Expected, Metadata, NewEvent, Prepared, RecordedEvent, StoreError,
 };
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -244,8 +246,43 @@ where
         events: Vec<A::Event>,
         metadata: &Metadata,
     ) -> Result<(), CommandError> {
+        if let Some(prepared) = self.prepare(conn, tenant, events, metadata).await? {
+            let recorded = append_prepared(conn, prepared).await?;
+            self.recorded(&recorded)?;
+        }
+        Ok(())
+    }
+
+    /// Decides `command` and prepares its events for group commit, without writing them:
+    /// the command's transaction only reads (and may create a data key).
+    ///
+    /// # Errors
+    /// As [`Loaded::decide`]; a vault error when personal data cannot be sealed.
+    pub async fn stage(
+        mut self,
+        conn: &mut PgConnection,
+        tenant: TenantId,
+        command: A::Command,
+        metadata: &Metadata,
+    ) -> Result<Staged<A>, CommandError> {
+        let events = self.decide(command).await?;
+        let append = self.prepare(conn, tenant, events, metadata).await?;
+        Ok(Staged {
+            loaded: self,
+            append,
+        })
+    }
+
+    /// `events` as this stream's next append, personal fields sealed (`None` when empty).
+    async fn prepare(
+        &mut self,
+        conn: &mut PgConnection,
+        tenant: TenantId,
+        events: Vec<A::Event>,
+        metadata: &Metadata,
+    ) -> Result<Option<Prepared>, CommandError> {
         if events.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let mut new_events = events
             .iter()
@@ -265,20 +302,15 @@ where
                 .seal(conn, tenant, &mut self.subject, &mut new_events)
                 .await?;
         }
-        let recorded = append(
-            conn,
+        Ok(Some(Prepared::new(
             tenant,
             A::TYPE,
             self.id,
             self.expected.clone(),
             new_events,
             metadata,
-        )
-        .await?;
-        self.expected = Expected::after(&recorded)?;
-        self.version += recorded.len() as i64;
-        self.position = recorded.last().map(|e| e.cursor);
-        Ok(())
+            Utc::now(),
+        )?))
     }
 
     /// Decides and saves in one go.
@@ -294,6 +326,16 @@ where
     ) -> Result<(), CommandError> {
         let events = self.decide(command).await?;
         self.save(conn, tenant, events, metadata).await
+    }
+}
+
+impl<A> Loaded<A> {
+    /// Moves past `recorded`, this stream's events just appended.
+    fn recorded(&mut self, recorded: &[RecordedEvent]) -> Result<(), CommandError> {
+        self.expected = Expected::after(recorded)?;
+        self.version += recorded.len() as i64;
+        self.position = recorded.last().map(|e| e.cursor);
+        Ok(())
     }
 
     /// The result of a command whose primary aggregate is this one; `others` are the other
@@ -313,9 +355,7 @@ where
             replayed: false,
         }
     }
-}
 
-impl<A> Loaded<A> {
     /// Seals the personal fields of what this aggregate saves with `vault`.
     pub fn sealing(mut self, vault: &Vault) -> Self {
         self.vault = Some(vault.clone());
@@ -342,13 +382,45 @@ impl<A> Loaded<A> {
     }
 }
 
+/// A command decided and sealed, its append not yet written (see [`Loaded::stage`]).
+#[derive(Debug)]
+pub struct Staged<A> {
+    loaded: Loaded<A>,
+    append: Option<Prepared>,
+}
+
+impl<A> Staged<A>
+where
+    A: Aggregate<Services = ()>,
+{
+    /// Appends inside the command's own transaction.
+    async fn save(self, conn: &mut PgConnection) -> Result<Executed<A>, CommandError> {
+        let Staged { mut loaded, append } = self;
+        if let Some(append) = append {
+            let recorded = append_prepared(conn, append).await?;
+            loaded.recorded(&recorded)?;
+        }
+        Ok(loaded.executed(&[]))
+    }
+
+    /// Appends by group commit.
+    async fn save_grouped(self, store: &EventStore) -> Result<Executed<A>, CommandError> {
+        let Staged { mut loaded, append } = self;
+        if let Some(append) = append {
+            let recorded = store.append_grouped(append).await?;
+            loaded.recorded(&recorded)?;
+        }
+        Ok(loaded.executed(&[]))
+    }
+}
+
 /// An open tenant transaction.
 pub type Tx = Transaction<'static, Postgres>;
 
-/// One attempt of a command: given the open tenant transaction, load, decide and save; hand
-/// the transaction back with the outcome.
-pub type Attempt<'a, A> =
-    Box<dyn FnMut(Tx) -> BoxFuture<'a, (Tx, Result<Executed<A>, CommandError>)> + Send + 'a>;
+/// One attempt of a command: given the open tenant transaction, load, decide and save (or
+/// stage); hand the transaction back with the outcome `T`.
+pub type Attempt<'a, T> =
+    Box<dyn FnMut(Tx) -> BoxFuture<'a, (Tx, Result<T, CommandError>)> + Send + 'a>;
 
 /// Builds an [`Attempt`] from a closure over `&mut PgConnection`:
 /// `attempt!(|tx| { …; Ok(executed) })`.
@@ -401,15 +473,14 @@ impl CommandBus {
         &self,
         tenant: TenantId,
         request: &Request,
-        mut attempt: Attempt<'_, A>,
+        mut attempt: Attempt<'_, Executed<A>>,
     ) -> Result<Executed<A>, CommandError>
     where
         A: Aggregate,
     {
         for round in 0..MAX_ATTEMPTS {
             if round > 0 {
-                let jitter = rand::rng().random_range(0..=2u64 << round.min(5));
-                tokio::time::sleep(Duration::from_millis(jitter)).await;
+                backoff(round).await;
             }
             let mut tx = self.store.begin_writer(tenant).await?;
             if let Some(idempotency) = &request.idempotency {
@@ -429,14 +500,7 @@ impl CommandBus {
                     continue;
                 }
                 Err(err) => {
-                    count(
-                        A::TYPE,
-                        if matches!(err, CommandError::Rejected { .. }) {
-                            "rejected"
-                        } else {
-                            "failed"
-                        },
-                    );
+                    count_failure(A::TYPE, &err);
                     return Err(err);
                 }
             };
@@ -452,6 +516,81 @@ impl CommandBus {
             }
             count(A::TYPE, if done.replayed { "replayed" } else { "ok" });
             return Ok(done);
+        }
+        Err(CommandError::Contention {
+            stream_type: A::TYPE,
+        })
+    }
+
+    /// Runs a single-stream command whose attempt only reads and stages its append: the
+    /// attempt runs in a read transaction, and the append is then written by group commit
+    /// ([`tenantry_eventstore::group`]), together with other commands' appends. Retries,
+    /// refusals and errors are as with [`CommandBus::transact`]. With an idempotency key, the
+    /// key's record must commit with the append, so the command runs as
+    /// [`CommandBus::transact`] does, appending in its own transaction.
+    ///
+    /// # Errors
+    /// As [`CommandBus::transact`].
+    pub async fn transact_grouped<A>(
+        &self,
+        tenant: TenantId,
+        request: &Request,
+        mut attempt: Attempt<'_, Staged<A>>,
+    ) -> Result<Executed<A>, CommandError>
+    where
+        A: Aggregate<Services = ()>,
+    {
+        if request.idempotency.is_some() {
+            return self
+                .transact(
+                    tenant,
+                    request,
+                    Box::new(move |tx| {
+                        let staged = attempt(tx);
+                        Box::pin(async move {
+                            let (mut tx, staged) = staged.await;
+                            let result = match staged {
+                                Ok(staged) => staged.save(&mut tx).await,
+                                Err(err) => Err(err),
+                            };
+                            (tx, result)
+                        })
+                    }),
+                )
+                .await;
+        }
+        for round in 0..MAX_ATTEMPTS {
+            if round > 0 {
+                backoff(round).await;
+            }
+            let tx = self.store.begin_tenant(tenant).await?;
+            let (tx, staged) = attempt(tx).await;
+            let staged = match staged {
+                Ok(staged) => staged,
+                Err(err) => {
+                    count_failure(A::TYPE, &err);
+                    return Err(err);
+                }
+            };
+            // It read, and may have created a data key the append is sealed under.
+            tx.commit().await?;
+            match staged.save_grouped(&self.store).await {
+                Ok(done) => {
+                    if done.position.is_some() {
+                        self.notify_appended();
+                    }
+                    count(A::TYPE, "ok");
+                    return Ok(done);
+                }
+                Err(CommandError::Store(StoreError::Conflict { .. })) => {
+                    tracing::debug!(round, "version conflict; deciding again");
+                    count(A::TYPE, "conflict");
+                }
+                Err(err) => {
+                    count_failure(A::TYPE, &err);
+                    return Err(err);
+                }
+            }
         }
         Err(CommandError::Contention {
             stream_type: A::TYPE,
@@ -478,6 +617,22 @@ impl CommandBus {
 fn count(aggregate: &'static str, outcome: &'static str) {
     metrics::counter!("tenantry_commands_total", "aggregate" => aggregate, "outcome" => outcome)
         .increment(1);
+}
+
+/// Counts a command that stopped on `err`.
+fn count_failure(aggregate: &'static str, err: &CommandError) {
+    let outcome = if matches!(err, CommandError::Rejected { .. }) {
+        "rejected"
+    } else {
+        "failed"
+    };
+    count(aggregate, outcome);
+}
+
+/// Waits before deciding a command again after it lost a race (jittered, growing).
+async fn backoff(round: u32) {
+    let jitter = rand::rng().random_range(0..=2u64 << round.min(5));
+    tokio::time::sleep(Duration::from_millis(jitter)).await;
 }
 
 async fn replay<A: Aggregate>(

@@ -160,7 +160,6 @@ pub async fn append(
 /// # Errors
 /// As [`append`].
 #[allow(clippy::too_many_arguments)]
-#[tracing::instrument(skip_all, err(level = "debug"), fields(tenant_id = %tenant, stream_type, stream_id = %stream_id, events = events.len()))]
 pub async fn append_at(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -171,118 +170,240 @@ pub async fn append_at(
     metadata: &Metadata,
     recorded_at: DateTime<Utc>,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
-    tracing::Span::current().record("stream_type", stream_type);
-    if events.is_empty() {
+    let prepared = Prepared::new(
+        tenant,
+        stream_type,
+        stream_id,
+        expected,
+        events,
+        metadata,
+        recorded_at,
+    )?;
+    append_prepared(conn, prepared).await
+}
+
+/// Appends a [`Prepared`] append inside the caller's transaction (see [`append`]).
+///
+/// # Errors
+/// As [`append`].
+#[tracing::instrument(skip_all, err(level = "debug"), fields(tenant_id = %prepared.tenant, stream_type = %prepared.stream_type, stream_id = %prepared.stream_id, events = prepared.events.len()))]
+pub async fn append_prepared(
+    conn: &mut PgConnection,
+    prepared: Prepared,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    if prepared.events.is_empty() {
         return Ok(Vec::new());
     }
-    let metadata = serde_json::to_value(metadata).map_err(|e| StoreError::Decode(e.to_string()))?;
-    // The database keeps microseconds; hash exactly what it will keep.
-    let recorded_at: DateTime<Utc> =
-        DateTime::from_timestamp_micros(recorded_at.timestamp_micros()).unwrap_or(recorded_at);
-
-    let mut prev = match &expected {
-        Expected::NoStream => GENESIS,
-        Expected::At { hash, .. } => *hash,
-    };
-    let first_version = expected.version() + 1;
-    let mut hashes = Vec::with_capacity(events.len());
-    for (i, e) in events.iter().enumerate() {
-        prev = Canonical {
-            tenant_id: tenant.as_uuid(),
-            stream_type,
-            stream_id,
-            version: first_version + i as i64,
-            event_id: e.event_id,
-            event_type: &e.event_type,
-            schema_version: e.schema_version,
-            payload: &e.payload,
-            metadata: &metadata,
-            recorded_at,
-        }
-        .hash(&prev);
-        hashes.push(prev.to_vec());
-    }
-    let last_version = first_version + events.len() as i64 - 1;
-    let versions: Vec<i64> = (first_version..=last_version).collect();
-
-    let sql = match expected {
+    let (head_version, head_hash) = prepared.head();
+    let sql = match prepared.expected {
         Expected::NoStream => APPEND_NEW_STREAM,
         Expected::At { .. } => APPEND_EXISTING_STREAM,
     };
+    let e = &prepared.events;
     let mut query = sqlx::query(sql)
-        .bind(tenant.as_uuid())
-        .bind(stream_type)
-        .bind(stream_id)
-        .bind(last_version)
-        .bind(prev.to_vec())
-        .bind(&versions)
-        .bind(events.iter().map(|e| e.event_id).collect::<Vec<_>>())
+        .bind(prepared.tenant.as_uuid())
+        .bind(&prepared.stream_type)
+        .bind(prepared.stream_id)
+        .bind(head_version)
+        .bind(head_hash.to_vec())
+        .bind((prepared.first_version()..=head_version).collect::<Vec<_>>())
+        .bind(e.iter().map(|e| e.event_id).collect::<Vec<_>>())
+        .bind(e.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>())
+        .bind(e.iter().map(|e| e.schema_version).collect::<Vec<_>>())
+        .bind(e.iter().map(|e| e.payload.clone()).collect::<Vec<_>>())
+        .bind(&prepared.metadata)
+        .bind(prepared.recorded_at)
         .bind(
-            events
+            prepared
+                .hashes
                 .iter()
-                .map(|e| e.event_type.clone())
+                .map(|h| h.to_vec())
                 .collect::<Vec<_>>(),
-        )
-        .bind(events.iter().map(|e| e.schema_version).collect::<Vec<_>>())
-        .bind(events.iter().map(|e| e.payload.clone()).collect::<Vec<_>>())
-        .bind(&metadata)
-        .bind(recorded_at)
-        .bind(&hashes);
-    if let Expected::At { version, hash } = &expected {
+        );
+    if let Expected::At { version, hash } = &prepared.expected {
         query = query.bind(*version).bind(hash.to_vec());
     }
     let rows = match query.fetch_all(&mut *conn).await {
         Ok(rows) => rows,
-        Err(err) => {
-            return Err(match db_error_code(&err) {
-                Some((code, Some(constraint)))
-                    if code == UNIQUE_VIOLATION && constraint.contains("event_id") =>
-                {
-                    let id = events.first().map(|e| e.event_id).unwrap_or_default();
-                    StoreError::DuplicateEvent(id)
-                }
-                Some((code, _)) if code == UNIQUE_VIOLATION => StoreError::Conflict {
-                    stream_type: stream_type.to_owned(),
-                    stream_id,
-                    expected: expected.version(),
-                },
-                _ => StoreError::Database(err),
-            })
-        }
+        Err(err) => return Err(prepared.failure(err)),
     };
-    if rows.is_empty() {
-        return Err(StoreError::Conflict {
-            stream_type: stream_type.to_owned(),
-            stream_id,
-            expected: expected.version(),
-        });
-    }
     let mut cursors = Vec::with_capacity(rows.len());
     for row in &rows {
-        let version: i64 = row.try_get("version")?;
         cursors.push((
-            version,
+            row.try_get("version")?,
             Cursor::new(row.try_get("transaction_id")?, row.try_get("position")?),
         ));
     }
-    cursors.sort_unstable();
-    Ok(events
-        .into_iter()
-        .zip(cursors)
-        .zip(hashes)
-        .map(|((e, (version, cursor)), hash)| RecordedEvent {
-            tenant_id: tenant.as_uuid(),
+    prepared.recorded(cursors)
+}
+
+/// An append ready for the database: the events of one stream after the version its writer
+/// expects, with their recording time fixed and their hash chain computed. Both the append
+/// inside a transaction ([`append_prepared`]) and group commit
+/// ([`crate::EventStore::append_grouped`]) write it.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    pub(crate) tenant: TenantId,
+    pub(crate) stream_type: String,
+    pub(crate) stream_id: Uuid,
+    pub(crate) expected: Expected,
+    pub(crate) events: Vec<NewEvent>,
+    pub(crate) metadata: serde_json::Value,
+    pub(crate) recorded_at: DateTime<Utc>,
+    /// The hash of each event, chained from the expected head.
+    pub(crate) hashes: Vec<[u8; 32]>,
+}
+
+impl Prepared {
+    /// Fixes `recorded_at` and chains the events' hashes from `expected`.
+    ///
+    /// # Errors
+    /// [`StoreError::Decode`] when the metadata does not serialize.
+    pub fn new(
+        tenant: TenantId,
+        stream_type: &str,
+        stream_id: Uuid,
+        expected: Expected,
+        events: Vec<NewEvent>,
+        metadata: &Metadata,
+        recorded_at: DateTime<Utc>,
+    ) -> Result<Self, StoreError> {
+        let metadata =
+            serde_json::to_value(metadata).map_err(|e| StoreError::Decode(e.to_string()))?;
+        // The database keeps microseconds; hash exactly what it will keep.
+        let recorded_at: DateTime<Utc> =
+            DateTime::from_timestamp_micros(recorded_at.timestamp_micros()).unwrap_or(recorded_at);
+        let mut prev = match &expected {
+            Expected::NoStream => GENESIS,
+            Expected::At { hash, .. } => *hash,
+        };
+        let first_version = expected.version() + 1;
+        let mut hashes = Vec::with_capacity(events.len());
+        for (i, e) in events.iter().enumerate() {
+            prev = Canonical {
+                tenant_id: tenant.as_uuid(),
+                stream_type,
+                stream_id,
+                version: first_version + i as i64,
+                event_id: e.event_id,
+                event_type: &e.event_type,
+                schema_version: e.schema_version,
+                payload: &e.payload,
+                metadata: &metadata,
+                recorded_at,
+            }
+            .hash(&prev);
+            hashes.push(prev);
+        }
+        Ok(Self {
+            tenant,
             stream_type: stream_type.to_owned(),
             stream_id,
-            version,
-            event_id: e.event_id,
-            event_type: e.event_type,
-            schema_version: e.schema_version,
-            payload: e.payload,
-            metadata: metadata.clone(),
+            expected,
+            events,
+            metadata,
             recorded_at,
-            cursor,
-            hash: hex::encode(hash),
+            hashes,
         })
-        .collect())
+    }
+
+    /// How many events this append holds.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// The stream, as the database keys it.
+    pub(crate) fn stream(&self) -> (TenantId, &str, Uuid) {
+        (self.tenant, &self.stream_type, self.stream_id)
+    }
+
+    pub(crate) fn first_version(&self) -> i64 {
+        self.expected.version() + 1
+    }
+
+    /// The version and hash the stream head moves to.
+    pub(crate) fn head(&self) -> (i64, [u8; 32]) {
+        let version = self.expected.version() + self.events.len() as i64;
+        let hash = match (&self.expected, self.hashes.last()) {
+            (_, Some(hash)) => *hash,
+            (Expected::At { hash, .. }, None) => *hash,
+            (Expected::NoStream, None) => GENESIS,
+        };
+        (version, hash)
+    }
+
+    /// The error a writer sees when its stream moved.
+    pub(crate) fn conflict(&self) -> StoreError {
+        StoreError::Conflict {
+            stream_type: self.stream_type.clone(),
+            stream_id: self.stream_id,
+            expected: self.expected.version(),
+        }
+    }
+
+    /// What a failed write of this append means to its writer.
+    pub(crate) fn failure(&self, err: sqlx::Error) -> StoreError {
+        match db_error_code(&err) {
+            Some((code, Some(constraint)))
+                if code == UNIQUE_VIOLATION && constraint.contains("event_id") =>
+            {
+                let id = self.events.first().map(|e| e.event_id).unwrap_or_default();
+                StoreError::DuplicateEvent(id)
+            }
+            Some((code, _)) if code == UNIQUE_VIOLATION => self.conflict(),
+            _ => StoreError::Database(err),
+        }
+    }
+
+    /// The recorded events, given the `(version, cursor)` the database gave each (in any
+    /// order); none means the stream head did not move: a conflict.
+    pub(crate) fn recorded(
+        self,
+        mut cursors: Vec<(i64, Cursor)>,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        if cursors.is_empty() {
+            return Err(self.conflict());
+        }
+        if cursors.len() != self.events.len() {
+            return Err(StoreError::Decode(format!(
+                "{} events appended, {} recorded",
+                self.events.len(),
+                cursors.len()
+            )));
+        }
+        cursors.sort_unstable();
+        let Prepared {
+            tenant,
+            stream_type,
+            stream_id,
+            events,
+            metadata,
+            recorded_at,
+            hashes,
+            ..
+        } = self;
+        Ok(events
+            .into_iter()
+            .zip(cursors)
+            .zip(hashes)
+            .map(|((e, (version, cursor)), hash)| RecordedEvent {
+                tenant_id: tenant.as_uuid(),
+                stream_type: stream_type.clone(),
+                stream_id,
+                version,
+                event_id: e.event_id,
+                event_type: e.event_type,
+                schema_version: e.schema_version,
+                payload: e.payload,
+                metadata: metadata.clone(),
+                recorded_at,
+                cursor,
+                hash: hex::encode(hash),
+            })
+            .collect())
+    }
 }

@@ -4,6 +4,7 @@
 //! - [`scope`]: transactions bound to one tenant (`tenantry_app`, row-level security) or to the
 //!   platform (`tenantry_system`).
 //! - [`append`]: optimistic-concurrency appends that extend each stream's hash chain.
+//! - [`group`]: group commit, many writers' single-stream appends in one statement and commit.
 //! - [`read`]: one stream, one tenant's history, and the gap-free feed from a cursor.
 //! - [`chain`]: the per-stream hash chain and its verification.
 //! - [`vault`]: personal fields sealed under data keys that erasure destroys (crypto-shredding).
@@ -18,11 +19,12 @@ pub mod chain;
 pub mod cursor;
 pub mod error;
 pub mod event;
+pub mod group;
 pub mod read;
 pub mod scope;
 pub mod vault;
 
-pub use append::{append, Expected, NewEvent};
+pub use append::{append, Expected, NewEvent, Prepared};
 pub use cursor::Cursor;
 pub use error::StoreError;
 pub use event::{Metadata, RecordedEvent};

@@ -11,13 +11,16 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use tenantry_domain::TenantId;
 
-use crate::{StoreError, Vault};
+use crate::append::Prepared;
+use crate::group::GroupCommit;
+use crate::{RecordedEvent, StoreError, Vault};
 
 /// The event store: a connection pool and the scopes work runs in.
 #[derive(Clone, Debug)]
 pub struct EventStore {
     pool: PgPool,
     vault: Vault,
+    group: GroupCommit,
 }
 
 impl EventStore {
@@ -36,14 +39,12 @@ impl EventStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await?;
-        Ok(Self {
-            pool,
-            vault: Vault::disabled(),
-        })
+        Ok(Self::from_pool(pool))
     }
 
     pub fn from_pool(pool: PgPool) -> Self {
         Self {
+            group: GroupCommit::new(pool.clone()),
             pool,
             vault: Vault::disabled(),
         }
@@ -61,6 +62,15 @@ impl EventStore {
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Appends one stream's events by group commit: written and committed together with
+    /// other writers' appends, outside any transaction of the caller's (see [`crate::group`]).
+    ///
+    /// # Errors
+    /// As [`crate::append`].
+    pub async fn append_grouped(&self, append: Prepared) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.group.append(append).await
     }
 
     /// Begins a transaction confined to `tenant`'s rows.

@@ -4,8 +4,10 @@ use std::collections::HashSet;
 
 use serde_json::json;
 use tenantry_domain::TenantId;
-use tenantry_eventstore::read::read_stream;
-use tenantry_eventstore::{append, EventStore, Expected, Metadata, NewEvent, StoreError};
+use tenantry_eventstore::read::{read_stream, read_tenant_history, verify_tenant};
+use tenantry_eventstore::{
+    append, Cursor, EventStore, Expected, Metadata, NewEvent, Prepared, StoreError,
+};
 use uuid::Uuid;
 
 use crate::helpers::fresh_store;
@@ -208,4 +210,157 @@ async fn a_batch_of_events_gets_consecutive_versions_and_one_transaction() {
     let tx_ids: HashSet<i64> = recorded.iter().map(|e| e.cursor.transaction_id).collect();
     assert_eq!(tx_ids.len(), 1);
     assert!(recorded.windows(2).all(|w| w[0].cursor < w[1].cursor));
+}
+
+/// Loads the stream in a read transaction and appends one event after what it saw, by group
+/// commit.
+pub async fn load_and_append_grouped(
+    store: &EventStore,
+    tenant: TenantId,
+    stream: Uuid,
+    n: u64,
+) -> Result<i64, StoreError> {
+    let mut tx = store.begin_tenant(tenant).await?;
+    let history = read_stream(&mut tx, tenant, "counter", stream).await?;
+    tx.commit().await?;
+    let recorded = store
+        .append_grouped(prepared(
+            tenant,
+            stream,
+            Expected::after(&history)?,
+            vec![event(n)],
+        ))
+        .await?;
+    Ok(recorded[0].version)
+}
+
+fn prepared(tenant: TenantId, stream: Uuid, expected: Expected, events: Vec<NewEvent>) -> Prepared {
+    Prepared::new(
+        tenant,
+        "counter",
+        stream,
+        expected,
+        events,
+        &Metadata::default(),
+        chrono::Utc::now(),
+    )
+    .unwrap()
+}
+
+/// Many writers' appends go to the database together: each writer hears its own outcome,
+/// whatever else was in its batch.
+#[tokio::test]
+async fn grouped_appends_of_many_tenants_each_hear_their_own_outcome() {
+    let (store, _) = fresh_store().await;
+    let tenants: Vec<TenantId> = (0..4).map(|_| TenantId::new()).collect();
+    let contested = Uuid::now_v7();
+    let taken = Uuid::now_v7();
+    load_and_append(&store, tenants[0], contested, 0)
+        .await
+        .unwrap();
+    load_and_append(&store, tenants[1], taken, 0).await.unwrap();
+    let mut tx = store.begin_tenant(tenants[0]).await.unwrap();
+    let history = read_stream(&mut tx, tenants[0], "counter", contested)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let used_id = history[0].event_id;
+    let at_one = Expected::after(&history).unwrap();
+
+    enum Kind {
+        Fresh,
+        Contested,
+        Taken,
+        UsedId,
+    }
+    let mut jobs = Vec::new();
+    for i in 0..24 {
+        jobs.push((tenants[i % 4], Uuid::now_v7(), Kind::Fresh));
+    }
+    for _ in 0..8 {
+        jobs.push((tenants[0], contested, Kind::Contested));
+    }
+    for _ in 0..4 {
+        jobs.push((tenants[1], taken, Kind::Taken));
+    }
+    jobs.push((tenants[0], Uuid::now_v7(), Kind::UsedId));
+
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(jobs.len()));
+    let mut tasks = Vec::new();
+    for (tenant, stream, kind) in jobs {
+        let (store, start, at_one) = (store.clone(), start.clone(), at_one.clone());
+        tasks.push(tokio::spawn(async move {
+            let (expected, mut events) = match kind {
+                Kind::Fresh | Kind::Taken => (Expected::NoStream, vec![event(1), event(2)]),
+                Kind::Contested => (at_one, vec![event(2)]),
+                Kind::UsedId => (Expected::NoStream, vec![event(1)]),
+            };
+            if let Kind::UsedId = kind {
+                events[0].event_id = used_id;
+            }
+            start.wait().await;
+            let outcome = store
+                .append_grouped(prepared(tenant, stream, expected, events))
+                .await;
+            (kind, tenant, stream, outcome)
+        }));
+    }
+    let (mut fresh, mut contested_won, mut conflicts, mut duplicates) = (0, 0, 0, 0);
+    for task in tasks {
+        let (kind, tenant, stream, outcome) = task.await.unwrap();
+        match (kind, outcome) {
+            (Kind::Fresh, Ok(recorded)) => {
+                assert_eq!(
+                    recorded.iter().map(|e| e.version).collect::<Vec<_>>(),
+                    [1, 2]
+                );
+                assert!(recorded[0].cursor < recorded[1].cursor);
+                assert_eq!(
+                    recorded[0].cursor.transaction_id,
+                    recorded[1].cursor.transaction_id
+                );
+                assert!(recorded
+                    .iter()
+                    .all(|e| e.tenant_id == tenant.as_uuid() && e.stream_id == stream));
+                fresh += 1;
+            }
+            (Kind::Contested, Ok(recorded)) => {
+                assert_eq!(recorded[0].version, 2);
+                contested_won += 1;
+            }
+            (Kind::Contested | Kind::Taken, Err(StoreError::Conflict { .. })) => conflicts += 1,
+            (Kind::UsedId, Err(StoreError::DuplicateEvent(id))) => {
+                assert_eq!(id, used_id);
+                duplicates += 1;
+            }
+            (_, outcome) => panic!("unexpected outcome: {outcome:?}"),
+        }
+    }
+    assert_eq!(
+        (fresh, contested_won, conflicts, duplicates),
+        (24, 1, 11, 1)
+    );
+
+    // Each tenant holds exactly its own appends, every chain verifies, and the refused
+    // appends left nothing behind.
+    for (i, tenant) in tenants.iter().enumerate() {
+        let mut tx = store.begin_tenant(*tenant).await.unwrap();
+        let history = read_tenant_history(&mut tx, *tenant, Cursor::START, 1_000)
+            .await
+            .unwrap();
+        let reports = verify_tenant(&mut tx, *tenant).await.unwrap();
+        tx.commit().await.unwrap();
+        assert!(history.iter().all(|e| e.tenant_id == tenant.as_uuid()));
+        let expected_events = 6 * 2
+            + match i {
+                0 => 2, // the contested stream: its first event and the winner's
+                1 => 1, // the taken stream's first event
+                _ => 0,
+            };
+        assert_eq!(history.len(), expected_events, "tenant {i}");
+        assert!(
+            reports.iter().all(|r| r.broken.is_none()),
+            "tenant {i}: {reports:?}"
+        );
+    }
 }

@@ -8,11 +8,22 @@ use tenantry_eventstore::read::{read_stream, read_tenant_history};
 use tenantry_eventstore::{append, Cursor, Expected, Metadata};
 use uuid::Uuid;
 
-use crate::eventstore::{event, load_and_append};
+use crate::eventstore::{event, load_and_append, load_and_append_grouped};
 use crate::helpers::{feed_after, feed_eventually, fresh_store};
 
 #[tokio::test]
 async fn a_reader_following_sixteen_writers_sees_every_event_once_in_stream_order() {
+    sixteen_writers(false).await;
+}
+
+/// As above, with half the writers appending by group commit (outside any transaction of
+/// theirs), half in their own transactions.
+#[tokio::test]
+async fn a_reader_following_grouped_and_transactional_writers_sees_every_event_once() {
+    sixteen_writers(true).await;
+}
+
+async fn sixteen_writers(grouped: bool) {
     let (store, _) = fresh_store().await;
     let tenants: Vec<TenantId> = (0..8).map(|_| TenantId::new()).collect();
     let writers = 16;
@@ -26,9 +37,13 @@ async fn a_reader_following_sixteen_writers_sees_every_event_once_in_stream_orde
             // Each writer spreads its events over a few streams of its tenant.
             let streams: Vec<Uuid> = (0..5).map(|_| Uuid::now_v7()).collect();
             for i in 0..per_writer {
-                load_and_append(&store, tenant, streams[i % streams.len()], i as u64)
-                    .await
-                    .unwrap();
+                let stream = streams[i % streams.len()];
+                if grouped && w % 2 == 1 {
+                    load_and_append_grouped(&store, tenant, stream, i as u64).await
+                } else {
+                    load_and_append(&store, tenant, stream, i as u64).await
+                }
+                .unwrap();
             }
         }));
     }
