@@ -12,8 +12,9 @@
 -- ever touch its own tenant's streams. The caller names the tenant exactly as it would have
 -- scoped a tenant transaction (the command's authenticated organization).
 --
--- PL/pgSQL so the plan is kept for the session; called outside a transaction it is one round
--- trip and one commit for the whole batch. The INSERT locks `events` before the statement
+-- PL/pgSQL so the plan is kept for the session, and generic from the first call: a custom
+-- plan for each batch's arrays cost more than writing the batch. Called outside a
+-- transaction it is one round trip and one commit for the whole batch. The INSERT locks `events` before the statement
 -- writes anything, so the feed horizon (migration 0007) sees the writer in time.
 CREATE FUNCTION tenantry_append_batch(
     tenants uuid[], stream_types text[], stream_ids uuid[], expected bigint[],
@@ -22,7 +23,8 @@ CREATE FUNCTION tenantry_append_batch(
     schema_versions integer[], payloads jsonb[], metadatas jsonb[], recorded_ats timestamptz[],
     hashes bytea[])
 RETURNS TABLE (stream integer, version bigint, event_position bigint, event_transaction bigint)
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, public SET plan_cache_mode = force_generic_plan AS $$
 BEGIN
     RETURN QUERY
     WITH s AS (
