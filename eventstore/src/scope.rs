@@ -15,16 +15,25 @@ use crate::append::Prepared;
 use crate::group::GroupCommit;
 use crate::{RecordedEvent, StoreError, Vault};
 
-/// The event store: a connection pool and the scopes work runs in.
+/// The event store: its connection pools and the scopes work runs in.
+///
+/// Tenant work and system work use pools of their own. A cached plan of a statement on a
+/// table with row-level security belongs to the role it was planned for; a connection that
+/// served `tenantry_app` and `tenantry_system` in turn planned its statements again at every
+/// switch (an eighth of PostgreSQL's time under the HTTP benchmark).
 #[derive(Clone, Debug)]
 pub struct EventStore {
+    /// Tenant transactions, group commit, and statements outside any scope.
     pool: PgPool,
+    /// System transactions (relay, projections, platform admin).
+    system: PgPool,
     vault: Vault,
     group: GroupCommit,
 }
 
 impl EventStore {
-    /// Connects a pool to `url`. Every connection gets `idle_in_transaction_session_timeout`,
+    /// Connects to `url`: at most `max_connections` for tenant work, and a quarter as many
+    /// again (at least two) for system work. Every connection gets `idle_in_transaction_session_timeout`,
     /// so a forgotten transaction cannot hold the feed back for long, and plans its prepared
     /// statements once (`plan_cache_mode = force_generic_plan`): left to choose, PostgreSQL
     /// planned most of them again on every execution, because a generic plan over the 16
@@ -40,17 +49,29 @@ impl EventStore {
                 ("plan_cache_mode", "force_generic_plan"),
             ])
             .application_name("tenantry");
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
-            .await?;
-        Ok(Self::from_pool(pool))
+        let system_connections = (max_connections / 4).max(2);
+        let pool = |max: u32| {
+            PgPoolOptions::new()
+                .max_connections(max)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_lazy_with(options.clone())
+        };
+        let tenant = pool(max_connections);
+        // Fail here, not at the first request, when the database cannot be reached.
+        drop(tenant.acquire().await?);
+        Ok(Self {
+            group: GroupCommit::new(tenant.clone()),
+            system: pool(system_connections),
+            pool: tenant,
+            vault: Vault::disabled(),
+        })
     }
 
+    /// The store on one pool for all work.
     pub fn from_pool(pool: PgPool) -> Self {
         Self {
             group: GroupCommit::new(pool.clone()),
+            system: pool.clone(),
             pool,
             vault: Vault::disabled(),
         }
@@ -122,7 +143,7 @@ impl EventStore {
     /// When no connection can be had or the database refuses.
     pub async fn begin_system(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
         Ok(self
-            .pool
+            .system
             .begin_with(
                 "BEGIN; SELECT set_config('role', 'tenantry_system', true), \
                         set_config('tenantry.tenant_id', '', true)",
