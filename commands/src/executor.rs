@@ -5,6 +5,10 @@
 //! ([`Loaded::save`]) to one or more streams. If any append finds its stream moved, the whole
 //! transaction is rolled back and the command is decided again from a fresh load (bounded,
 //! with jitter). A refusal by the domain never retries.
+//!
+//! A command that appends to one stream and writes nothing else can instead stage its append
+//! ([`Loaded::stage`]) in a read transaction and have it group-committed with other commands'
+//! appends ([`CommandBus::transact_grouped`]); conflicts retry the same way.
 
 use std::sync::Arc;
 use std::time::Duration;
