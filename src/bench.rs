@@ -262,30 +262,22 @@ async fn append_scenario(
             let started = Instant::now();
             let metadata = Metadata::default();
             match mode {
-                AppendMode::Fresh => {
-                    let tenant = TenantId::new();
+                AppendMode::Fresh | AppendMode::Existing => {
+                    let (tenant, stream, expected) = if mode == AppendMode::Fresh {
+                        (TenantId::new(), Uuid::now_v7(), Expected::NoStream)
+                    } else {
+                        let (tenant, streams) = &writers[writer];
+                        let stream = streams[n as usize % streams.len()];
+                        let mut tx = store.begin_tenant(*tenant).await?;
+                        let history = read_stream(&mut tx, *tenant, "bench", stream).await?;
+                        tx.commit().await?;
+                        (*tenant, stream, Expected::after(&history)?)
+                    };
                     let append = Prepared::new(
                         tenant,
                         "bench",
-                        Uuid::now_v7(),
-                        Expected::NoStream,
-                        vec![new_event()],
-                        &metadata,
-                        Utc::now(),
-                    )?;
-                    store.append_grouped(append).await?;
-                }
-                AppendMode::Existing => {
-                    let (tenant, streams) = &writers[writer];
-                    let stream = streams[n as usize % streams.len()];
-                    let mut tx = store.begin_tenant(*tenant).await?;
-                    let history = read_stream(&mut tx, *tenant, "bench", stream).await?;
-                    tx.commit().await?;
-                    let append = Prepared::new(
-                        *tenant,
-                        "bench",
                         stream,
-                        Expected::after(&history)?,
+                        expected,
                         vec![new_event()],
                         &metadata,
                         Utc::now(),

@@ -267,6 +267,31 @@ async fn grouped_appends_of_many_tenants_each_hear_their_own_outcome() {
     let used_id = history[0].event_id;
     let at_one = Expected::after(&history).unwrap();
 
+    // A wave of fresh appends on their own: different tenants' appends are committed
+    // together (in one transaction). (The wave below holds a bad append, so its batch is
+    // written again one by one.)
+    let wave = futures::future::join_all((0..8).map(|i| {
+        store.append_grouped(prepared(
+            tenants[i % 4],
+            Uuid::now_v7(),
+            Expected::NoStream,
+            vec![event(0)],
+        ))
+    }))
+    .await;
+    let mut batched: std::collections::HashMap<i64, HashSet<Uuid>> = Default::default();
+    for recorded in wave {
+        let recorded = recorded.unwrap();
+        batched
+            .entry(recorded[0].cursor.transaction_id)
+            .or_default()
+            .insert(recorded[0].tenant_id);
+    }
+    assert!(
+        batched.values().any(|tenants| tenants.len() > 1),
+        "no two tenants' appends were committed together: {batched:?}"
+    );
+
     enum Kind {
         Fresh,
         Contested,
@@ -351,7 +376,9 @@ async fn grouped_appends_of_many_tenants_each_hear_their_own_outcome() {
         let reports = verify_tenant(&mut tx, *tenant).await.unwrap();
         tx.commit().await.unwrap();
         assert!(history.iter().all(|e| e.tenant_id == tenant.as_uuid()));
-        let expected_events = 6 * 2
+        // Two of the first wave, six fresh streams of two events, and:
+        let expected_events = 2
+            + 6 * 2
             + match i {
                 0 => 2, // the contested stream: its first event and the winner's
                 1 => 1, // the taken stream's first event
