@@ -450,7 +450,11 @@ async fn http_scenario(
                 if let Ok(lags) = projection_lags(&store).await {
                     let worst = lags.iter().map(|(_, lag)| *lag).fold(0.0, f64::max);
                     if trace && worst > 100.0 {
-                        eprintln!("  {:>7.3} s  lag {lags:?}", began.elapsed().as_secs_f64());
+                        eprintln!(
+                            "  {:>7.3} s {:?} lag {lags:?}",
+                            began.elapsed().as_secs_f64(),
+                            chrono::Utc::now().time()
+                        );
                     }
                     samples.worst.push(worst);
                     for (name, lag) in lags {

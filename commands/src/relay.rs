@@ -11,6 +11,10 @@
 //! - One relay publishes at a time: it holds a session advisory lock on its own connection,
 //!   and reads and checkpoints through that connection, so a relay that lost its lock (its
 //!   connection died) cannot move the checkpoint.
+//! - A step is one round trip to PostgreSQL: the checkpoint of what the previous steps
+//!   published is saved by the statement that reads the next batch (so the stored checkpoint
+//!   trails NATS by at most one step, and [`Relay::flush`] saves it at once). The
+//!   connection runs as `tenantry_system` for its whole session; it is the relay's alone.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,8 +23,7 @@ use async_nats::jetstream::message::PublishMessage;
 use bytes::Bytes;
 use sqlx::{Connection, PgConnection};
 use tenantry_eventstore::bus::{Bus, HEADER_CURSOR, HEADER_PREV_CURSOR, HEADER_TENANT};
-use tenantry_eventstore::read::read_feed;
-use tenantry_eventstore::scope::enter_system;
+use tenantry_eventstore::read::read_feed_saving;
 use tenantry_eventstore::{Cursor, EventStore, RecordedEvent, StoreError};
 use tokio::sync::{watch, Notify};
 
@@ -56,6 +59,10 @@ pub struct Relay {
     conn: Option<PgConnection>,
     /// Whether `conn` holds the lock.
     holding: bool,
+    /// Everything up to here is acknowledged by NATS (read when the lock was taken).
+    acknowledged: Cursor,
+    /// The checkpoint as stored.
+    saved: Cursor,
 }
 
 impl Relay {
@@ -69,6 +76,8 @@ impl Relay {
             idle_poll: Duration::from_millis(50),
             conn: None,
             holding: false,
+            acknowledged: Cursor::START,
+            saved: Cursor::START,
         }
     }
 
@@ -92,18 +101,41 @@ impl Relay {
                 .conn
                 .insert(PgConnection::connect_with(&self.store.pool().connect_options()).await?),
         };
-        let held = sqlx::query_as::<_, (bool,)>("SELECT pg_try_advisory_lock($1)")
-            .bind(RELAY_LOCK)
-            .fetch_one(conn)
-            .await;
-        match held {
-            Ok((held,)) => self.holding = held,
+        match take_lock(conn).await {
+            Ok(Some(checkpoint)) => {
+                self.holding = true;
+                (self.acknowledged, self.saved) = (checkpoint, checkpoint);
+            }
+            Ok(None) => {}
             Err(err) => {
                 self.conn = None;
-                return Err(err.into());
+                return Err(err);
             }
         }
         Ok(self.holding)
+    }
+
+    /// Saves the checkpoint now if a step moved it since it was last stored.
+    ///
+    /// # Errors
+    /// When the database is unreachable; the next step saves it then.
+    pub async fn flush(&mut self) -> Result<(), RelayError> {
+        let Some(conn) = self.conn.as_mut().filter(|_| self.holding) else {
+            return Ok(());
+        };
+        if self.acknowledged > self.saved {
+            // A read of nothing, saving the checkpoint on the way.
+            read_feed_saving(
+                conn,
+                RELAY_NAME,
+                Some(self.acknowledged),
+                self.acknowledged,
+                0,
+            )
+            .await?;
+            self.saved = self.acknowledged;
+        }
+        Ok(())
     }
 
     /// Publishes the next batch of the feed and moves the checkpoint over what NATS
@@ -118,13 +150,32 @@ impl Relay {
         let Some(conn) = self.conn.as_mut().filter(|_| self.holding) else {
             return Ok(0);
         };
-        let result = publish_batch(conn, &self.bus, self.batch_size).await;
-        if let Err(RelayError::Store(_)) = &result {
-            // The lock connection may be gone; acquire again before the next step.
-            self.conn = None;
-            self.holding = false;
-        }
-        let published = result?;
+        let save = (self.acknowledged > self.saved).then_some(self.acknowledged);
+        let events = match read_feed_saving(
+            conn,
+            RELAY_NAME,
+            save,
+            self.acknowledged,
+            self.batch_size,
+        )
+        .await
+        {
+            Ok(events) => events,
+            Err(err) => {
+                // The lock connection may be gone; acquire again before the next step.
+                self.conn = None;
+                self.holding = false;
+                return Err(err.into());
+            }
+        };
+        self.saved = self.acknowledged;
+        let (acknowledged, result) = publish(&self.bus, self.acknowledged, &events).await;
+        let published = events
+            .iter()
+            .take_while(|e| e.cursor <= acknowledged)
+            .count();
+        self.acknowledged = acknowledged;
+        result?;
         tracing::Span::current().record("published", published);
         metrics::counter!("tenantry_relay_published_total").increment(published as u64);
         Ok(published)
@@ -169,36 +220,46 @@ impl Relay {
                 _ = shutdown.changed() => {}
             }
         }
+        if let Err(err) = self.flush().await {
+            tracing::warn!(error = %err, "relay checkpoint not saved at shutdown");
+        }
     }
 }
 
-async fn load_checkpoint(conn: &mut PgConnection) -> Result<Cursor, RelayError> {
+/// Takes the relay lock on `conn`; when taken, the connection becomes `tenantry_system` for
+/// the rest of its session and the stored checkpoint is returned.
+async fn take_lock(conn: &mut PgConnection) -> Result<Option<Cursor>, RelayError> {
+    let (held,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)")
+        .bind(RELAY_LOCK)
+        .fetch_one(&mut *conn)
+        .await?;
+    if !held {
+        return Ok(None);
+    }
+    sqlx::query("SELECT set_config('role', 'tenantry_system', false)")
+        .execute(&mut *conn)
+        .await?;
     let row: Option<(i64, i64)> =
         sqlx::query_as("SELECT transaction_id, position FROM relay_checkpoints WHERE name = $1")
             .bind(RELAY_NAME)
             .fetch_optional(&mut *conn)
             .await?;
-    Ok(row.map_or(Cursor::START, |(tx, pos)| Cursor::new(tx, pos)))
+    Ok(Some(
+        row.map_or(Cursor::START, |(tx, pos)| Cursor::new(tx, pos)),
+    ))
 }
 
-async fn publish_batch(
-    conn: &mut PgConnection,
+/// Publishes `events` (the feed right after `checkpoint`), pipelined, and returns the cursor
+/// of the last one NATS acknowledged in order, with the first failure if there was one.
+async fn publish(
     bus: &Bus,
-    limit: i64,
-) -> Result<usize, RelayError> {
-    let mut tx = conn.begin().await?;
-    enter_system(&mut tx).await?;
-    let checkpoint = load_checkpoint(&mut tx).await?;
-    let events = read_feed(&mut tx, checkpoint, limit).await?;
-    tx.commit().await?;
-    if events.is_empty() {
-        return Ok(0);
-    }
-
+    checkpoint: Cursor,
+    events: &[RecordedEvent],
+) -> (Cursor, Result<(), RelayError>) {
     let mut pending = Vec::with_capacity(events.len());
     let mut prev = checkpoint;
     let mut send_error = None;
-    for event in &events {
+    for event in events {
         match bus
             .jetstream
             .send_publish(bus.subject_for(event), message(event, prev))
@@ -214,41 +275,19 @@ async fn publish_batch(
     }
 
     let mut acknowledged = checkpoint;
-    let mut published = 0;
     let mut ack_error = None;
     for (cursor, ack) in pending {
         match ack.await {
-            Ok(_) => {
-                acknowledged = cursor;
-                published += 1;
-            }
+            Ok(_) => acknowledged = cursor,
             Err(err) => {
                 ack_error = Some(err.to_string());
                 break;
             }
         }
     }
-
-    if acknowledged > checkpoint {
-        let mut tx = conn.begin().await?;
-        enter_system(&mut tx).await?;
-        sqlx::query(
-            "INSERT INTO relay_checkpoints (name, transaction_id, position, updated_at) \
-             VALUES ($1, $2, $3, now()) \
-             ON CONFLICT (name) DO UPDATE \
-             SET transaction_id = EXCLUDED.transaction_id, position = EXCLUDED.position, \
-                 updated_at = now()",
-        )
-        .bind(RELAY_NAME)
-        .bind(acknowledged.transaction_id)
-        .bind(acknowledged.position)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-    }
     match ack_error.or(send_error) {
-        Some(err) => Err(RelayError::Publish(err)),
-        None => Ok(published),
+        Some(err) => (acknowledged, Err(RelayError::Publish(err))),
+        None => (acknowledged, Ok(())),
     }
 }
 

@@ -88,9 +88,16 @@ pub async fn read_streams(
                 let vt = bind(&mut query_args, via_type.to_owned())?;
                 let vs = bind(&mut query_args, via_id.to_string())?;
                 let f = bind(&mut query_args, field.to_owned())?;
+                // The first event by `ORDER BY version LIMIT 1`, not `version = 1`: both are
+                // exact, but only this form makes the primary key the cheapest index in a
+                // generic plan whatever the statistics say (with `version = 1` PostgreSQL may
+                // pick the tenant index and filter every event of the tenant).
                 branches.push(format!(
-                    "SELECT {i} AS k, ${t}::text AS t, (payload->>${f}::text)::uuid AS s FROM events \
-                     WHERE tenant_id = $1 AND stream_type = ${vt}::text AND stream_id = ${vs}::uuid AND version = 1"
+                    "SELECT {i} AS k, ${t}::text AS t, \
+                            (SELECT (payload->>${f}::text)::uuid FROM events \
+                             WHERE tenant_id = $1 AND stream_type = ${vt}::text \
+                               AND stream_id = ${vs}::uuid \
+                             ORDER BY version LIMIT 1) AS s"
                 ));
             }
         }
@@ -98,17 +105,17 @@ pub async fn read_streams(
     if branches.is_empty() {
         return Ok(Vec::new());
     }
+    // Each stream by a lateral lookup on the primary key: a join let PostgreSQL hash all of
+    // the tenant's events when its statistics took the tenant for a small one.
     let sql = format!(
         "WITH wanted AS ({}) \
-         SELECT w.k, {} FROM wanted w JOIN events ON events.tenant_id = $1 \
-           AND events.stream_type = w.t AND events.stream_id = w.s \
-         ORDER BY w.k, events.version",
+         SELECT w.k, e.* FROM wanted w CROSS JOIN LATERAL ( \
+             SELECT {EVENT_COLUMNS} FROM events \
+             WHERE events.tenant_id = $1 AND events.stream_type = w.t \
+               AND events.stream_id = w.s \
+             ORDER BY events.version) AS e \
+         ORDER BY w.k, e.version",
         branches.join(" UNION ALL "),
-        EVENT_COLUMNS
-            .split(", ")
-            .map(|c| format!("events.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ")
     );
     let rows = sqlx::query_with(&sql, query_args).fetch_all(conn).await?;
     let mut streams: Vec<Vec<RecordedEvent>> = vec![Vec::new(); wanted.len()];
@@ -134,6 +141,9 @@ pub async fn feed_horizon(conn: &mut PgConnection) -> Result<String, StoreError>
 
 /// Up to `limit` events of the whole platform after `after`, in feed order (system scope).
 ///
+/// One round trip: `tenantry_feed` (migration 0011) computes the horizon and then reads below
+/// it, each in a snapshot of its own.
+///
 /// # Errors
 /// On a database or decoding failure.
 pub async fn read_feed(
@@ -141,18 +151,48 @@ pub async fn read_feed(
     after: Cursor,
     limit: i64,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
-    let sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM events \
-         WHERE (transaction_id, position) > ($1::text::xid8, $2) \
-           AND transaction_id < $4::text::xid8 \
-         ORDER BY events.transaction_id, events.position LIMIT $3"
-    );
-    let horizon = feed_horizon(&mut *conn).await?;
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM tenantry_feed($1, $2, $3) AS events");
     let rows = sqlx::query(&sql)
-        .bind(after.transaction_id.to_string())
+        .bind(after.transaction_id)
         .bind(after.position)
         .bind(limit)
-        .bind(horizon)
+        .fetch_all(conn)
+        .await?;
+    decode_all(rows)
+}
+
+/// [`read_feed`] for the relay named `relay`, saving its checkpoint at `save` (when given) in
+/// the same statement: one round trip per relay step. The checkpoint row is the relay's own
+/// (`relay_checkpoints`); the caller holds the relay lock on `conn`.
+///
+/// # Errors
+/// On a database or decoding failure; then neither the checkpoint moved nor was anything read.
+pub async fn read_feed_saving(
+    conn: &mut PgConnection,
+    relay: &str,
+    save: Option<Cursor>,
+    after: Cursor,
+    limit: i64,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let Some(save) = save else {
+        return read_feed(conn, after, limit).await;
+    };
+    let sql = format!(
+        "WITH saved AS ( \
+             INSERT INTO relay_checkpoints (name, transaction_id, position, updated_at) \
+             VALUES ($4, $5, $6, now()) \
+             ON CONFLICT (name) DO UPDATE \
+             SET transaction_id = EXCLUDED.transaction_id, position = EXCLUDED.position, \
+                 updated_at = now()) \
+         SELECT {EVENT_COLUMNS} FROM tenantry_feed($1, $2, $3) AS events"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(after.transaction_id)
+        .bind(after.position)
+        .bind(limit)
+        .bind(relay)
+        .bind(save.transaction_id)
+        .bind(save.position)
         .fetch_all(conn)
         .await?;
     decode_all(rows)

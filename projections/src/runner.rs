@@ -1,4 +1,10 @@
 //! The projection runner.
+//!
+//! Each runner has a PostgreSQL connection of its own, `tenantry_system` for its whole
+//! session, and applies a batch in `2 + k` round trips, where `k` is the number of statements
+//! the projection writes it with: the first begins the transaction and locks and reads the
+//! checkpoint, the last moves the checkpoint and commits. A batch that fails is rolled back
+//! on the same connection (or the connection is dropped), so no transaction outlives it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,7 +13,7 @@ use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::message::Message;
 use async_nats::jetstream::AckKind;
 use futures::{FutureExt, StreamExt};
-use sqlx::PgConnection;
+use sqlx::{Connection, Executor, PgConnection, Row};
 use tenantry_eventstore::bus::{Bus, HEADER_CURSOR, HEADER_PREV_CURSOR};
 use tenantry_eventstore::read::read_feed_between;
 use tenantry_eventstore::{Cursor, EventStore, RecordedEvent};
@@ -35,6 +41,8 @@ pub struct Runner {
     projection: Arc<dyn Projection>,
     messages: Option<pull::Stream>,
     batch_size: usize,
+    /// The runner's own connection, opened on first use.
+    conn: Option<PgConnection>,
 }
 
 impl Runner {
@@ -45,6 +53,7 @@ impl Runner {
             projection,
             messages: None,
             batch_size: 500,
+            conn: None,
         }
     }
 
@@ -151,37 +160,21 @@ impl Runner {
         }
     }
 
-    async fn apply_batch(&self, batch: &[Message]) -> Result<Outcome, ProjectionError> {
-        let name = self.projection.name();
-        let mut tx = self.store.begin_system().await?;
-        let mut checkpoint = lock_checkpoint(&mut tx, name).await?;
-        let (mut applied, mut skipped) = (0, 0);
-        let mut events = Vec::with_capacity(batch.len());
-        for message in batch {
-            let Some(delivered) = Delivered::parse(message) else {
-                // Unreadable: leave it. The next message will show the hole and the event is
-                // filled in from the store.
-                tracing::error!(projection = name, subject = %message.subject, "malformed event message");
-                continue;
-            };
-            if delivered.event.cursor <= checkpoint {
-                skipped += 1;
-                continue;
-            }
-            if delivered.prev != checkpoint {
-                // Something between the checkpoint and this event was not delivered (yet):
-                // take it from the store, which holds the feed in the same order.
-                events
-                    .extend(read_feed_between(&mut tx, checkpoint, delivered.event.cursor).await?);
-            }
-            checkpoint = delivered.event.cursor;
-            events.push(delivered.event);
+    async fn apply_batch(&mut self, batch: &[Message]) -> Result<Outcome, ProjectionError> {
+        if self.conn.is_none() {
+            let mut conn = PgConnection::connect_with(&self.store.pool().connect_options()).await?;
+            sqlx::query("SELECT set_config('role', 'tenantry_system', false)")
+                .execute(&mut conn)
+                .await?;
+            self.conn = Some(conn);
         }
-        applied += events.len();
-        self.projection.apply_batch(&mut tx, &events).await?;
-        save_checkpoint(&mut tx, name, checkpoint).await?;
-        tx.commit().await?;
-        Ok(Outcome::Processed { applied, skipped })
+        let conn = self.conn.as_mut().expect("just opened");
+        let result = apply_in_transaction(conn, self.projection.as_ref(), batch).await;
+        if result.is_err() && conn.execute("ROLLBACK").await.is_err() {
+            // The connection is broken; a new one is opened for the next batch.
+            self.conn = None;
+        }
+        result
     }
 
     /// Processes batches until `shutdown` turns true.
@@ -219,40 +212,57 @@ impl Delivered {
     }
 }
 
-async fn lock_checkpoint(
+/// Applies `batch` in one transaction on `conn`, with the projection's checkpoint: locked and
+/// read in the round trip that begins the transaction, moved in the one that commits it.
+async fn apply_in_transaction(
     conn: &mut PgConnection,
-    projection: &str,
-) -> Result<Cursor, ProjectionError> {
-    sqlx::query(
-        "INSERT INTO projection_checkpoints (projection, transaction_id, position) \
-         VALUES ($1, 0, 0) ON CONFLICT (projection) DO NOTHING",
-    )
-    .bind(projection)
-    .execute(&mut *conn)
-    .await?;
-    let (tx, pos): (i64, i64) = sqlx::query_as(
-        "SELECT transaction_id, position FROM projection_checkpoints \
-         WHERE projection = $1 FOR UPDATE",
-    )
-    .bind(projection)
-    .fetch_one(&mut *conn)
-    .await?;
-    Ok(Cursor::new(tx, pos))
-}
-
-async fn save_checkpoint(
-    conn: &mut PgConnection,
-    projection: &str,
-    at: Cursor,
-) -> Result<(), ProjectionError> {
-    sqlx::query(
-        "UPDATE projection_checkpoints SET transaction_id = $2, position = $3, updated_at = now() \
-         WHERE projection = $1",
-    )
-    .bind(projection)
-    .bind(at.transaction_id)
-    .bind(at.position)
-    .execute(conn)
-    .await?;
-    Ok(())
+    projection: &dyn Projection,
+    batch: &[Message],
+) -> Result<Outcome, ProjectionError> {
+    let name = projection.name();
+    // A projection's name is a constant of its code; quoted all the same.
+    let literal = name.replace('\'', "''");
+    // The no-op update creates the row on first use and locks it as `FOR UPDATE` would.
+    let begin = format!(
+        "BEGIN; \
+         INSERT INTO projection_checkpoints AS c (projection, transaction_id, position) \
+         VALUES ('{literal}', 0, 0) \
+         ON CONFLICT (projection) DO UPDATE SET projection = c.projection \
+         RETURNING c.transaction_id, c.position"
+    );
+    // Through `Executor` (whose futures are `Send`), not `RawSql`'s own methods.
+    let begun = conn.fetch_one(sqlx::raw_sql(&begin)).await?;
+    let mut checkpoint = Cursor::new(begun.try_get(0)?, begun.try_get(1)?);
+    let (mut applied, mut skipped) = (0, 0);
+    let mut events = Vec::with_capacity(batch.len());
+    for message in batch {
+        let Some(delivered) = Delivered::parse(message) else {
+            // Unreadable: leave it. The next message will show the hole and the event is
+            // filled in from the store.
+            tracing::error!(projection = name, subject = %message.subject, "malformed event message");
+            continue;
+        };
+        if delivered.event.cursor <= checkpoint {
+            skipped += 1;
+            continue;
+        }
+        if delivered.prev != checkpoint {
+            // Something between the checkpoint and this event was not delivered (yet): take
+            // it from the store, which holds the feed in the same order.
+            events.extend(read_feed_between(&mut *conn, checkpoint, delivered.event.cursor).await?);
+        }
+        checkpoint = delivered.event.cursor;
+        events.push(delivered.event);
+    }
+    applied += events.len();
+    projection.apply_batch(&mut *conn, &events).await?;
+    let commit = format!(
+        "UPDATE projection_checkpoints \
+         SET transaction_id = {}, position = {}, updated_at = now() \
+         WHERE projection = '{literal}'; \
+         COMMIT",
+        checkpoint.transaction_id, checkpoint.position
+    );
+    conn.execute(sqlx::raw_sql(&commit)).await?;
+    Ok(Outcome::Processed { applied, skipped })
 }
