@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tenantry_api::auth::{AdminKey, LastUsed};
+use tenantry_api::credentials::CredentialCache;
 use tenantry_api::rate_limit::RateLimits;
 use tenantry_api::AppState;
 use tenantry_commands::{CommandBus, Relay};
@@ -119,7 +120,13 @@ impl Application {
             None
         };
         let last_used = LastUsed::default();
+        let credentials = CredentialCache::default();
         if settings.run_api {
+            workers.spawn(
+                credentials
+                    .clone()
+                    .listen(store.pool().clone(), stopped.clone()),
+            );
             workers.spawn(flush_last_used(
                 last_used.clone(),
                 store.clone(),
@@ -131,6 +138,7 @@ impl Application {
             store,
             nats,
             admin_key: AdminKey::new(&settings.admin_key),
+            credentials,
             last_used,
             rate_limits: Arc::new(RateLimits::new(settings.rate_limit_per_minute)),
             consistency_timeout: settings.consistency_timeout,

@@ -410,6 +410,8 @@ async fn revoke_widget_key(
         .commands
         .agent_instance(org, instance, action, &command.request)
         .await?;
+    // Refused from now on here; other servers hear of it from PostgreSQL.
+    state.credentials.forget_all();
     Ok(answer(
         StatusCode::OK,
         &done,

@@ -159,6 +159,8 @@ async fn revoke(
         .commands
         .organization(org, what, &command.request)
         .await?;
+    // Refused from now on here; other servers hear of it from PostgreSQL.
+    state.credentials.forget_all();
     Ok(answer(
         StatusCode::OK,
         &done,

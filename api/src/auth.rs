@@ -4,7 +4,8 @@
 //! organization secret key (`sk_live_…`), acting with the role it was issued for; or a
 //! publishable widget key (`pk_widget_…`), bound to one agent instance. Keys are looked up by
 //! the SHA-256 of the presented secret in `credentials`, which the issuing and revoking
-//! commands write in their own transactions, so a revoked key fails at once.
+//! commands write in their own transactions, so a revoked key fails at once. What a lookup
+//! finds is kept in memory while PostgreSQL can announce changes to it ([`crate::credentials`]).
 //!
 //! Authorization answers 404, never 403, for anything in another tenant, and 403 for a role or
 //! key type that may not.
@@ -21,6 +22,7 @@ use tenantry_commands::keys::{self, API_KEY_PREFIX, WIDGET_KEY_PREFIX};
 use tenantry_domain::{AgentInstanceId, OrganizationId, Role};
 use uuid::Uuid;
 
+use crate::credentials::Credential;
 use crate::{ApiError, AppState};
 
 /// The configured platform admin key, kept only as its SHA-256 digest. Comparing digests
@@ -232,23 +234,24 @@ pub async fn authenticate(state: &AppState, key: &str) -> Result<Principal, ApiE
         return Err(ApiError::Unauthorized);
     }
     let hash = keys::hash(key);
-    #[derive(sqlx::FromRow)]
-    struct Credential {
-        tenant_id: Uuid,
-        key_id: Uuid,
-        kind: String,
-        role: Option<String>,
-        agent_instance_id: Option<Uuid>,
-        revoked_at: Option<DateTime<Utc>>,
-    }
-    // One round trip, outside any transaction (migration 0008).
-    let credential: Option<Credential> = sqlx::query_as(
-        "SELECT tenant_id, key_id, kind, role, agent_instance_id, revoked_at \
-         FROM tenantry_credential($1)",
-    )
-    .bind(&hash)
-    .fetch_optional(state.store.pool())
-    .await?;
+    let credential = match state.credentials.get(&hash) {
+        Some(credential) => Some(credential),
+        None => {
+            let epoch = state.credentials.epoch();
+            // One round trip, outside any transaction (migration 0008).
+            let credential: Option<Credential> = sqlx::query_as(
+                "SELECT tenant_id, key_id, kind, role, agent_instance_id, revoked_at \
+                 FROM tenantry_credential($1)",
+            )
+            .bind(&hash)
+            .fetch_optional(state.store.pool())
+            .await?;
+            if let Some(credential) = &credential {
+                state.credentials.keep(&hash, credential.clone(), epoch);
+            }
+            credential
+        }
+    };
     let Some(Credential {
         tenant_id: tenant,
         key_id,

@@ -14,6 +14,7 @@ pub mod billing;
 pub mod command;
 pub mod consistency;
 pub mod conversations;
+pub mod credentials;
 pub mod erasure;
 pub mod error;
 pub mod extract;
@@ -50,6 +51,8 @@ pub struct AppState {
     pub store: EventStore,
     pub nats: async_nats::Client,
     pub admin_key: auth::AdminKey,
+    /// Credentials kept between requests while their changes can be heard.
+    pub credentials: credentials::CredentialCache,
     /// When keys were last used, flushed in batches.
     pub last_used: auth::LastUsed,
     pub rate_limits: std::sync::Arc<rate_limit::RateLimits>,

@@ -5,7 +5,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tenantry_domain::Role;
 
-use crate::helpers::{spawn_app, ADMIN_KEY};
+use std::time::Duration;
+
+use crate::helpers::{eventually, spawn_app, ADMIN_KEY};
 use crate::walkthrough::organization;
 
 /// What a route needs.
@@ -433,4 +435,89 @@ async fn every_route_answers_every_caller_as_it_should() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// Servers keep credentials in memory between requests. A revocation by another server
+/// reaches this one through PostgreSQL's notification; one through this server counts at once.
+#[tokio::test]
+async fn kept_credentials_are_forgotten_when_revoked_anywhere() {
+    let app = spawn_app().await;
+    let (org, mut owner) = organization(&app, "keeper", "pro").await;
+    let mut db = crate::helpers::superuser(&app.database_url).await;
+    let mut issue = async |name: &str| {
+        let key = owner
+            .ok(
+                Method::POST,
+                &format!("/v1/organizations/{org}/api-keys"),
+                Some(json!({ "name": name, "role": "member" })),
+            )
+            .await;
+        (
+            key["id"].as_str().unwrap().to_owned(),
+            key["secret"].as_str().unwrap().to_owned(),
+        )
+    };
+    let status = async |secret: &str| {
+        app.client
+            .get(app.url(&format!("/v1/organizations/{org}")))
+            .bearer_auth(secret)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    let revoke_in_database = async |db: &mut sqlx::PgConnection, id: &str, announce: bool| {
+        // Without the trigger (as a server of an older version, or a hand edit, would write).
+        let role = if announce { "origin" } else { "replica" };
+        sqlx::query(&format!("SET session_replication_role = {role}"))
+            .execute(&mut *db)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE credentials SET revoked_at = now() WHERE key_id = $1::uuid")
+            .bind(id)
+            .execute(&mut *db)
+            .await
+            .unwrap();
+    };
+
+    // The answer is kept: a change PostgreSQL does not announce goes unseen. (The server
+    // keeps nothing until its listener is up, so try with fresh keys until it is.)
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing is ever kept"
+        );
+        let (id, secret) = issue("silent").await;
+        assert_eq!(status(&secret).await, StatusCode::OK);
+        revoke_in_database(&mut db, &id, false).await;
+        if status(&secret).await == StatusCode::OK {
+            break;
+        }
+    }
+
+    // Revoked by another server: announced at commit, forgotten here within moments.
+    let (id, secret) = issue("elsewhere").await;
+    assert_eq!(status(&secret).await, StatusCode::OK);
+    assert_eq!(status(&secret).await, StatusCode::OK);
+    revoke_in_database(&mut db, &id, true).await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            status(&secret).await == StatusCode::UNAUTHORIZED
+        })
+        .await,
+        "a key revoked elsewhere kept working"
+    );
+
+    // Revoked through this server: refused from its very next request.
+    let (id, secret) = issue("here").await;
+    assert_eq!(status(&secret).await, StatusCode::OK);
+    owner
+        .ok(
+            Method::DELETE,
+            &format!("/v1/organizations/{org}/api-keys/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status(&secret).await, StatusCode::UNAUTHORIZED);
 }
