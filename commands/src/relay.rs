@@ -29,6 +29,8 @@ use tokio::sync::{watch, Notify};
 
 /// Advisory lock key of the publishing relay ("tenantry" in ASCII).
 const RELAY_LOCK: i64 = 0x7465_6e61_6e74_7279;
+/// The least time between the starts of two steps, while the feed keeps up.
+const LINGER: Duration = Duration::from_millis(5);
 /// The relay's row in `relay_checkpoints`.
 pub const RELAY_NAME: &str = "feed";
 
@@ -181,6 +183,24 @@ impl Relay {
         Ok(published)
     }
 
+    /// A step, begun no sooner than [`LINGER`] after the previous one unless that one found
+    /// a full batch: under a steady load a step then carries the commits of a few
+    /// milliseconds rather than one or two (a step costs the same for one event as for
+    /// hundreds: the feed horizon, a read, a round of acknowledgements).
+    async fn step_lingering(
+        &mut self,
+        last_step: &mut tokio::time::Instant,
+    ) -> Result<usize, RelayError> {
+        tokio::time::sleep_until(*last_step + LINGER).await;
+        *last_step = tokio::time::Instant::now();
+        let published = self.step().await?;
+        if published as i64 >= self.batch_size {
+            // A backlog: the next step goes at once.
+            *last_step -= LINGER;
+        }
+        Ok(published)
+    }
+
     /// Runs until `shutdown` turns true: acquire the lock, then publish whenever the feed
     /// moves (woken by in-process commits, and polled for commits made elsewhere).
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
@@ -188,10 +208,11 @@ impl Relay {
             tracing::error!(error = %err, "cannot create the JetStream stream yet");
         }
         let mut backoff = Duration::from_millis(100);
+        let mut last_step = tokio::time::Instant::now();
         while !*shutdown.borrow() {
             let wait = match self.try_acquire().await {
                 Ok(false) => Duration::from_secs(1),
-                Ok(true) => match self.step().await {
+                Ok(true) => match self.step_lingering(&mut last_step).await {
                     Ok(n) if n > 0 => {
                         backoff = Duration::from_millis(100);
                         continue;
