@@ -99,7 +99,8 @@ fn run_checked(mut cmd: Command, what: &str) -> anyhow::Result<()> {
 }
 
 impl Services {
-    /// Starts PostgreSQL and NATS under `dir` (initialising them on first use).
+    /// Starts PostgreSQL and NATS under `dir` (initialising them on first use), PostgreSQL
+    /// with `settings` (`name=value`) over its defaults.
     ///
     /// # Errors
     /// When a binary is missing or a service does not come up.
@@ -108,7 +109,7 @@ impl Services {
         pg_port: u16,
         nats_port: u16,
         fresh: bool,
-        fast: bool,
+        settings: &[&str],
     ) -> anyhow::Result<Self> {
         let pg_bin = pg_bin_dir()?;
         let nats_bin = nats_binary()?;
@@ -159,16 +160,8 @@ impl Services {
                 "unix_socket_directories=",
             ])
             .args(["-c", "max_connections=300"]);
-        if fast {
-            // Throwaway test data: durability buys nothing here.
-            postgres.args([
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-            ]);
+        for setting in settings {
+            postgres.args(["-c", setting]);
         }
         let postgres = postgres
             .stdout(out)
@@ -356,6 +349,14 @@ fn dev_master_key(dir: &Path) -> anyhow::Result<MasterKey> {
     Ok(key)
 }
 
+/// PostgreSQL settings for the services the tests run against: throwaway data, so durability
+/// buys nothing.
+const TEST_SETTINGS: &[&str] = &[
+    "fsync=off",
+    "synchronous_commit=off",
+    "full_page_writes=off",
+];
+
 /// Runs `tenantry dev`.
 ///
 /// # Errors
@@ -366,7 +367,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         args.pg_port,
         args.nats_port,
         args.fresh,
-        args.services_only,
+        if args.services_only {
+            TEST_SETTINGS
+        } else {
+            &[]
+        },
     )
     .await?;
     let master_key = dev_master_key(&args.dir)?;
