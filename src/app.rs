@@ -2,6 +2,7 @@
 //! switched off to run them as separate processes).
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -95,17 +96,21 @@ impl Application {
         let appended = Arc::new(Notify::new());
         let (shutdown, stopped) = watch::channel(false);
         let mut workers = JoinSet::new();
+        let mut pipeline: Vec<Pin<Box<dyn Future<Output = ()> + Send>>> = Vec::new();
         if settings.run_relay {
             let relay = Relay::new(store.clone(), bus.clone(), appended.clone());
-            workers.spawn(relay.run(stopped.clone()));
+            pipeline.push(Box::pin(relay.run(stopped.clone())));
         }
         if settings.run_projections {
             for projection in tenantry_projections::all() {
                 let runner = Runner::new(store.clone(), bus.clone(), projection);
-                workers.spawn(runner.run(stopped.clone()));
+                pipeline.push(Box::pin(runner.run(stopped.clone())));
             }
             let commands = CommandBus::new(store.clone(), appended.clone());
             workers.spawn(record_usage_alerts(commands, stopped.clone()));
+        }
+        if !pipeline.is_empty() {
+            workers.spawn(on_own_thread(pipeline)?);
         }
         if settings.run_api {
             workers.spawn(purge_idempotency_keys(store.clone(), stopped.clone()));
@@ -186,6 +191,42 @@ impl Application {
 /// The usage-alert policy, second half: records the alerts the billing projection decided
 /// (`RecordUsageAlert`, once per threshold per month by the aggregate), each in a command
 /// transaction of its own, then forgets them. A crash in between records nothing twice.
+/// Runs the relay and the projection runners on a thread of their own, on a single-threaded
+/// runtime, and resolves when they have all returned.
+///
+/// They wait on little but I/O, and their latency is the projection lag: sharing the API's
+/// worker threads, each wake-up queued behind request handling whenever the API was busy. On a
+/// thread of its own the pipeline is scheduled by the operating system as soon as it wakes
+/// (it sleeps most of the time, so the scheduler owes it), however busy the API is.
+fn on_own_thread(
+    tasks: Vec<Pin<Box<dyn Future<Output = ()> + Send>>>,
+) -> anyhow::Result<impl Future<Output = ()>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("building the pipeline's runtime")?;
+    // The returned future holds `cancel`: if it is dropped (its runtime went away before the
+    // shutdown signal was sent), the thread drops the tasks and their connections too.
+    let (cancel, cancelled) = tokio::sync::oneshot::channel::<()>();
+    let (done, finished) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("tenantry-pipeline".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                tokio::select! {
+                    _ = futures::future::join_all(tasks) => {}
+                    _ = cancelled => {}
+                }
+            });
+            let _ = done.send(());
+        })
+        .context("starting the pipeline's thread")?;
+    Ok(async move {
+        let _cancel = cancel;
+        let _ = finished.await;
+    })
+}
+
 async fn record_usage_alerts(commands: CommandBus, mut shutdown: watch::Receiver<bool>) {
     use tenantry_domain::organization::OrganizationCommand;
     use tenantry_projections::billing::{alert_recorded, pending_alerts};
