@@ -213,8 +213,18 @@ fn on_own_thread(
         .name("tenantry-pipeline".into())
         .spawn(move || {
             runtime.block_on(async move {
+                // Each on its own task, as on the API's runtime: one that panics is logged
+                // and the others go on.
+                let all = tasks.into_iter().map(tokio::spawn).collect::<Vec<_>>();
+                let all = async {
+                    for task in all {
+                        if let Err(err) = task.await {
+                            tracing::error!(error = %err, "a relay or projection task ended");
+                        }
+                    }
+                };
                 tokio::select! {
-                    _ = futures::future::join_all(tasks) => {}
+                    _ = all => {}
                     _ = cancelled => {}
                 }
             });

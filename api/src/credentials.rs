@@ -120,7 +120,9 @@ impl CredentialCache {
             self.stop_keeping();
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = shutdown.changed() => {}
+                changed = shutdown.changed() => if changed.is_err() {
+                    break;
+                },
             }
         }
         self.stop_keeping();
@@ -140,6 +142,8 @@ impl CredentialCache {
         loop {
             tokio::select! {
                 heard = listener.try_recv() => match heard? {
+                    // `*`: the table was truncated (migration 0014).
+                    Some(notification) if notification.payload() == "*" => self.forget_all(),
                     Some(notification) => self.forget(notification.payload()),
                     // The connection dropped: what changed meanwhile was not heard.
                     None => return Ok(()),

@@ -238,7 +238,10 @@ impl Relay {
             tokio::select! {
                 _ = self.appended.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.changed() => {}
+                changed = shutdown.changed() => if changed.is_err() {
+                    // The application is gone without saying so.
+                    break;
+                },
             }
         }
         if let Err(err) = self.flush().await {

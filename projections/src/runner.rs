@@ -43,6 +43,9 @@ pub struct Runner {
     batch_size: usize,
     /// The runner's own connection, opened on first use.
     conn: Option<PgConnection>,
+    /// Set while a batch's transaction is open on `conn`: still set at the next batch, the
+    /// last one was dropped half-way (cancelled), and the connection is discarded with it.
+    in_transaction: bool,
 }
 
 impl Runner {
@@ -54,6 +57,7 @@ impl Runner {
             messages: None,
             batch_size: 500,
             conn: None,
+            in_transaction: false,
         }
     }
 
@@ -161,6 +165,10 @@ impl Runner {
     }
 
     async fn apply_batch(&mut self, batch: &[Message]) -> Result<Outcome, ProjectionError> {
+        if self.in_transaction {
+            self.conn = None;
+            self.in_transaction = false;
+        }
         if self.conn.is_none() {
             let mut conn = PgConnection::connect_with(&self.store.pool().connect_options()).await?;
             sqlx::query("SELECT set_config('role', 'tenantry_system', false)")
@@ -169,7 +177,9 @@ impl Runner {
             self.conn = Some(conn);
         }
         let conn = self.conn.as_mut().expect("just opened");
+        self.in_transaction = true;
         let result = apply_in_transaction(conn, self.projection.as_ref(), batch).await;
+        self.in_transaction = false;
         if result.is_err() && conn.execute("ROLLBACK").await.is_err() {
             // The connection is broken; a new one is opened for the next batch.
             self.conn = None;
@@ -190,7 +200,10 @@ impl Runner {
                         backoff = (backoff * 2).min(Duration::from_secs(5));
                     }
                 },
-                _ = shutdown.changed() => {}
+                changed = shutdown.changed() => if changed.is_err() {
+                    // The application is gone without saying so.
+                    return;
+                },
             }
         }
     }

@@ -217,3 +217,25 @@ async fn a_rolled_back_append_leaves_no_trace() {
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].payload["n"], 2);
 }
+
+/// The feed's horizon needs a fresh snapshot for its read; under REPEATABLE READ the read
+/// would keep an older one and could skip a writer's events, so it is refused.
+#[tokio::test]
+async fn the_feed_is_not_read_in_a_repeatable_read_snapshot() {
+    let (store, _) = fresh_store().await;
+    let mut tx = store
+        .pool()
+        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        .await
+        .unwrap();
+    tenantry_eventstore::scope::enter_system(&mut tx)
+        .await
+        .unwrap();
+    let refused = tenantry_eventstore::read::read_feed(&mut tx, Cursor::START, 10).await;
+    assert!(refused.is_err(), "read under REPEATABLE READ: {refused:?}");
+    drop(tx);
+    let mut tx = store.begin_system().await.unwrap();
+    tenantry_eventstore::read::read_feed(&mut tx, Cursor::START, 10)
+        .await
+        .expect("read under READ COMMITTED");
+}
