@@ -278,6 +278,16 @@ enum AppendMode {
     InTransaction,
 }
 
+impl AppendMode {
+    fn label(self) -> &'static str {
+        match self {
+            AppendMode::Fresh => "append, fresh streams, 16 writers",
+            AppendMode::Existing => "append, existing streams (load + append)",
+            AppendMode::InTransaction => "append, fresh streams, own transaction each",
+        }
+    }
+}
+
 /// 16 writers appending one event at a time.
 async fn append_scenario(
     store: &EventStore,
@@ -798,22 +808,14 @@ async fn scenarios(
         f.pgbench_ten_rows_events_per_s
     );
     let pg = f.pgbench_one_row_tps;
-    let (rate, latencies) = append_scenario(&store, seconds, AppendMode::Fresh).await?;
-    f.append = AppendFigures::report("append, fresh streams, 16 writers", rate, &latencies, pg);
-    let (rate, latencies) = append_scenario(&store, seconds, AppendMode::Existing).await?;
-    f.append_existing = AppendFigures::report(
-        "append, existing streams (load + append)",
-        rate,
-        &latencies,
-        pg,
-    );
-    let (rate, latencies) = append_scenario(&store, seconds, AppendMode::InTransaction).await?;
-    f.append_in_transaction = AppendFigures::report(
-        "append, fresh streams, own transaction each",
-        rate,
-        &latencies,
-        pg,
-    );
+    for (mode, figures) in [
+        (AppendMode::Fresh, &mut f.append),
+        (AppendMode::Existing, &mut f.append_existing),
+        (AppendMode::InTransaction, &mut f.append_in_transaction),
+    ] {
+        let (rate, latencies) = append_scenario(&store, seconds, mode).await?;
+        *figures = AppendFigures::report(mode.label(), rate, &latencies, pg);
+    }
 
     let app = Application::build(settings.clone()).await?;
     let port = app.port().context("the API listens")?;

@@ -142,7 +142,7 @@ impl CredentialCache {
         loop {
             tokio::select! {
                 heard = listener.try_recv() => match heard? {
-                    // `*`: the table was truncated (migration 0014).
+                    // `*`: the table was truncated (migration 0012).
                     Some(notification) if notification.payload() == "*" => self.forget_all(),
                     Some(notification) => self.forget(notification.payload()),
                     // The connection dropped: what changed meanwhile was not heard.

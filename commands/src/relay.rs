@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::message::PublishMessage;
 use bytes::Bytes;
-use sqlx::{Connection, PgConnection};
+use sqlx::PgConnection;
 use tenantry_eventstore::bus::{Bus, HEADER_CURSOR, HEADER_PREV_CURSOR, HEADER_TENANT};
 use tenantry_eventstore::read::read_feed_saving;
 use tenantry_eventstore::{Cursor, EventStore, RecordedEvent, StoreError};
@@ -99,9 +99,7 @@ impl Relay {
         }
         let conn = match self.conn.as_mut() {
             Some(conn) => conn,
-            None => self
-                .conn
-                .insert(PgConnection::connect_with(&self.store.pool().connect_options()).await?),
+            None => self.conn.insert(self.store.connect_system().await?),
         };
         match take_lock(conn).await {
             Ok(Some(checkpoint)) => {
@@ -250,8 +248,7 @@ impl Relay {
     }
 }
 
-/// Takes the relay lock on `conn`; when taken, the connection becomes `tenantry_system` for
-/// the rest of its session and the stored checkpoint is returned.
+/// Takes the relay lock on `conn`; when taken, returns the stored checkpoint.
 async fn take_lock(conn: &mut PgConnection) -> Result<Option<Cursor>, RelayError> {
     let (held,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)")
         .bind(RELAY_LOCK)
@@ -260,9 +257,6 @@ async fn take_lock(conn: &mut PgConnection) -> Result<Option<Cursor>, RelayError
     if !held {
         return Ok(None);
     }
-    sqlx::query("SELECT set_config('role', 'tenantry_system', false)")
-        .execute(&mut *conn)
-        .await?;
     let row: Option<(i64, i64)> =
         sqlx::query_as("SELECT transaction_id, position FROM relay_checkpoints WHERE name = $1")
             .bind(RELAY_NAME)

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use sqlx::{Connection, PgConnection, PgPool, Postgres, Transaction};
 use tenantry_domain::TenantId;
 
 use crate::append::Prepared;
@@ -135,6 +135,19 @@ impl EventStore {
             tenant.as_uuid()
         );
         Ok(self.pool.begin_with(statement).await?)
+    }
+
+    /// A connection outside the pools, `tenantry_system` for its whole session: for a
+    /// long-lived worker that owns it (the relay, a projection runner).
+    ///
+    /// # Errors
+    /// When the database is unreachable or refuses.
+    pub async fn connect_system(&self) -> Result<PgConnection, StoreError> {
+        let mut conn = PgConnection::connect_with(&self.pool.connect_options()).await?;
+        sqlx::query("SELECT set_config('role', 'tenantry_system', false)")
+            .execute(&mut conn)
+            .await?;
+        Ok(conn)
     }
 
     /// Begins a platform-wide transaction (relay, projections, platform admin).

@@ -13,7 +13,7 @@ use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::message::Message;
 use async_nats::jetstream::AckKind;
 use futures::{FutureExt, StreamExt};
-use sqlx::{Connection, Executor, PgConnection, Row};
+use sqlx::{Executor, PgConnection, Row};
 use tenantry_eventstore::bus::{Bus, HEADER_CURSOR, HEADER_PREV_CURSOR};
 use tenantry_eventstore::read::read_feed_between;
 use tenantry_eventstore::{Cursor, EventStore, RecordedEvent};
@@ -170,11 +170,7 @@ impl Runner {
             self.in_transaction = false;
         }
         if self.conn.is_none() {
-            let mut conn = PgConnection::connect_with(&self.store.pool().connect_options()).await?;
-            sqlx::query("SELECT set_config('role', 'tenantry_system', false)")
-                .execute(&mut conn)
-                .await?;
-            self.conn = Some(conn);
+            self.conn = Some(self.store.connect_system().await?);
         }
         let conn = self.conn.as_mut().expect("just opened");
         self.in_transaction = true;
