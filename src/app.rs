@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tenantry_api::auth::{AdminKey, LastUsed};
-use tenantry_api::credentials::CredentialCache;
+use tenantry_api::credentials;
 use tenantry_api::rate_limit::RateLimits;
 use tenantry_api::AppState;
 use tenantry_commands::{CommandBus, Relay};
@@ -125,13 +125,21 @@ impl Application {
             None
         };
         let last_used = LastUsed::default();
-        let credentials = CredentialCache::default();
+        let credentials = credentials::cache();
         if settings.run_api {
-            workers.spawn(
-                credentials
-                    .clone()
-                    .listen(store.pool().clone(), stopped.clone()),
-            );
+            workers.spawn(credentials::listen(
+                credentials.clone(),
+                store.pool().clone(),
+                stopped.clone(),
+            ));
+            if store.vault().is_configured() {
+                workers.spawn(
+                    store
+                        .vault()
+                        .clone()
+                        .listen(store.pool().clone(), stopped.clone()),
+                );
+            }
             workers.spawn(flush_last_used(
                 last_used.clone(),
                 store.clone(),

@@ -247,7 +247,9 @@ pub async fn authenticate(state: &AppState, key: &str) -> Result<Principal, ApiE
             .fetch_optional(state.store.pool())
             .await?;
             if let Some(credential) = &credential {
-                state.credentials.keep(&hash, credential.clone(), epoch);
+                state
+                    .credentials
+                    .keep(hash.clone(), credential.clone(), epoch);
             }
             credential
         }

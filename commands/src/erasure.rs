@@ -82,7 +82,11 @@ impl CommandBus {
                     Ok(organization.executed(&[]))
                 }),
             )
-            .await?;
+            .await;
+        // This server forgets the keys it kept before it answers; the others when the
+        // erasure's notification reaches them (migration 0014).
+        vault.forget_keys();
+        let done = done?;
         // Also right for an idempotent replay: its aggregate is the one after the first run.
         let keys_destroyed = done.aggregate.last_erasure.unwrap_or(0);
         Ok((done, keys_destroyed))

@@ -10,6 +10,7 @@
 //! ([`Loaded::stage`]) in a read transaction and have it group-committed with other commands'
 //! appends ([`CommandBus::transact_grouped`]); conflicts retry the same way.
 
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ use cqrs_es::{Aggregate, DomainEvent};
 use futures::future::BoxFuture;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+use sqlx::pool::PoolConnection;
 use sqlx::{PgConnection, Postgres, Transaction};
 use tenantry_domain::{personal, Rejection, TenantId};
 use tenantry_eventstore::append::append_prepared;
@@ -421,24 +423,56 @@ where
 /// An open tenant transaction.
 pub type Tx = Transaction<'static, Postgres>;
 
-/// One attempt of a command: given the open tenant transaction, load, decide and save (or
-/// stage); hand the transaction back with the outcome `T`.
+/// Where an attempt runs.
+pub enum Session {
+    /// An open tenant transaction.
+    Transaction(Tx),
+    /// A pooled connection outside any transaction, each statement its own (the read of a
+    /// grouped command, [`CommandBus::transact_grouped`]). Only what confines itself to the
+    /// tenant sees its rows here: [`read_streams`](tenantry_eventstore::read::read_streams)
+    /// and the vault's keys (migration 0014); a plain query sees nothing.
+    Autocommit(PoolConnection<Postgres>),
+}
+
+impl Deref for Session {
+    type Target = PgConnection;
+
+    fn deref(&self) -> &PgConnection {
+        match self {
+            Session::Transaction(tx) => tx,
+            Session::Autocommit(conn) => conn,
+        }
+    }
+}
+
+impl DerefMut for Session {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        match self {
+            Session::Transaction(tx) => tx,
+            Session::Autocommit(conn) => conn,
+        }
+    }
+}
+
+/// One attempt of a command: given its session (an open tenant transaction, unless the
+/// command is grouped), load, decide and save (or stage); hand the session back with the
+/// outcome `T`.
 pub type Attempt<'a, T> =
-    Box<dyn FnMut(Tx) -> BoxFuture<'a, (Tx, Result<T, CommandError>)> + Send + 'a>;
+    Box<dyn FnMut(Session) -> BoxFuture<'a, (Session, Result<T, CommandError>)> + Send + 'a>;
 
 /// Builds an [`Attempt`] from a closure over `&mut PgConnection`:
 /// `attempt!(|tx| { …; Ok(executed) })`.
 #[macro_export]
 macro_rules! attempt {
     (|$tx:ident| $body:block) => {
-        Box::new(move |mut transaction: $crate::executor::Tx| {
+        Box::new(move |mut session: $crate::executor::Session| {
             Box::pin(async move {
                 let result = async {
-                    let $tx: &mut sqlx::PgConnection = &mut transaction;
+                    let $tx: &mut sqlx::PgConnection = &mut session;
                     $body
                 }
                 .await;
-                (transaction, result)
+                (session, result)
             })
         })
     };
@@ -494,7 +528,10 @@ impl CommandBus {
                     return Ok(replay);
                 }
             }
-            let (returned, result) = attempt(tx).await;
+            let (returned, result) = attempt(Session::Transaction(tx)).await;
+            let Session::Transaction(returned) = returned else {
+                unreachable!("an attempt hands back the session it was given")
+            };
             tx = returned;
             let done = match result {
                 Ok(done) => done,
@@ -527,7 +564,8 @@ impl CommandBus {
     }
 
     /// Runs a single-stream command whose attempt only reads and stages its append: the
-    /// attempt runs in a read transaction, and the append is then written by group commit
+    /// attempt reads outside any transaction ([`Session::Autocommit`]: no `BEGIN`, no
+    /// `COMMIT`), and the append is then written by group commit
     /// ([`tenantry_eventstore::group`]), together with other commands' appends. Retries,
     /// refusals and errors are as with [`CommandBus::transact`]. With an idempotency key, the
     /// key's record must commit with the append, so the command runs as
@@ -567,8 +605,10 @@ impl CommandBus {
             if round > 0 {
                 backoff(round).await;
             }
-            let tx = self.store.begin_tenant(tenant).await?;
-            let (tx, staged) = attempt(tx).await;
+            let conn = self.store.acquire().await?;
+            let (conn, staged) = attempt(Session::Autocommit(conn)).await;
+            // Back to the pool before the append waits for its group.
+            drop(conn);
             let staged = match staged {
                 Ok(staged) => staged,
                 Err(err) => {
@@ -576,8 +616,6 @@ impl CommandBus {
                     return Err(err);
                 }
             };
-            // It read, and may have created a data key the append is sealed under.
-            tx.commit().await?;
             match staged.save_grouped(&self.store).await {
                 Ok(done) => {
                     if done.position.is_some() {

@@ -8,6 +8,7 @@
 //! - [`read`]: one stream, one tenant's history, and the gap-free feed from a cursor.
 //! - [`chain`]: the per-stream hash chain and its verification.
 //! - [`vault`]: personal fields sealed under data keys that erasure destroys (crypto-shredding).
+//! - [`notified`]: rows kept in memory until PostgreSQL announces a change (credentials, data keys).
 //! - [`bus`]: the NATS JetStream face of the store (stream, subjects, headers), shared by the
 //!   relay that publishes the feed and the projections that consume it.
 //!
@@ -20,6 +21,7 @@ pub mod cursor;
 pub mod error;
 pub mod event;
 pub mod group;
+pub mod notified;
 pub mod read;
 pub mod scope;
 pub mod vault;

@@ -53,6 +53,9 @@ pub enum StreamRef<'a> {
 /// Several streams of `tenant` in one round trip, each in version order, in the order asked
 /// (a stream that does not exist, or a name that leads nowhere, gives an empty list).
 ///
+/// Read by `tenantry_read_streams` (migration 0014), which confines itself to `tenant`: on a
+/// connection in a tenant transaction, or outside any (one round trip, one snapshot).
+///
 /// # Errors
 /// On a database or decoding failure.
 pub async fn read_streams(
@@ -60,64 +63,33 @@ pub async fn read_streams(
     tenant: TenantId,
     wanted: &[StreamRef<'_>],
 ) -> Result<Vec<Vec<RecordedEvent>>, StoreError> {
-    // Each wanted stream is one branch: its type and id, literal or read from the naming
-    // event's payload. Types and fields are the caller's constants, bound as parameters.
-    let mut branches = Vec::with_capacity(wanted.len());
-    let mut query_args = sqlx::postgres::PgArguments::default();
-    use sqlx::Arguments;
-    let mut n = 1;
-    let mut bind =
-        |args: &mut sqlx::postgres::PgArguments, value: String| -> Result<usize, StoreError> {
-            args.add(value)
-                .map_err(|e| StoreError::Decode(e.to_string()))?;
-            n += 1;
-            Ok(n)
-        };
-    query_args
-        .add(tenant.as_uuid())
-        .map_err(|e| StoreError::Decode(e.to_string()))?;
-    for (i, stream) in wanted.iter().enumerate() {
-        match *stream {
-            StreamRef::Id(stream_type, id) => {
-                let t = bind(&mut query_args, stream_type.to_owned())?;
-                let s = bind(&mut query_args, id.to_string())?;
-                branches.push(format!("SELECT {i} AS k, ${t}::text AS t, ${s}::uuid AS s"));
-            }
-            StreamRef::NamedBy(stream_type, via_type, via_id, field) => {
-                let t = bind(&mut query_args, stream_type.to_owned())?;
-                let vt = bind(&mut query_args, via_type.to_owned())?;
-                let vs = bind(&mut query_args, via_id.to_string())?;
-                let f = bind(&mut query_args, field.to_owned())?;
-                // The first event by `ORDER BY version LIMIT 1`, not `version = 1`: both are
-                // exact, but only this form makes the primary key the cheapest index in a
-                // generic plan whatever the statistics say (with `version = 1` PostgreSQL may
-                // pick the tenant index and filter every event of the tenant).
-                branches.push(format!(
-                    "SELECT {i} AS k, ${t}::text AS t, \
-                            (SELECT (payload->>${f}::text)::uuid FROM events \
-                             WHERE tenant_id = $1 AND stream_type = ${vt}::text \
-                               AND stream_id = ${vs}::uuid \
-                             ORDER BY version LIMIT 1) AS s"
-                ));
-            }
-        }
-    }
-    if branches.is_empty() {
+    if wanted.is_empty() {
         return Ok(Vec::new());
     }
-    // Each stream by a lateral lookup on the primary key: a join let PostgreSQL hash all of
-    // the tenant's events when its statistics took the tenant for a small one.
-    let sql = format!(
-        "WITH wanted AS ({}) \
-         SELECT w.k, e.* FROM wanted w CROSS JOIN LATERAL ( \
-             SELECT {EVENT_COLUMNS} FROM events \
-             WHERE events.tenant_id = $1 AND events.stream_type = w.t \
-               AND events.stream_id = w.s \
-             ORDER BY events.version) AS e \
-         ORDER BY w.k, e.version",
-        branches.join(" UNION ALL "),
-    );
-    let rows = sqlx::query_with(&sql, query_args).fetch_all(conn).await?;
+    let mut types = Vec::with_capacity(wanted.len());
+    let mut ids = Vec::with_capacity(wanted.len());
+    let mut via_types = Vec::with_capacity(wanted.len());
+    let mut via_fields = Vec::with_capacity(wanted.len());
+    for stream in wanted {
+        let (stream_type, id, via) = match *stream {
+            StreamRef::Id(stream_type, id) => (stream_type, id, None),
+            StreamRef::NamedBy(stream_type, via_type, via_id, field) => {
+                (stream_type, via_id, Some((via_type, field)))
+            }
+        };
+        types.push(stream_type);
+        ids.push(id);
+        via_types.push(via.map(|(t, _)| t));
+        via_fields.push(via.map(|(_, f)| f));
+    }
+    let rows = sqlx::query("SELECT * FROM tenantry_read_streams($1, $2, $3, $4, $5)")
+        .bind(tenant.as_uuid())
+        .bind(&types)
+        .bind(&ids)
+        .bind(&via_types)
+        .bind(&via_fields)
+        .fetch_all(conn)
+        .await?;
     let mut streams: Vec<Vec<RecordedEvent>> = vec![Vec::new(); wanted.len()];
     for row in &rows {
         use sqlx::Row;

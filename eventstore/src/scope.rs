@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool, Postgres, Transaction};
 use tenantry_domain::TenantId;
@@ -98,6 +99,15 @@ impl EventStore {
     /// As [`crate::append`].
     pub async fn append_grouped(&self, append: Prepared) -> Result<Vec<RecordedEvent>, StoreError> {
         self.group.append(append).await
+    }
+
+    /// A pooled connection outside any transaction and any scope: it sees tenant rows only
+    /// through the functions that confine themselves to a tenant (migration 0014).
+    ///
+    /// # Errors
+    /// When no connection can be had.
+    pub async fn acquire(&self) -> Result<PoolConnection<Postgres>, StoreError> {
+        Ok(self.pool.acquire().await?)
     }
 
     /// Begins a transaction confined to `tenant`'s rows.

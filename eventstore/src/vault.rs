@@ -16,6 +16,18 @@
 //! A write that races an erasure may seal under the key being destroyed; it then reads as
 //! erased, exactly as if it had been recorded a moment before the erasure. A write that starts
 //! after the erasure committed finds no live key and makes a new one.
+//!
+//! Keys are kept in memory once unwrapped ([`NotifiedCache`]): any change to `data_keys`
+//! other than a new key announces itself when it commits (migration 0014), and every listening
+//! server forgets every key; the erasing server forgets before it answers. A write on another
+//! server in the notification's delivery (milliseconds) is the race above; a read there may
+//! still open what was just erased, as it would had it begun a moment earlier. Only a key
+//! another transaction committed before the reader's began is kept (`settled`), never one the
+//! reader's own transaction made and might yet roll back: a value sealed under a key that was
+//! never committed could never be opened.
+//!
+//! Keys are read through functions confined to the tenant (migration 0014), so sealing and
+//! opening also work on a connection outside any transaction.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -36,7 +48,11 @@ use tenantry_domain::TenantId;
 use uuid::Uuid;
 
 use crate::append::NewEvent;
+use crate::notified::NotifiedCache;
 use crate::{EventStore, RecordedEvent, StoreError};
+
+/// The channel the trigger of migration 0014 notifies when data keys change.
+pub const KEYS_CHANNEL: &str = "tenantry_data_keys";
 
 const SEALED_PREFIX: &str = "sealed:v1:";
 const NONCE_LEN: usize = 12;
@@ -82,9 +98,28 @@ struct Master {
 }
 
 /// Seals and opens personal fields, and destroys the keys that make them readable.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Vault {
     master: Option<Arc<Master>>,
+    /// Unwrapped keys, by id and by what finds a live one.
+    keys: NotifiedCache<KeyRef, Arc<DataKey>>,
+}
+
+impl Default for Vault {
+    fn default() -> Self {
+        Self {
+            master: None,
+            keys: NotifiedCache::new(KEYS_CHANNEL),
+        }
+    }
+}
+
+/// How a kept key is found.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum KeyRef {
+    Id(Uuid),
+    /// A tenant's live key for a scope and lookup (see [`Want`]).
+    Live(Uuid, &'static str, Vec<u8>),
 }
 
 impl fmt::Debug for Vault {
@@ -97,6 +132,7 @@ impl fmt::Debug for Vault {
 
 /// A data key in memory.
 struct DataKey {
+    tenant: Uuid,
     id: Uuid,
     cipher: Aes256Gcm,
 }
@@ -145,7 +181,20 @@ impl Vault {
                 cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&master.0)),
                 lookup,
             })),
+            ..Self::default()
         }
+    }
+
+    /// Keeps keys in memory while changes to them can be heard, until `shutdown` turns true
+    /// (see the module's documentation).
+    pub async fn listen(self, pool: sqlx::PgPool, shutdown: tokio::sync::watch::Receiver<bool>) {
+        let keys = self.keys.clone();
+        keys.listen(pool, |_| None, shutdown).await;
+    }
+
+    /// Forgets every key kept in memory (this server erased some).
+    pub fn forget_keys(&self) {
+        self.keys.forget_all();
     }
 
     /// A vault without a master key: it refuses to seal or open anything (values that were
@@ -180,7 +229,7 @@ impl Vault {
         subject: &mut Option<Uuid>,
         events: &mut [NewEvent],
     ) -> Result<(), StoreError> {
-        let mut keys: Vec<DataKey> = Vec::new();
+        let mut keys: Vec<Arc<DataKey>> = Vec::new();
         let mut tenant_key: Option<Uuid> = None;
         for event in events.iter_mut() {
             for (name, kind) in personal::fields(&event.event_type) {
@@ -221,7 +270,7 @@ impl Vault {
                     );
                 }
                 let key = keys.iter().find(|k| k.id == key_id).expect("just loaded");
-                let sealed = key.seal(tenant, plain)?;
+                let sealed = key.seal(plain)?;
                 event.payload[name] = Value::String(sealed);
             }
         }
@@ -311,50 +360,41 @@ impl Vault {
         conn: &mut PgConnection,
         tenant: TenantId,
         want: Want<'_>,
-    ) -> Result<DataKey, StoreError> {
+    ) -> Result<Arc<DataKey>, StoreError> {
         let master = self.master()?;
         let lookup = match want {
             Want::Tenant => Vec::new(),
             Want::Customer(customer) => master.lookup(tenant, customer),
         };
-        // Found (the usual case: no key is generated), or made; when another writer makes the
-        // same key at the same moment, the insert does nothing and the next round finds theirs.
-        for _ in 0..3 {
-            let found: Option<(Uuid, Vec<u8>)> = sqlx::query_as(
-                "SELECT key_id, wrapped FROM data_keys \
-                 WHERE tenant_id = $1 AND scope = $2 AND lookup = $3 AND erased_at IS NULL",
-            )
-            .bind(tenant.as_uuid())
-            .bind(want.scope())
-            .bind(&lookup)
-            .fetch_optional(&mut *conn)
-            .await?;
-            if let Some((id, wrapped)) = found {
-                return master.unwrap(tenant.as_uuid(), id, &wrapped);
-            }
-            let fresh = MasterKey::generate();
-            let id = Uuid::new_v4();
-            let made = sqlx::query(
-                "INSERT INTO data_keys (tenant_id, key_id, scope, lookup, wrapped) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-            )
-            .bind(tenant.as_uuid())
-            .bind(id)
-            .bind(want.scope())
-            .bind(&lookup)
-            .bind(master.wrap(tenant.as_uuid(), id, &fresh)?)
-            .execute(&mut *conn)
-            .await?;
-            if made.rows_affected() == 1 {
-                return Ok(DataKey {
-                    id,
-                    cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&fresh.0)),
-                });
-            }
+        let wanted = KeyRef::Live(tenant.as_uuid(), want.scope(), lookup);
+        if let Some(key) = self.keys.get(&wanted) {
+            return Ok(key);
         }
-        Err(StoreError::Vault(
-            "could not create or find a data key".into(),
-        ))
+        let epoch = self.keys.epoch();
+        // Found (the usual case: the fresh key is thrown away), or made now.
+        let fresh = MasterKey::generate();
+        let fresh_id = Uuid::new_v4();
+        let KeyRef::Live(_, scope, lookup) = &wanted else {
+            unreachable!("built above")
+        };
+        let found: Option<(Uuid, Vec<u8>, bool)> = sqlx::query_as(
+            "SELECT key_id, wrapped, settled FROM tenantry_live_data_key($1, $2, $3, $4, $5)",
+        )
+        .bind(tenant.as_uuid())
+        .bind(*scope)
+        .bind(lookup)
+        .bind(fresh_id)
+        .bind(master.wrap(tenant.as_uuid(), fresh_id, &fresh)?)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let (id, wrapped, settled) =
+            found.ok_or_else(|| StoreError::Vault("could not create or find a data key".into()))?;
+        let key = Arc::new(master.unwrap(tenant.as_uuid(), id, &wrapped)?);
+        if settled {
+            self.keys.keep(KeyRef::Id(id), key.clone(), epoch);
+            self.keys.keep(wanted, key.clone(), epoch);
+        }
+        Ok(key)
     }
 
     /// The live key `id` of `tenant`; `None` once erased.
@@ -363,19 +403,10 @@ impl Vault {
         conn: &mut PgConnection,
         tenant: TenantId,
         id: Uuid,
-    ) -> Result<Option<DataKey>, StoreError> {
-        let master = self.master()?;
-        let wrapped: Option<Vec<u8>> = sqlx::query_scalar(
-            "SELECT wrapped FROM data_keys WHERE tenant_id = $1 AND key_id = $2 \
-             AND erased_at IS NULL",
-        )
-        .bind(tenant.as_uuid())
-        .bind(id)
-        .fetch_optional(conn)
-        .await?;
-        wrapped
-            .map(|w| master.unwrap(tenant.as_uuid(), id, &w))
-            .transpose()
+    ) -> Result<Option<Arc<DataKey>>, StoreError> {
+        let mut opener = self.opener();
+        opener.fetch(conn, Some(tenant), &[id]).await?;
+        Ok(opener.keys.remove(&id).flatten())
     }
 
     /// Every data key of `tenant`, wrapped, for an export.
@@ -467,8 +498,8 @@ impl Vault {
 /// Opens sealed values, remembering every key it fetched (erased ones as erased).
 pub struct Opener {
     vault: Vault,
-    /// Key id → its tenant and key; `None` when erased or unknown.
-    keys: HashMap<Uuid, Option<(Uuid, DataKey)>>,
+    /// Key id → its key; `None` when erased or unknown.
+    keys: HashMap<Uuid, Option<Arc<DataKey>>>,
 }
 
 impl Opener {
@@ -494,8 +525,16 @@ impl Opener {
         conn: &mut PgConnection,
         events: &mut [RecordedEvent],
     ) -> Result<(), StoreError> {
+        // One tenant's events (the usual case) are opened with that tenant's keys, on any
+        // connection; others in the scope of `conn`'s transaction.
+        let tenant = match events.split_first() {
+            Some((first, rest)) if rest.iter().all(|e| e.tenant_id == first.tenant_id) => {
+                Some(TenantId::from_uuid(first.tenant_id))
+            }
+            _ => None,
+        };
         let values = personal_values_of(events);
-        self.open(conn, values).await
+        self.open_in(conn, tenant, values).await
     }
 
     /// As [`Opener::reveal`], fetching missing keys in a short transaction of `tenant` of its
@@ -530,6 +569,17 @@ impl Opener {
         conn: &mut PgConnection,
         values: Vec<(&mut String, PersonalKind)>,
     ) -> Result<(), StoreError> {
+        self.open_in(conn, None, values).await
+    }
+
+    /// Opens `values` of `tenant` (`None`: of the tenant `conn`'s transaction is confined to,
+    /// or any, in a system transaction).
+    async fn open_in(
+        &mut self,
+        conn: &mut PgConnection,
+        tenant: Option<TenantId>,
+        values: Vec<(&mut String, PersonalKind)>,
+    ) -> Result<(), StoreError> {
         let mut missing: Vec<Uuid> = values
             .iter()
             .filter_map(|(v, _)| Sealed::parse(v).map(|s| s.key_id))
@@ -538,7 +588,7 @@ impl Opener {
         if !missing.is_empty() {
             missing.sort_unstable();
             missing.dedup();
-            self.fetch(conn, &missing).await?;
+            self.fetch(conn, tenant, &missing).await?;
         }
         for (value, kind) in values {
             self.open_one(value, kind)?;
@@ -552,31 +602,65 @@ impl Opener {
             return Ok(());
         };
         let plain = match self.keys.get(&sealed.key_id) {
-            Some(Some((tenant, key))) => key.open(*tenant, &sealed)?,
+            Some(Some(key)) => key.open(&sealed)?,
             _ => kind.placeholder().to_owned(),
         };
         *value = plain;
         Ok(())
     }
 
-    async fn fetch(&mut self, conn: &mut PgConnection, ids: &[Uuid]) -> Result<(), StoreError> {
+    /// Fetches keys `ids`: kept in memory, or read (and kept, when settled). Unknown and
+    /// erased ones are remembered as `None`.
+    async fn fetch(
+        &mut self,
+        conn: &mut PgConnection,
+        tenant: Option<TenantId>,
+        ids: &[Uuid],
+    ) -> Result<(), StoreError> {
         let master = self.vault.master()?;
-        let rows = sqlx::query(
-            "SELECT tenant_id, key_id, wrapped FROM data_keys WHERE key_id = ANY($1) \
-             AND erased_at IS NULL",
-        )
-        .bind(ids)
-        .fetch_all(conn)
-        .await?;
+        let cache = &self.vault.keys;
+        let mut missing = Vec::with_capacity(ids.len());
         for id in ids {
+            match cache.get(&KeyRef::Id(*id)) {
+                Some(key) if tenant.is_none_or(|t| t.as_uuid() == key.tenant) => {
+                    self.keys.insert(*id, Some(key));
+                }
+                _ => missing.push(*id),
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let epoch = cache.epoch();
+        let rows =
+            match tenant {
+                Some(tenant) => sqlx::query(
+                    "SELECT tenant_id, key_id, wrapped, settled FROM tenantry_data_keys($1, $2)",
+                )
+                .bind(tenant.as_uuid())
+                .bind(&missing)
+                .fetch_all(conn)
+                .await?,
+                None => sqlx::query(
+                    "SELECT tenant_id, key_id, wrapped, age(xmin) > 0 AS settled FROM data_keys \
+                     WHERE key_id = ANY($1) AND erased_at IS NULL",
+                )
+                .bind(&missing)
+                .fetch_all(conn)
+                .await?,
+            };
+        for id in &missing {
             self.keys.insert(*id, None);
         }
         for row in rows {
             let tenant: Uuid = row.try_get("tenant_id")?;
             let id: Uuid = row.try_get("key_id")?;
             let wrapped: Vec<u8> = row.try_get("wrapped")?;
-            let key = master.unwrap(tenant, id, &wrapped)?;
-            self.keys.insert(id, Some((tenant, key)));
+            let key = Arc::new(master.unwrap(tenant, id, &wrapped)?);
+            if row.try_get("settled")? {
+                cache.keep(KeyRef::Id(id), key.clone(), epoch);
+            }
+            self.keys.insert(id, Some(key));
         }
         Ok(())
     }
@@ -596,6 +680,7 @@ impl Master {
         let key = Key::<Aes256Gcm>::from_exact_iter(bytes)
             .ok_or_else(|| StoreError::Vault(format!("data key {id} is not 32 bytes")))?;
         Ok(DataKey {
+            tenant,
             id,
             cipher: Aes256Gcm::new(&key),
         })
@@ -611,10 +696,10 @@ impl Master {
 }
 
 impl DataKey {
-    fn seal(&self, tenant: TenantId, plain: &str) -> Result<String, StoreError> {
+    fn seal(&self, plain: &str) -> Result<String, StoreError> {
         let bytes = seal_bytes(
             &self.cipher,
-            &value_aad(tenant.as_uuid(), self.id),
+            &value_aad(self.tenant, self.id),
             plain.as_bytes(),
         )?;
         Ok(format!(
@@ -624,7 +709,8 @@ impl DataKey {
         ))
     }
 
-    fn open(&self, tenant: Uuid, sealed: &Sealed<'_>) -> Result<String, StoreError> {
+    fn open(&self, sealed: &Sealed<'_>) -> Result<String, StoreError> {
+        let tenant = self.tenant;
         let broken =
             || StoreError::Vault(format!("a value sealed under {} does not open", self.id));
         let bytes = STANDARD_NO_PAD.decode(sealed.data).map_err(|_| broken())?;
@@ -758,8 +844,9 @@ pub fn subject_of<'a>(events: impl IntoIterator<Item = &'a RecordedEvent>) -> Op
 mod tests {
     use super::*;
 
-    fn key() -> DataKey {
+    fn key(tenant: Uuid) -> DataKey {
         DataKey {
+            tenant,
             id: Uuid::new_v4(),
             cipher: Aes256Gcm::new(&Aes256Gcm::generate_key(OsRng)),
         }
@@ -767,19 +854,20 @@ mod tests {
 
     #[test]
     fn a_sealed_value_opens_only_with_its_key_and_tenant() {
-        let tenant = TenantId::from_uuid(Uuid::new_v4());
-        let key = key();
-        let sealed = key.seal(tenant, "ada@example.com").unwrap();
+        let tenant = Uuid::new_v4();
+        let key = key(tenant);
+        let sealed = key.seal("ada@example.com").unwrap();
         assert!(is_sealed(&sealed));
         assert!(!sealed.contains("ada"));
         let parsed = Sealed::parse(&sealed).unwrap();
         assert_eq!(parsed.key_id, key.id);
-        assert_eq!(
-            key.open(tenant.as_uuid(), &parsed).unwrap(),
-            "ada@example.com"
-        );
-        assert!(key.open(Uuid::new_v4(), &parsed).is_err());
-        assert!(self::key().open(tenant.as_uuid(), &parsed).is_err());
+        assert_eq!(key.open(&parsed).unwrap(), "ada@example.com");
+        let other_tenant = DataKey {
+            tenant: Uuid::new_v4(),
+            ..key
+        };
+        assert!(other_tenant.open(&parsed).is_err());
+        assert!(self::key(tenant).open(&parsed).is_err());
     }
 
     #[test]
@@ -804,7 +892,7 @@ mod tests {
         let tenant = TenantId::from_uuid(Uuid::new_v4());
         let mut payload = serde_json::json!({
             "member_id": "x",
-            "email": key().seal(tenant, "ada@example.com").unwrap(),
+            "email": key(tenant.as_uuid()).seal("ada@example.com").unwrap(),
             "role": "admin",
         });
         conceal("MemberInvited", &mut payload);

@@ -1,0 +1,168 @@
+//! Rows kept in memory between requests, forgotten when PostgreSQL announces a change.
+//!
+//! A trigger on the table notifies a channel when a changing transaction commits (with the
+//! changed row's key, or `*` for all of them), and every server listens. The API's credentials
+//! (migration 0012) and the vault's data keys (migration 0014) are kept this way.
+//!
+//! Safety rules, so that nothing revoked or erased is believed for long:
+//! - Nothing is kept unless the listening connection is up. When it drops, everything is
+//!   forgotten and lookups go to PostgreSQL until a new one listens.
+//! - A lookup keeps its answer only if no change was heard while it ran (an epoch counts the
+//!   changes), so an answer read just before a change is never kept after it.
+//! - The server that makes a change forgets at once ([`NotifiedCache::forget_all`]), before it
+//!   answers; the others within the notification's delivery (milliseconds).
+//! - An entry lives at most [`TTL`], whatever happens.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sqlx::postgres::PgListener;
+use sqlx::PgPool;
+use tokio::sync::watch;
+
+/// The longest an entry is believed.
+pub const TTL: Duration = Duration::from_secs(60);
+/// Entries kept at most; past it the cache starts again empty.
+const CAPACITY: usize = 100_000;
+
+/// The cache; cheap to clone (shared).
+pub struct NotifiedCache<K, V>(Arc<Inner<K, V>>);
+
+struct Inner<K, V> {
+    /// The channel the table's trigger notifies.
+    channel: &'static str,
+    entries: Mutex<HashMap<K, (V, Instant)>>,
+    /// Counts the changes heard of (and every start and loss of listening).
+    epoch: AtomicU64,
+    listening: AtomicBool,
+}
+
+impl<K, V> Clone for NotifiedCache<K, V> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<K: Eq + Hash, V: Clone> NotifiedCache<K, V> {
+    /// An empty cache of the rows whose changes are announced on `channel`. It keeps nothing
+    /// until [`NotifiedCache::listen`] runs.
+    pub fn new(channel: &'static str) -> Self {
+        Self(Arc::new(Inner {
+            channel,
+            entries: Mutex::new(HashMap::new()),
+            epoch: AtomicU64::new(0),
+            listening: AtomicBool::new(false),
+        }))
+    }
+
+    /// The entry of `key`, if it is kept and young enough.
+    pub fn get(&self, key: &K) -> Option<V> {
+        if !self.0.listening.load(Ordering::Acquire) {
+            return None;
+        }
+        let entries = self.0.entries.lock().ok()?;
+        let (value, kept_at) = entries.get(key)?;
+        (kept_at.elapsed() < TTL).then(|| value.clone())
+    }
+
+    /// The epoch to pass to [`NotifiedCache::keep`]: read it before the lookup.
+    pub fn epoch(&self) -> u64 {
+        self.0.epoch.load(Ordering::Acquire)
+    }
+
+    /// Keeps what a lookup that began at `epoch` found, unless a change was heard since (or
+    /// nobody listens).
+    pub fn keep(&self, key: K, value: V, epoch: u64) {
+        if !self.0.listening.load(Ordering::Acquire) {
+            return;
+        }
+        let Ok(mut entries) = self.0.entries.lock() else {
+            return;
+        };
+        // Checked under the lock: `forget` bumps the epoch under it too.
+        if self.0.epoch.load(Ordering::Acquire) != epoch {
+            return;
+        }
+        if entries.len() >= CAPACITY {
+            entries.clear();
+        }
+        entries.insert(key, (value, Instant::now()));
+    }
+
+    /// Forgets one entry.
+    pub fn forget(&self, key: &K) {
+        if let Ok(mut entries) = self.0.entries.lock() {
+            self.0.epoch.fetch_add(1, Ordering::AcqRel);
+            entries.remove(key);
+        }
+    }
+
+    /// Forgets every entry (after this server changed one, or lost its listener).
+    pub fn forget_all(&self) {
+        if let Ok(mut entries) = self.0.entries.lock() {
+            self.0.epoch.fetch_add(1, Ordering::AcqRel);
+            entries.clear();
+        }
+    }
+
+    /// Listens for changes until `shutdown` turns true; the cache keeps entries only while
+    /// this runs and its connection is up. A notification's payload names the entry to
+    /// forget (`key_of`), or, when `key_of` gives `None` (`*`: the table was truncated, say),
+    /// every entry is forgotten.
+    pub async fn listen(
+        self,
+        pool: PgPool,
+        key_of: fn(&str) -> Option<K>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        while !*shutdown.borrow() {
+            if let Err(err) = self.listen_once(&pool, key_of, &mut shutdown).await {
+                tracing::warn!(channel = self.0.channel, error = %err,
+                    "changes cannot be heard; nothing is kept in memory until they can");
+            }
+            self.stop_keeping();
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                changed = shutdown.changed() => if changed.is_err() {
+                    break;
+                },
+            }
+        }
+        self.stop_keeping();
+    }
+
+    /// One listening connection, until it drops (or shutdown).
+    async fn listen_once(
+        &self,
+        pool: &PgPool,
+        key_of: fn(&str) -> Option<K>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), sqlx::Error> {
+        let mut listener = PgListener::connect_with(pool).await?;
+        listener.listen(self.0.channel).await?;
+        // From here every change is heard; what was kept before may be stale.
+        self.0.listening.store(true, Ordering::Release);
+        self.forget_all();
+        loop {
+            tokio::select! {
+                heard = listener.try_recv() => match heard? {
+                    Some(notification) => match key_of(notification.payload()) {
+                        Some(key) => self.forget(&key),
+                        None => self.forget_all(),
+                    },
+                    // The connection dropped: what changed meanwhile was not heard.
+                    None => return Ok(()),
+                },
+                _ = shutdown.changed() => return Ok(()),
+            }
+        }
+    }
+
+    fn stop_keeping(&self) {
+        self.0.listening.store(false, Ordering::Release);
+        self.forget_all();
+    }
+}
