@@ -68,6 +68,11 @@ impl<K: Eq + Hash, V: Clone> NotifiedCache<K, V> {
         (kept_at.elapsed() < TTL).then(|| value.clone())
     }
 
+    /// True while changes are heard, so that entries are kept.
+    pub fn is_listening(&self) -> bool {
+        self.0.listening.load(Ordering::Acquire)
+    }
+
     /// The epoch to pass to [`NotifiedCache::keep`]: read it before the lookup.
     pub fn epoch(&self) -> u64 {
         self.0.epoch.load(Ordering::Acquire)

@@ -192,6 +192,11 @@ impl Vault {
         keys.listen(pool, |_| None, shutdown).await;
     }
 
+    /// True while keys are kept in memory ([`Vault::listen`] hears changes).
+    pub fn keeps_keys(&self) -> bool {
+        self.keys.is_listening()
+    }
+
     /// Forgets every key kept in memory (this server erased some).
     pub fn forget_keys(&self) {
         self.keys.forget_all();

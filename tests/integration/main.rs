@@ -12,4 +12,5 @@ mod helpers;
 mod isolation;
 mod relay;
 mod tamper;
+mod vault;
 mod walkthrough;
