@@ -366,7 +366,11 @@ async fn show(
                 .iter_mut()
                 .map(|m| (&mut m.content, PersonalKind::Text)),
         );
-    state.store.vault().open(&mut tx, sealed.collect()).await?;
+    state
+        .store
+        .vault()
+        .open(&mut tx, Some(TenantId::from(org)), sealed.collect())
+        .await?;
     tx.commit().await?;
     let view = view.ok_or(ApiError::NotFound("conversation"))?;
     let version = view.version;
@@ -407,7 +411,11 @@ async fn list(
         .iter_mut()
         .filter_map(|c| c.customer_ref.as_mut())
         .map(|r| (r, PersonalKind::CustomerRef));
-    state.store.vault().open(&mut tx, refs.collect()).await?;
+    state
+        .store
+        .vault()
+        .open(&mut tx, Some(TenantId::from(org)), refs.collect())
+        .await?;
     tx.commit().await?;
     Ok(axum::Json(Page::of(rows, limit, |c| c.id)))
 }

@@ -111,7 +111,11 @@ async fn list(
     .fetch_all(&mut *tx)
     .await?;
     let emails = rows.iter_mut().map(|m| (&mut m.email, PersonalKind::Email));
-    state.store.vault().open(&mut tx, emails.collect()).await?;
+    state
+        .store
+        .vault()
+        .open(&mut tx, Some(TenantId::from(org)), emails.collect())
+        .await?;
     tx.commit().await?;
     Ok(axum::Json(Page::of(rows, limit, |m| m.id)))
 }

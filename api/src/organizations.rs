@@ -263,7 +263,11 @@ async fn show(
         .await?;
     let mut view = OrganizationView::from_row(&row.ok_or(ApiError::NotFound("organization"))?)?;
     let email = vec![(&mut view.billing_email, PersonalKind::Email)];
-    state.store.vault().open(&mut tx, email).await?;
+    state
+        .store
+        .vault()
+        .open(&mut tx, Some(TenantId::from(org)), email)
+        .await?;
     tx.commit().await?;
     Ok((etag(view.version), axum::Json(view)).into_response())
 }
@@ -294,7 +298,11 @@ async fn list(
     let emails = views
         .iter_mut()
         .map(|v| (&mut v.billing_email, PersonalKind::Email));
-    state.store.vault().open(&mut tx, emails.collect()).await?;
+    state
+        .store
+        .vault()
+        .open(&mut tx, None, emails.collect())
+        .await?;
     tx.commit().await?;
     Ok(axum::Json(Page::of(views, limit, |o| o.id)))
 }

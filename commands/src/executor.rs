@@ -6,9 +6,10 @@
 //! transaction is rolled back and the command is decided again from a fresh load (bounded,
 //! with jitter). A refusal by the domain never retries.
 //!
-//! A command that appends to one stream and writes nothing else can instead stage its append
-//! ([`Loaded::stage`]) in a read transaction and have it group-committed with other commands'
-//! appends ([`CommandBus::transact_grouped`]); conflicts retry the same way.
+//! A command that appends to one stream and writes nothing else can instead read and stage
+//! its append ([`Loaded::stage`]) outside any transaction, through the reads that confine
+//! themselves to a tenant ([`Session::Autocommit`]), and have it group-committed with other
+//! commands' appends ([`CommandBus::transact_grouped`]); conflicts retry the same way.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
@@ -260,7 +261,8 @@ where
     }
 
     /// Decides `command` and prepares its events for group commit, without writing them:
-    /// the command's transaction only reads (and may create a data key).
+    /// it only reads (and may create a data key, which then commits on its own outside a
+    /// transaction).
     ///
     /// # Errors
     /// As [`Loaded::decide`]; a vault error when personal data cannot be sealed.

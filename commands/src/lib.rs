@@ -2,7 +2,7 @@
 //!
 //! - [`executor`]: load an aggregate → decide → append, in one tenant-scoped transaction,
 //!   retried from a fresh load when another writer got there first; conversation commands
-//!   append by group commit after their read transaction.
+//!   read outside any transaction and append by group commit.
 //! - [`organizations`], [`stores`], [`agent_instances`], [`conversations`]: the commands of
 //!   each aggregate, with the parents they check and the organization slots (tier limits)
 //!   they take or give back in the same transaction.

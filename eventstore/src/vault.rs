@@ -22,9 +22,9 @@
 //! server forgets every key; the erasing server forgets before it answers. A write on another
 //! server in the notification's delivery (milliseconds) is the race above; a read there may
 //! still open what was just erased, as it would had it begun a moment earlier. Only a key
-//! another transaction committed before the reader's began is kept (`settled`), never one the
-//! reader's own transaction made and might yet roll back: a value sealed under a key that was
-//! never committed could never be opened.
+//! certainly committed by another transaction is kept (`settled`, migration 0014), never one
+//! the reader's own transaction made and might yet roll back: a value sealed under a key that
+//! was never committed could never be opened.
 //!
 //! Keys are read through functions confined to the tenant (migration 0014), so sealing and
 //! opening also work on a connection outside any transaction.
@@ -296,17 +296,20 @@ impl Vault {
         self.opener().reveal(conn, events).await
     }
 
-    /// Opens sealed values in place (a read model's copies, say), each with its kind; values
-    /// that were never sealed are left as they are.
+    /// Opens sealed values of `tenant` in place (a read model's copies, say), each with its
+    /// kind; values that were never sealed are left as they are. With `tenant` unknown (a
+    /// list across tenants, in a system transaction), the keys are those the transaction on
+    /// `conn` may read, and none is taken from memory.
     ///
     /// # Errors
     /// As [`Vault::reveal`].
     pub async fn open(
         &self,
         conn: &mut PgConnection,
+        tenant: Option<TenantId>,
         values: Vec<(&mut String, PersonalKind)>,
     ) -> Result<(), StoreError> {
-        self.opener().open(conn, values).await
+        self.opener().open_in(conn, tenant, values).await
     }
 
     /// An opener that keeps the keys it fetched, for many batches of one read (a replay).
@@ -627,7 +630,9 @@ impl Opener {
         let mut missing = Vec::with_capacity(ids.len());
         for id in ids {
             match cache.get(&KeyRef::Id(*id)) {
-                Some(key) if tenant.is_none_or(|t| t.as_uuid() == key.tenant) => {
+                // Only for a known tenant: without one, the transaction's scope decides
+                // which keys may be read, and the kept keys are every tenant's.
+                Some(key) if tenant.is_some_and(|t| t.as_uuid() == key.tenant) => {
                     self.keys.insert(*id, Some(key));
                 }
                 _ => missing.push(*id),

@@ -48,7 +48,11 @@ async fn opened(store: &EventStore, vault: &Vault, tenant: TenantId, value: &str
     let mut value = value.to_owned();
     let mut tx = store.begin_tenant(tenant).await.unwrap();
     vault
-        .open(&mut tx, vec![(&mut value, PersonalKind::Email)])
+        .open(
+            &mut tx,
+            Some(tenant),
+            vec![(&mut value, PersonalKind::Email)],
+        )
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -192,14 +196,22 @@ async fn streams_are_read_outside_any_transaction_confined_to_their_tenant() {
             .unwrap();
     assert_eq!(scope, None, "the read left its tenant on the connection");
 
-    // Inside another tenant's transaction, the read leaves that transaction's scope as it was.
-    let mut tx = store.begin_tenant(theirs).await.unwrap();
+    // Inside the tenant's own transaction, the read leaves its scope as it was; inside
+    // another tenant's, it is refused.
+    let mut tx = store.begin_tenant(mine).await.unwrap();
     let streams = read_streams(&mut tx, mine, &wanted).await.unwrap();
     assert_eq!((streams[0].len(), streams[1].len()), (2, 0));
     let scope: String = sqlx::query_scalar("SELECT current_setting('tenantry.tenant_id')")
         .fetch_one(&mut *tx)
         .await
         .unwrap();
-    assert_eq!(scope, theirs.to_string());
+    assert_eq!(scope, mine.to_string());
     tx.commit().await.unwrap();
+    let mut tx = store.begin_tenant(theirs).await.unwrap();
+    let refused = read_streams(&mut tx, mine, &wanted).await;
+    assert!(
+        refused.is_err(),
+        "a transaction of one tenant read another's streams"
+    );
+    tx.rollback().await.unwrap();
 }
