@@ -17,6 +17,22 @@
 -- (eventstore::vault), never one that the caller's own transaction wrote and might still roll
 -- back.
 
+-- Confines the statements that follow to `p_tenant` and returns the caller's tenant setting,
+-- for the caller to put back; refuses inside another tenant's transaction.
+CREATE FUNCTION tenantry_enter_tenant(p_tenant uuid) RETURNS text
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    previous text := current_setting('tenantry.tenant_id', true);
+BEGIN
+    IF nullif(previous, '') IS NOT NULL AND previous <> p_tenant::text THEN
+        RAISE EXCEPTION 'a transaction of tenant % cannot read tenant %', previous, p_tenant
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    PERFORM set_config('tenantry.tenant_id', p_tenant::text, true);
+    RETURN previous;
+END
+$$;
+
 CREATE FUNCTION tenantry_read_streams(
     p_tenant uuid, p_types text[], p_ids uuid[], p_via_types text[], p_via_fields text[])
 RETURNS TABLE (k integer, tenant_id uuid, stream_type text, stream_id uuid, version bigint,
@@ -26,13 +42,8 @@ RETURNS TABLE (k integer, tenant_id uuid, stream_type text, stream_id uuid, vers
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
-    previous text := current_setting('tenantry.tenant_id', true);
+    previous text := tenantry_enter_tenant(p_tenant);
 BEGIN
-    IF nullif(previous, '') IS NOT NULL AND previous <> p_tenant::text THEN
-        RAISE EXCEPTION 'a transaction of tenant % cannot read tenant %', previous, p_tenant
-            USING ERRCODE = 'insufficient_privilege';
-    END IF;
-    PERFORM set_config('tenantry.tenant_id', p_tenant::text, true);
     IF cardinality(p_ids) <> cardinality(p_types)
        OR cardinality(p_via_types) <> cardinality(p_types)
        OR cardinality(p_via_fields) <> cardinality(p_types) THEN
@@ -73,13 +84,8 @@ RETURNS TABLE (tenant_id uuid, key_id uuid, wrapped bytea, settled boolean)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
-    previous text := current_setting('tenantry.tenant_id', true);
+    previous text := tenantry_enter_tenant(p_tenant);
 BEGIN
-    IF nullif(previous, '') IS NOT NULL AND previous <> p_tenant::text THEN
-        RAISE EXCEPTION 'a transaction of tenant % cannot read tenant %', previous, p_tenant
-            USING ERRCODE = 'insufficient_privilege';
-    END IF;
-    PERFORM set_config('tenantry.tenant_id', p_tenant::text, true);
     RETURN QUERY
         SELECT d.tenant_id, d.key_id, d.wrapped, (pg_current_xact_id_if_assigned() IS NULL OR age(d.xmin) > 0)
         FROM public.data_keys d
@@ -97,13 +103,8 @@ RETURNS TABLE (key_id uuid, wrapped bytea, settled boolean)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
-    previous text := current_setting('tenantry.tenant_id', true);
+    previous text := tenantry_enter_tenant(p_tenant);
 BEGIN
-    IF nullif(previous, '') IS NOT NULL AND previous <> p_tenant::text THEN
-        RAISE EXCEPTION 'a transaction of tenant % cannot read tenant %', previous, p_tenant
-            USING ERRCODE = 'insufficient_privilege';
-    END IF;
-    PERFORM set_config('tenantry.tenant_id', p_tenant::text, true);
     FOR round IN 1..3 LOOP
         RETURN QUERY
             SELECT d.key_id, d.wrapped, (pg_current_xact_id_if_assigned() IS NULL OR age(d.xmin) > 0)
@@ -128,10 +129,12 @@ $$;
 -- transactions), by `tenantry_system` (opening a tenant's values in a system transaction) and
 -- by the application's login role, nobody else.
 GRANT CREATE ON SCHEMA public TO tenantry_app;
+ALTER FUNCTION tenantry_enter_tenant(uuid) OWNER TO tenantry_app;
 ALTER FUNCTION tenantry_read_streams(uuid, text[], uuid[], text[], text[]) OWNER TO tenantry_app;
 ALTER FUNCTION tenantry_data_keys(uuid, uuid[]) OWNER TO tenantry_app;
 ALTER FUNCTION tenantry_live_data_key(uuid, text, bytea, uuid, bytea) OWNER TO tenantry_app;
 REVOKE CREATE ON SCHEMA public FROM tenantry_app;
+REVOKE ALL ON FUNCTION tenantry_enter_tenant(uuid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION tenantry_read_streams(uuid, text[], uuid[], text[], text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION tenantry_data_keys(uuid, uuid[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION tenantry_live_data_key(uuid, text, bytea, uuid, bytea) FROM PUBLIC;
