@@ -188,8 +188,7 @@ impl Vault {
     /// Keeps keys in memory while changes to them can be heard, until `shutdown` turns true
     /// (see the module's documentation).
     pub async fn listen(self, pool: sqlx::PgPool, shutdown: tokio::sync::watch::Receiver<bool>) {
-        let keys = self.keys.clone();
-        keys.listen(pool, |_| None, shutdown).await;
+        self.keys.listen(pool, |_| None, shutdown).await;
     }
 
     /// True while keys are kept in memory ([`Vault::listen`] hears changes).
@@ -309,7 +308,7 @@ impl Vault {
         tenant: Option<TenantId>,
         values: Vec<(&mut String, PersonalKind)>,
     ) -> Result<(), StoreError> {
-        self.opener().open_in(conn, tenant, values).await
+        self.opener().open(conn, tenant, values).await
     }
 
     /// An opener that keeps the keys it fetched, for many batches of one read (a replay).
@@ -374,7 +373,7 @@ impl Vault {
             Want::Tenant => Vec::new(),
             Want::Customer(customer) => master.lookup(tenant, customer),
         };
-        let wanted = KeyRef::Live(tenant.as_uuid(), want.scope(), lookup);
+        let wanted = KeyRef::Live(tenant.as_uuid(), want.scope(), lookup.clone());
         if let Some(key) = self.keys.get(&wanted) {
             return Ok(key);
         }
@@ -382,15 +381,12 @@ impl Vault {
         // Found (the usual case: the fresh key is thrown away), or made now.
         let fresh = MasterKey::generate();
         let fresh_id = Uuid::new_v4();
-        let KeyRef::Live(_, scope, lookup) = &wanted else {
-            unreachable!("built above")
-        };
         let found: Option<(Uuid, Vec<u8>, bool)> = sqlx::query_as(
             "SELECT key_id, wrapped, settled FROM tenantry_live_data_key($1, $2, $3, $4, $5)",
         )
         .bind(tenant.as_uuid())
-        .bind(*scope)
-        .bind(lookup)
+        .bind(want.scope())
+        .bind(&lookup)
         .bind(fresh_id)
         .bind(master.wrap(tenant.as_uuid(), fresh_id, &fresh)?)
         .fetch_optional(&mut *conn)
@@ -542,7 +538,7 @@ impl Opener {
             _ => None,
         };
         let values = personal_values_of(events);
-        self.open_in(conn, tenant, values).await
+        self.open(conn, tenant, values).await
     }
 
     /// As [`Opener::reveal`], fetching missing keys in a short transaction of `tenant` of its
@@ -573,16 +569,6 @@ impl Opener {
     /// # Errors
     /// As [`Vault::reveal`].
     pub async fn open(
-        &mut self,
-        conn: &mut PgConnection,
-        values: Vec<(&mut String, PersonalKind)>,
-    ) -> Result<(), StoreError> {
-        self.open_in(conn, None, values).await
-    }
-
-    /// Opens `values` of `tenant` (`None`: of the tenant `conn`'s transaction is confined to,
-    /// or any, in a system transaction).
-    async fn open_in(
         &mut self,
         conn: &mut PgConnection,
         tenant: Option<TenantId>,

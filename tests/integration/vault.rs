@@ -6,11 +6,11 @@ use serde_json::{json, Value};
 use tenantry_domain::personal::PersonalKind;
 use tenantry_domain::TenantId;
 use tenantry_eventstore::read::{read_streams, StreamRef};
-use tenantry_eventstore::{append, EventStore, Expected, Metadata, NewEvent, Vault};
+use tenantry_eventstore::{EventStore, NewEvent, Vault};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::eventstore::event;
+use crate::eventstore::load_and_append;
 use crate::helpers::{eventually, fresh_store, superuser, test_vault};
 
 /// A member invited with `email`, ready to be sealed.
@@ -166,19 +166,9 @@ async fn streams_are_read_outside_any_transaction_confined_to_their_tenant() {
     let (mine, theirs) = (TenantId::new(), TenantId::new());
     let (my_stream, their_stream) = (Uuid::new_v4(), Uuid::new_v4());
     for (tenant, stream) in [(mine, my_stream), (theirs, their_stream)] {
-        let mut tx = store.begin_writer(tenant).await.unwrap();
-        append(
-            &mut tx,
-            tenant,
-            "counter",
-            stream,
-            Expected::NoStream,
-            vec![event(1), event(2)],
-            &Metadata::default(),
-        )
-        .await
-        .unwrap();
-        tx.commit().await.unwrap();
+        for n in [1, 2] {
+            load_and_append(&store, tenant, stream, n).await.unwrap();
+        }
     }
     let wanted = [
         StreamRef::Id("counter", my_stream),
