@@ -132,6 +132,12 @@ impl Application {
                 store.pool().clone(),
                 stopped.clone(),
             ));
+            workers.spawn(
+                store
+                    .kept()
+                    .clone()
+                    .listen(store.pool().clone(), stopped.clone()),
+            );
             if store.vault().is_configured() {
                 workers.spawn(
                     store

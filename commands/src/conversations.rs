@@ -1,23 +1,35 @@
 //! Conversation commands: each checks the conversation's agent instance, store and
-//! organization as they stand in the same transaction.
+//! organization as this server last read them (kept in memory until a change to them is
+//! announced, see [`tenantry_eventstore::kept`]).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use sqlx::PgConnection;
 use tenantry_domain::agent_instance::AgentInstance;
 use tenantry_domain::context::{InstanceContext, StoreContext};
 use tenantry_domain::conversation::{Conversation, ConversationAction, ConversationCommand};
 use tenantry_domain::organization::Organization;
 use tenantry_domain::store::Store;
-use tenantry_domain::{ConversationId, OrganizationId, TenantId};
+use tenantry_domain::{AgentInstanceId, ConversationId, OrganizationId, TenantId};
+use uuid::Uuid;
 
+use tenantry_eventstore::kept::{Kept, KeptStreams};
 use tenantry_eventstore::read::{read_streams, StreamRef};
-use tenantry_eventstore::{vault, RecordedEvent};
+use tenantry_eventstore::vault::{self, Vault};
 
-use crate::executor::{fold, Request};
+use crate::executor::{fold, fold_opened, Request, Staged};
 use crate::stores::not_found;
 use crate::{CommandBus, CommandError, Executed};
 
 impl CommandBus {
     /// Runs `action` on conversation `conversation_id` of organization `org` (for `Start`, the
     /// id and agent instance inside the action).
+    ///
+    /// The first attempt decides from the streams this server keeps in memory
+    /// ([`tenantry_eventstore::kept`]) when it keeps them all, and reads nothing. A decision
+    /// from a stale copy cannot stand: its append fails the stream's compare-and-set, and the
+    /// next attempt reads; one that a copy refuses (or answers with another version than the
+    /// request's `If-Match`) is decided again at once from what is stored.
     ///
     /// # Errors
     /// As [`CommandBus::transact`].
@@ -38,115 +50,198 @@ impl CommandBus {
             } => (*id, Some(*agent_instance_id)),
             _ => (conversation_id, None),
         };
-        let metadata = &request.metadata;
-        let vault = self.event_store().vault();
-        let action = &action;
-        self.transact_grouped(
-            tenant,
+        let c = conversation_id.as_uuid();
+        let kept = self.event_store().kept();
+        let decision = Decision {
+            org,
+            conversation_id: c,
+            start_instance,
+            action: &action,
             request,
-            crate::attempt!(|tx| {
-                // The conversation and its parents in one round trip; an agent instance and its
-                // store are named by the first event of the stream below them, and never change.
-                let c = conversation_id.as_uuid();
-                let wanted = match start_instance {
-                    Some(instance) => [
-                        StreamRef::Id("conversation", c),
-                        StreamRef::Id("agent_instance", instance.as_uuid()),
-                        StreamRef::NamedBy(
-                            "store",
-                            "agent_instance",
-                            instance.as_uuid(),
-                            "store_id",
-                        ),
-                        StreamRef::Id("organization", org.as_uuid()),
-                    ],
-                    None => [
-                        StreamRef::Id("conversation", c),
-                        StreamRef::NamedBy(
-                            "agent_instance",
-                            "conversation",
-                            c,
-                            "agent_instance_id",
-                        ),
-                        StreamRef::NamedBy("store", "conversation", c, "store_id"),
-                        StreamRef::Id("organization", org.as_uuid()),
-                    ],
-                };
-                let [conversation, instance, store, organization]: [Vec<RecordedEvent>; 4] =
-                    read_streams(tx, tenant, &wanted)
-                        .await?
-                        .try_into()
-                        .map_err(|_| not_found("conversation"))?;
-                // The customer reference is shown in the command's answer: open it (only the
-                // first event; the aggregate keeps no message content). The customer's key is
-                // taken from the sealed reference first.
-                let subject = vault::subject_of(&conversation);
-                let mut conversation = conversation;
-                if let Some(first) = conversation.first_mut() {
-                    if vault::holds_sealed(&first.event_type, &first.payload) {
-                        vault.reveal(tx, std::slice::from_mut(first)).await?;
+            vault: self.event_store().vault(),
+        };
+        let decision = &decision;
+        let from_memory = AtomicBool::new(kept.is_listening());
+        let from_memory = &from_memory;
+        let executed = self
+            .transact_grouped(
+                tenant,
+                request,
+                crate::attempt!(|tx| {
+                    // The conversation and its parents; an agent instance and its store are
+                    // named by the first event of the stream below them, and never change.
+                    let wanted = match start_instance {
+                        Some(instance) => [
+                            StreamRef::Id("conversation", c),
+                            StreamRef::Id("agent_instance", instance.as_uuid()),
+                            StreamRef::NamedBy(
+                                "store",
+                                "agent_instance",
+                                instance.as_uuid(),
+                                "store_id",
+                            ),
+                            StreamRef::Id("organization", org.as_uuid()),
+                        ],
+                        None => [
+                            StreamRef::Id("conversation", c),
+                            StreamRef::NamedBy(
+                                "agent_instance",
+                                "conversation",
+                                c,
+                                "agent_instance_id",
+                            ),
+                            StreamRef::NamedBy("store", "conversation", c, "store_id"),
+                            StreamRef::Id("organization", org.as_uuid()),
+                        ],
+                    };
+                    if from_memory.swap(false, Ordering::Relaxed) {
+                        if let Some(streams) = kept_streams(kept, tenant, &wanted, start_instance) {
+                            match decision.decide(tx, streams).await {
+                                Ok(staged) => return Ok(staged),
+                                Err(err) => {
+                                    tracing::debug!(error = %err,
+                                        "refused from memory; deciding from what is stored");
+                                    kept.forget(tenant, "conversation", c);
+                                }
+                            }
+                        }
                     }
-                }
-                let conversation = fold::<Conversation>(c, conversation, subject)?.sealing(vault);
-                conversation.check_expected(request)?;
-                let instance_id = match start_instance {
-                    Some(id) => id,
-                    None if conversation.state.organization_id == Some(org) => conversation
-                        .state
-                        .agent_instance_id
-                        .ok_or_else(|| not_found("conversation"))?,
-                    None => return Err(not_found("conversation")),
-                };
-                let instance = fold::<AgentInstance>(instance_id.as_uuid(), instance, None)?;
-                if instance.state.organization_id != Some(org) {
-                    return Err(not_found("agent instance"));
-                }
-                let store_id = instance
+                    // One round trip, kept for the next command.
+                    let epoch = kept.epoch();
+                    let streams = kept.keep(read_streams(tx, tenant, &wanted).await?, epoch);
+                    let streams: [Kept; 4] =
+                        streams.try_into().map_err(|_| not_found("conversation"))?;
+                    decision.decide(tx, streams).await
+                }),
+            )
+            .await?;
+        if executed.aggregate.ended.is_some() {
+            // No command will follow an ended conversation's end.
+            kept.forget(tenant, "conversation", c);
+        }
+        Ok(executed)
+    }
+}
+
+/// The four streams a conversation command decides from, if this server keeps them all (a
+/// conversation that `Start` begins need not be kept: it should not exist yet, and if it
+/// does, the append says so).
+fn kept_streams(
+    kept: &KeptStreams,
+    tenant: TenantId,
+    wanted: &[StreamRef<'_>; 4],
+    start_instance: Option<AgentInstanceId>,
+) -> Option<[Kept; 4]> {
+    let [conversation, instance, store, organization]: [Option<Kept>; 4] =
+        kept.get(tenant, wanted).try_into().ok()?;
+    let conversation = match (conversation, start_instance) {
+        (Some(conversation), _) => conversation,
+        (None, Some(_)) => Kept::from([]),
+        (None, None) => return None,
+    };
+    Some([conversation, instance?, store?, organization?])
+}
+
+/// What a conversation command decides, apart from the streams it decides from.
+struct Decision<'a> {
+    org: OrganizationId,
+    conversation_id: Uuid,
+    start_instance: Option<AgentInstanceId>,
+    action: &'a ConversationAction,
+    request: &'a Request,
+    vault: &'a Vault,
+}
+
+impl Decision<'_> {
+    /// Decides from the conversation, its agent instance, store and organization, and stages
+    /// the append (`conn` serves only the vault: a key to open the customer reference, or to
+    /// seal a new one with).
+    async fn decide(
+        &self,
+        conn: &mut PgConnection,
+        [conversation, instance, store, organization]: [Kept; 4],
+    ) -> Result<Staged<Conversation>, CommandError> {
+        let Decision {
+            org,
+            conversation_id: c,
+            start_instance,
+            action,
+            request,
+            vault,
+        } = *self;
+        let tenant = TenantId::from(org);
+        // The customer reference is shown in the command's answer: open it (only the first
+        // event, on a copy; the aggregate keeps no message content). The customer's key is
+        // taken from the sealed reference first.
+        let subject = vault::subject_of(conversation.iter());
+        let mut opened = None;
+        if let Some(first) = conversation.first() {
+            if vault::holds_sealed(&first.event_type, &first.payload) {
+                let mut first = first.clone();
+                vault.reveal(conn, std::slice::from_mut(&mut first)).await?;
+                opened = Some(first);
+            }
+        }
+        let conversation =
+            fold_opened::<Conversation>(c, &conversation, opened.as_ref(), subject)?.sealing(vault);
+        conversation.check_expected(request)?;
+        let instance_id = match start_instance {
+            Some(id) => id,
+            None if conversation.state.organization_id == Some(org) => conversation
+                .state
+                .agent_instance_id
+                .ok_or_else(|| not_found("conversation"))?,
+            None => return Err(not_found("conversation")),
+        };
+        let instance = fold::<AgentInstance>(instance_id.as_uuid(), &instance, None)?;
+        if instance.state.organization_id != Some(org) {
+            return Err(not_found("agent instance"));
+        }
+        let store_id = instance
+            .state
+            .store_id
+            .ok_or_else(|| not_found("agent instance"))?;
+        // Named by the instance (Start) or the conversation, which records the instance's
+        // store: the same stream as `store_id`.
+        let store = fold::<Store>(store_id.as_uuid(), &store, None)?;
+        let organization = fold::<Organization>(org.as_uuid(), &organization, None)?;
+        let ctx = organization
+            .state
+            .context()
+            .map_err(|e| CommandError::rejected(&e))?;
+        let action = match action {
+            // The conversation records what its parents are, as the store says.
+            ConversationAction::Start {
+                id,
+                customer_ref,
+                channel,
+                ..
+            } => ConversationAction::Start {
+                id: *id,
+                agent_instance_id: instance_id,
+                agent_type: instance
                     .state
-                    .store_id
-                    .ok_or_else(|| not_found("agent instance"))?;
-                // Named by the instance (Start) or the conversation, which records the
-                // instance's store: the same stream as `store_id`.
-                let store = fold::<Store>(store_id.as_uuid(), store, None)?;
-                let organization = fold::<Organization>(org.as_uuid(), organization, None)?;
-                let ctx = organization
-                    .state
-                    .context()
-                    .map_err(|e| CommandError::rejected(&e))?;
-                let action = match action {
-                    // The conversation records what its parents are, as the store says.
-                    ConversationAction::Start {
-                        id,
-                        customer_ref,
-                        channel,
-                        ..
-                    } => ConversationAction::Start {
-                        id: *id,
-                        agent_instance_id: instance_id,
-                        agent_type: instance
-                            .state
-                            .agent_type
-                            .ok_or_else(|| not_found("agent instance"))?,
-                        store_id,
-                        organization_id: org,
-                        customer_ref: customer_ref.clone(),
-                        channel: *channel,
-                    },
-                    other => other.clone(),
-                };
-                let command = ConversationCommand {
-                    org: ctx,
-                    store: StoreContext {
-                        active: store.state.active,
-                    },
-                    instance: InstanceContext {
-                        status: instance.state.status,
-                    },
-                    action,
-                };
-                conversation.stage(tx, tenant, command, metadata).await
-            }),
-        )
-        .await
+                    .agent_type
+                    .ok_or_else(|| not_found("agent instance"))?,
+                store_id,
+                organization_id: org,
+                customer_ref: customer_ref.clone(),
+                channel: *channel,
+            },
+            other => other.clone(),
+        };
+        let command = ConversationCommand {
+            org: ctx,
+            store: StoreContext {
+                active: store.state.active,
+            },
+            instance: InstanceContext {
+                status: instance.state.status,
+            },
+            action,
+        };
+        conversation
+            .stage(conn, tenant, command, &request.metadata)
+            .await
     }
 }

@@ -25,6 +25,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{PgConnection, Postgres, Transaction};
 use tenantry_domain::{personal, Rejection, TenantId};
 use tenantry_eventstore::append::append_prepared;
+use tenantry_eventstore::kept::KeptStreams;
 use tenantry_eventstore::read::read_stream;
 use tenantry_eventstore::scope::enter_tenant;
 use tenantry_eventstore::vault::{self, Vault};
@@ -159,7 +160,7 @@ pub async fn load<A: Aggregate>(
 ) -> Result<Loaded<A>, CommandError> {
     let history = read_stream(conn, tenant, A::TYPE, id).await?;
     let subject = vault::subject_of(&history);
-    fold(id, history, subject)
+    fold(id, &history, subject)
 }
 
 /// Loads aggregate `A` with its personal fields opened, ready to save new ones sealed. A
@@ -179,7 +180,7 @@ pub async fn load_revealed<A: Aggregate>(
     if vault.is_configured() {
         vault.reveal(conn, &mut history).await?;
     }
-    Ok(fold::<A>(id, history, subject)?.sealing(vault))
+    Ok(fold::<A>(id, &history, subject)?.sealing(vault))
 }
 
 /// Aggregate `A` with id `id` from its `history` (read already, e.g. with others in one
@@ -190,17 +191,35 @@ pub async fn load_revealed<A: Aggregate>(
 /// When an event does not decode.
 pub fn fold<A: Aggregate>(
     id: Uuid,
-    history: Vec<RecordedEvent>,
+    history: &[RecordedEvent],
+    subject: Option<Uuid>,
+) -> Result<Loaded<A>, CommandError> {
+    fold_opened(id, history, None, subject)
+}
+
+/// As [`fold`], with `first` (a copy of the first event, its personal fields opened) in place
+/// of the first event of `history`.
+///
+/// # Errors
+/// When an event does not decode.
+pub fn fold_opened<A: Aggregate>(
+    id: Uuid,
+    history: &[RecordedEvent],
+    first: Option<&RecordedEvent>,
     subject: Option<Uuid>,
 ) -> Result<Loaded<A>, CommandError> {
     let mut state = A::default();
-    for recorded in &history {
+    for (i, recorded) in history.iter().enumerate() {
+        let recorded = match first {
+            Some(first) if i == 0 => first,
+            _ => recorded,
+        };
         state.apply(recorded.decode::<A::Event>()?);
     }
     Ok(Loaded {
         id,
         state,
-        expected: Expected::after(&history)?,
+        expected: Expected::after(history)?,
         version: history.len() as i64,
         position: None,
         vault: None,
@@ -221,7 +240,7 @@ async fn load_at<A: Aggregate>(
     if vault.is_configured() {
         vault.reveal(conn, &mut history).await?;
     }
-    Ok(fold::<A>(id, history, None)?.state)
+    Ok(fold::<A>(id, &history, None)?.state)
 }
 
 impl<A> Loaded<A>
@@ -555,6 +574,15 @@ impl CommandBus {
             }
             tx.commit().await?;
             if done.position.is_some() {
+                let kept = self.store.kept();
+                if KeptStreams::announced(A::TYPE) {
+                    // Announced to the other servers on commit; this one forgets before it
+                    // answers (it cannot tell which of the streams it keeps moved).
+                    kept.forget_all();
+                } else {
+                    // Kept at the version before: it would only fail its next append.
+                    kept.forget(tenant, A::TYPE, done.id);
+                }
                 self.notify_appended();
             }
             count(A::TYPE, if done.replayed { "replayed" } else { "ok" });

@@ -9,6 +9,7 @@
 //! - [`chain`]: the per-stream hash chain and its verification.
 //! - [`vault`]: personal fields sealed under data keys that erasure destroys (crypto-shredding).
 //! - [`notified`]: rows kept in memory until PostgreSQL announces a change (credentials, data keys).
+//! - [`kept`]: streams kept in memory between commands (a conversation and its parents).
 //! - [`bus`]: the NATS JetStream face of the store (stream, subjects, headers), shared by the
 //!   relay that publishes the feed and the projections that consume it.
 //!
@@ -21,6 +22,7 @@ pub mod cursor;
 pub mod error;
 pub mod event;
 pub mod group;
+pub mod kept;
 pub mod notified;
 pub mod read;
 pub mod scope;

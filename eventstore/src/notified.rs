@@ -25,7 +25,8 @@ use tokio::sync::watch;
 
 /// The longest an entry is believed.
 pub const TTL: Duration = Duration::from_secs(60);
-/// Entries kept at most; past it the cache starts again empty.
+/// Entries kept at most, unless the cache is made smaller; past it the cache starts again
+/// empty.
 const CAPACITY: usize = 100_000;
 
 /// The cache; cheap to clone (shared).
@@ -34,6 +35,7 @@ pub struct NotifiedCache<K, V>(Arc<Inner<K, V>>);
 struct Inner<K, V> {
     /// The channel the table's trigger notifies.
     channel: &'static str,
+    capacity: usize,
     entries: Mutex<HashMap<K, (V, Instant)>>,
     /// Counts the changes heard of (and every start and loss of listening).
     epoch: AtomicU64,
@@ -50,8 +52,14 @@ impl<K: Eq + Hash, V: Clone> NotifiedCache<K, V> {
     /// An empty cache of the rows whose changes are announced on `channel`. It keeps nothing
     /// until [`NotifiedCache::listen`] runs.
     pub fn new(channel: &'static str) -> Self {
+        Self::with_capacity(channel, CAPACITY)
+    }
+
+    /// As [`NotifiedCache::new`], keeping at most `capacity` entries.
+    pub fn with_capacity(channel: &'static str, capacity: usize) -> Self {
         Self(Arc::new(Inner {
             channel,
+            capacity,
             entries: Mutex::new(HashMap::new()),
             epoch: AtomicU64::new(0),
             listening: AtomicBool::new(false),
@@ -91,7 +99,34 @@ impl<K: Eq + Hash, V: Clone> NotifiedCache<K, V> {
         if self.0.epoch.load(Ordering::Acquire) != epoch {
             return;
         }
-        if entries.len() >= CAPACITY {
+        self.insert(&mut entries, key, value);
+    }
+
+    /// Replaces the entry of `key` with what `next` makes of it (given the entry, if kept and
+    /// young enough); `None` forgets it. For a change this server made and knows all of, which
+    /// no announcement covers (an append to a stream that is never announced, say): no epoch
+    /// is checked.
+    pub fn update(&self, key: K, next: impl FnOnce(Option<&V>) -> Option<V>) {
+        if !self.0.listening.load(Ordering::Acquire) {
+            return;
+        }
+        let Ok(mut entries) = self.0.entries.lock() else {
+            return;
+        };
+        let current = entries
+            .get(&key)
+            .filter(|(_, kept_at)| kept_at.elapsed() < TTL)
+            .map(|(value, _)| value);
+        match next(current) {
+            Some(value) => self.insert(&mut entries, key, value),
+            None => {
+                entries.remove(&key);
+            }
+        }
+    }
+
+    fn insert(&self, entries: &mut HashMap<K, (V, Instant)>, key: K, value: V) {
+        if entries.len() >= self.0.capacity && !entries.contains_key(&key) {
             entries.clear();
         }
         entries.insert(key, (value, Instant::now()));

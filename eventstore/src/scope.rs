@@ -14,6 +14,7 @@ use tenantry_domain::TenantId;
 
 use crate::append::Prepared;
 use crate::group::GroupCommit;
+use crate::kept::KeptStreams;
 use crate::{RecordedEvent, StoreError, Vault};
 
 /// The event store: its connection pools and the scopes work runs in.
@@ -30,6 +31,8 @@ pub struct EventStore {
     system: PgPool,
     vault: Vault,
     group: GroupCommit,
+    /// Streams kept in memory between commands ([`crate::kept`]).
+    kept: KeptStreams,
 }
 
 impl EventStore {
@@ -65,6 +68,7 @@ impl EventStore {
             system: pool(system_connections),
             pool: tenant,
             vault: Vault::disabled(),
+            kept: KeptStreams::default(),
         })
     }
 
@@ -75,6 +79,7 @@ impl EventStore {
             system: pool.clone(),
             pool,
             vault: Vault::disabled(),
+            kept: KeptStreams::default(),
         }
     }
 
@@ -88,6 +93,11 @@ impl EventStore {
         &self.vault
     }
 
+    /// The streams this server keeps in memory (nothing until [`KeptStreams::listen`] runs).
+    pub fn kept(&self) -> &KeptStreams {
+        &self.kept
+    }
+
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
@@ -98,7 +108,10 @@ impl EventStore {
     /// # Errors
     /// As [`crate::append`].
     pub async fn append_grouped(&self, append: Prepared) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.group.append(append).await
+        let expected_version = append.expected.version();
+        let recorded = self.group.append(append).await?;
+        self.kept.appended(expected_version, &recorded);
+        Ok(recorded)
     }
 
     /// A pooled connection outside any transaction and any scope: it sees tenant rows only

@@ -23,7 +23,7 @@ async fn bus() -> CommandBus {
     CommandBus::new(store, Arc::new(Notify::new()))
 }
 
-fn request(actor: &str) -> Request {
+pub(crate) fn request(actor: &str) -> Request {
     Request::new(Metadata {
         actor: Some(actor.into()),
         request_id: Some(Uuid::new_v4().to_string()),
@@ -33,7 +33,7 @@ fn request(actor: &str) -> Request {
     })
 }
 
-async fn organization(bus: &CommandBus, slug: &str, tier: Tier) -> OrganizationId {
+pub(crate) async fn organization(bus: &CommandBus, slug: &str, tier: Tier) -> OrganizationId {
     let done = bus
         .create_organization(
             NewOrganization::new(
@@ -49,7 +49,7 @@ async fn organization(bus: &CommandBus, slug: &str, tier: Tier) -> OrganizationI
     done.0.aggregate.id.unwrap()
 }
 
-async fn store(bus: &CommandBus, org: OrganizationId) -> Result<StoreId, CommandError> {
+pub(crate) async fn store(bus: &CommandBus, org: OrganizationId) -> Result<StoreId, CommandError> {
     let id = StoreId::new();
     let action = StoreAction::Create {
         id,
@@ -63,7 +63,7 @@ async fn store(bus: &CommandBus, org: OrganizationId) -> Result<StoreId, Command
         .map(|_| id)
 }
 
-async fn deploy(
+pub(crate) async fn deploy(
     bus: &CommandBus,
     org: OrganizationId,
     store: StoreId,
@@ -83,7 +83,7 @@ async fn deploy(
         .map(|_| id)
 }
 
-fn is_code(result: &Result<impl std::fmt::Debug, CommandError>, expected: &str) -> bool {
+pub(crate) fn is_code(result: &Result<impl std::fmt::Debug, CommandError>, expected: &str) -> bool {
     matches!(result, Err(CommandError::Rejected { code, .. }) if *code == expected)
 }
 

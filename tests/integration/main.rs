@@ -10,6 +10,7 @@ mod eventstore;
 mod feed;
 mod helpers;
 mod isolation;
+mod kept;
 mod relay;
 mod tamper;
 mod vault;

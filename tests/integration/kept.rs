@@ -1,0 +1,240 @@
+//! Streams kept in memory between conversation commands (migration 0015): two servers on one
+//! database, each keeping what it read.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::Executor;
+use tenantry_commands::{CommandBus, CommandError, Request};
+use tenantry_domain::agent_instance::AgentInstanceAction;
+use tenantry_domain::conversation::ConversationAction;
+use tenantry_domain::store::StoreAction;
+use tenantry_domain::*;
+use tenantry_eventstore::read::StreamRef;
+use tenantry_eventstore::EventStore;
+use tokio::sync::{watch, Notify};
+
+use crate::commands::{deploy, is_code, organization, request, store};
+use crate::helpers::{eventually, fresh_database, superuser, test_vault};
+
+/// A server on the database at `url` that keeps streams, listening until the returned sender
+/// is dropped.
+async fn keeping_server(url: &str) -> (CommandBus, watch::Sender<bool>) {
+    let store = EventStore::connect(url, 8)
+        .await
+        .unwrap()
+        .with_vault(test_vault());
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(store.kept().clone().listen(store.pool().clone(), stopped));
+    let kept = store.kept().clone();
+    assert!(
+        eventually(Duration::from_secs(5), || async { kept.is_listening() }).await,
+        "the server never started listening"
+    );
+    (CommandBus::new(store, Arc::new(Notify::new())), stop)
+}
+
+/// An organization with a store and a customer-service agent: (org, store, instance).
+async fn deployed(bus: &CommandBus, slug: &str) -> (OrganizationId, StoreId, AgentInstanceId) {
+    let org = organization(bus, slug, Tier::Pro).await;
+    let store_id = store(bus, org).await.unwrap();
+    let instance = deploy(bus, org, store_id, AgentType::CustomerService)
+        .await
+        .unwrap();
+    (org, store_id, instance)
+}
+
+fn start(
+    (org, store_id, instance): (OrganizationId, StoreId, AgentInstanceId),
+    id: ConversationId,
+) -> ConversationAction {
+    ConversationAction::Start {
+        id,
+        agent_instance_id: instance,
+        agent_type: AgentType::CustomerService,
+        store_id,
+        organization_id: org,
+        customer_ref: Some(CustomerRef::parse("c-42").unwrap()),
+        channel: Channel::Web,
+    }
+}
+
+fn message(text: &str) -> ConversationAction {
+    ConversationAction::AppendMessage {
+        message_id: MessageId::new(),
+        role: MessageRole::Customer,
+        content: MessageContent::parse(text).unwrap(),
+        tokens_in: 2,
+        tokens_out: 0,
+    }
+}
+
+async fn say(
+    bus: &CommandBus,
+    org: OrganizationId,
+    id: ConversationId,
+    text: &str,
+    request: &Request,
+) -> Result<i64, CommandError> {
+    bus.conversation(org, id, message(text), request)
+        .await
+        .map(|done| done.version)
+}
+
+/// Turns the announcement of parent moves off (`false`) or on, behind the servers' backs.
+async fn announcements(url: &str, on: bool) {
+    let verb = if on { "ENABLE" } else { "DISABLE" };
+    superuser(url)
+        .await
+        .execute(format!("ALTER TABLE streams {verb} TRIGGER tenantry_stream_moved").as_str())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_decision_from_a_stale_conversation_never_stands() {
+    let url = fresh_database().await;
+    let (a, _stop_a) = keeping_server(&url).await;
+    let (b, _stop_b) = keeping_server(&url).await;
+    let parents = deployed(&a, "two-servers").await;
+    let org = parents.0;
+    let id = ConversationId::new();
+    a.conversation(org, id, start(parents, id), &request("k"))
+        .await
+        .unwrap();
+    assert_eq!(say(&a, org, id, "one", &request("k")).await.unwrap(), 2);
+
+    // B moves the conversation behind A's copy; A's next append still lands, after it.
+    assert_eq!(say(&b, org, id, "two", &request("k")).await.unwrap(), 3);
+    let done = a
+        .conversation(org, id, message("three"), &request("k"))
+        .await
+        .unwrap();
+    assert_eq!((done.version, done.aggregate.messages), (4, 3));
+    // The customer reference is opened from a kept (sealed) first event too.
+    assert_eq!(
+        done.aggregate.customer_ref.as_ref().map(|r| r.as_str()),
+        Some("c-42")
+    );
+
+    // A version the request expects that only the stored stream has: not refused from A's
+    // stale copy.
+    assert_eq!(say(&b, org, id, "four", &request("k")).await.unwrap(), 5);
+    let expecting = request("k").with_expected_version(Some(5));
+    assert_eq!(say(&a, org, id, "five", &expecting).await.unwrap(), 6);
+
+    // Ended on B: A's copy (open, version 6) must not accept another message.
+    b.conversation(
+        org,
+        id,
+        ConversationAction::End {
+            resolution: Resolution::Resolved,
+        },
+        &request("k"),
+    )
+    .await
+    .unwrap();
+    assert!(is_code(
+        &say(&a, org, id, "six", &request("k")).await,
+        "conversation-ended"
+    ));
+}
+
+/// Waits until `bus` has heard every announcement made so far (the deployment's, above all,
+/// which would otherwise make it forget what it keeps at some moment later), then keeps the
+/// parents of a conversation it starts.
+async fn settled(url: &str, bus: &CommandBus, parents: (OrganizationId, StoreId, AgentInstanceId)) {
+    let id = ConversationId::new();
+    bus.conversation(parents.0, id, start(parents, id), &request("k"))
+        .await
+        .unwrap();
+    // Announcements arrive in the order they were made: once one made now is heard (it
+    // names the new conversation, which is kept), every earlier one has been.
+    let tenant = TenantId::from(parents.0);
+    superuser(url)
+        .await
+        .execute(
+            format!(
+                "NOTIFY tenantry_streams, '{}:conversation:{}'",
+                tenant.as_uuid(),
+                id.as_uuid()
+            )
+            .as_str(),
+        )
+        .await
+        .unwrap();
+    let kept = bus.event_store().kept();
+    let wanted = [StreamRef::Id("conversation", id.as_uuid())];
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            kept.get(tenant, &wanted)[0].is_none()
+        })
+        .await,
+        "the announcement was never heard"
+    );
+    start_new(bus, parents).await.unwrap();
+}
+
+/// Starts a new conversation on `bus` (a start is what an agent instance's and a store's
+/// state decide).
+async fn start_new(
+    bus: &CommandBus,
+    parents: (OrganizationId, StoreId, AgentInstanceId),
+) -> Result<i64, CommandError> {
+    let id = ConversationId::new();
+    bus.conversation(parents.0, id, start(parents, id), &request("k"))
+        .await
+        .map(|done| done.version)
+}
+
+#[tokio::test]
+async fn parents_are_kept_until_their_move_is_announced() {
+    let url = fresh_database().await;
+    let (a, _stop_a) = keeping_server(&url).await;
+    let (b, _stop_b) = keeping_server(&url).await;
+    let parents = deployed(&a, "announced").await;
+    let (org, store_id, instance) = parents;
+    settled(&url, &a, parents).await;
+
+    // Paused on B without an announcement: A decides from its copy (the instance active),
+    // which proves it keeps it.
+    announcements(&url, false).await;
+    b.agent_instance(org, instance, AgentInstanceAction::Pause, &request("k"))
+        .await
+        .unwrap();
+    assert_eq!(start_new(&a, parents).await.unwrap(), 1);
+
+    // An announced move (the store deactivated on B) reaches A, which reads again and
+    // refuses.
+    announcements(&url, true).await;
+    b.store(org, store_id, StoreAction::Deactivate, &request("k"))
+        .await
+        .unwrap();
+    let refused = eventually(Duration::from_secs(5), || async {
+        matches!(
+            start_new(&a, parents).await,
+            Err(CommandError::Rejected { .. })
+        )
+    })
+    .await;
+    assert!(refused, "A never heard that the store moved");
+}
+
+#[tokio::test]
+async fn the_server_that_moves_a_parent_forgets_before_it_answers() {
+    let url = fresh_database().await;
+    let (a, _stop) = keeping_server(&url).await;
+    let parents = deployed(&a, "forgetful").await;
+    let (org, _, instance) = parents;
+    settled(&url, &a, parents).await;
+
+    // No announcement will come: only A's own forgetting can stop its copy being used.
+    announcements(&url, false).await;
+    a.agent_instance(org, instance, AgentInstanceAction::Pause, &request("k"))
+        .await
+        .unwrap();
+    assert!(is_code(
+        &start_new(&a, parents).await,
+        "agent-instance-not-active"
+    ));
+}
