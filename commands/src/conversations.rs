@@ -98,11 +98,15 @@ impl CommandBus {
                         if let Some(streams) = kept_streams(kept, tenant, &wanted, start_instance) {
                             match decision.decide(tx, streams).await {
                                 Ok(staged) => return Ok(staged),
-                                Err(err) => {
+                                Err(
+                                    err @ (CommandError::Rejected { .. }
+                                    | CommandError::PreconditionFailed { .. }),
+                                ) => {
                                     tracing::debug!(error = %err,
                                         "refused from memory; deciding from what is stored");
                                     kept.forget(tenant, "conversation", c);
                                 }
+                                Err(err) => return Err(err),
                             }
                         }
                     }

@@ -81,7 +81,7 @@ impl Expected {
         })
     }
 
-    pub(crate) fn version(&self) -> i64 {
+    fn version(&self) -> i64 {
         match self {
             Expected::NoStream => 0,
             Expected::At { version, .. } => *version,

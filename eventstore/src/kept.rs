@@ -5,10 +5,11 @@
 //!   ([`KeptStreams::appended`]), and forgotten when it ends. Nothing announces its changes: a
 //!   command decided from a stale copy fails its compare-and-set append (or is refused), and
 //!   the command decides again from what is stored.
-//! - Any other stream (organization, store, agent instance: a conversation's parents, which
-//!   its commands only read) is kept when read and forgotten when PostgreSQL announces that
-//!   its head moved, as [`NotifiedCache`] does for credentials; the server that moves one
-//!   forgets every stream before it answers.
+//! - An organization, store or agent instance stream (a conversation's parents, which its
+//!   commands only read) is kept when read and forgotten when PostgreSQL announces that its
+//!   head moved, as [`NotifiedCache`] does for credentials; the server that moves one forgets
+//!   every stream before it answers.
+//! - A stream of any other type, or longer than [`MAX_STREAM_BYTES`], is never kept.
 //!
 //! Events are kept as stored, personal fields sealed: whoever needs one opens a copy, so an
 //! erased customer's data is as unreadable here as in the table.
@@ -22,7 +23,7 @@ use uuid::Uuid;
 
 use crate::notified::NotifiedCache;
 use crate::read::StreamRef;
-use crate::RecordedEvent;
+use crate::{Expected, RecordedEvent};
 
 /// A kept stream: its events in version order.
 pub type Kept = Arc<[RecordedEvent]>;
@@ -30,11 +31,20 @@ pub type Kept = Arc<[RecordedEvent]>;
 /// `(tenant, stream type, stream id)`.
 type StreamKey = (Uuid, String, Uuid);
 
-/// Streams kept at most (an active conversation is a few kilobytes).
-const CAPACITY: usize = 4096;
+/// Streams kept at most.
+const CAPACITY: usize = 2048;
 
-/// The stream type whose changes are never announced (see the module's rules).
-const UNANNOUNCED: &str = "conversation";
+/// The largest stream kept, in (estimated) bytes of memory: with [`CAPACITY`], at most
+/// 64 MiB. A longer stream (a conversation of many long messages, say) is read each time.
+const MAX_STREAM_BYTES: usize = 32 * 1024;
+
+/// The stream type kept without announcements: only its own compare-and-set appends move it
+/// (see the module's rules).
+const GUARDED: &str = "conversation";
+
+/// The stream types whose moves migration 0015 announces. A stream of any other type (and
+/// not [`GUARDED`]) is never kept.
+const ANNOUNCED: [&str; 3] = ["organization", "store", "agent_instance"];
 
 /// The kept streams; cheap to clone (shared).
 #[derive(Clone)]
@@ -58,7 +68,14 @@ impl KeptStreams {
     /// True when a move of `stream_type`'s streams is announced (migration 0015), so that a
     /// server that moves one must forget what it keeps before it answers.
     pub fn announced(stream_type: &str) -> bool {
-        stream_type != UNANNOUNCED
+        ANNOUNCED.contains(&stream_type)
+    }
+
+    /// True when streams of this type may be kept: announced, or guarded by their appends.
+    fn keepable(events: &[RecordedEvent]) -> bool {
+        events.first().is_some_and(|first| {
+            first.stream_type == GUARDED || Self::announced(&first.stream_type)
+        }) && events.iter().map(estimated_size).sum::<usize>() <= MAX_STREAM_BYTES
     }
 
     /// True while streams are kept ([`KeptStreams::listen`] hears changes).
@@ -91,38 +108,65 @@ impl KeptStreams {
         self.0.epoch()
     }
 
-    /// Keeps the streams a read that began at `epoch` found (those that exist), and hands
-    /// them all back.
+    /// Keeps the streams a read that began at `epoch` found (those that exist and may be
+    /// kept), and hands them all back.
     pub fn keep(&self, streams: Vec<Vec<RecordedEvent>>, epoch: u64) -> Vec<Kept> {
         streams
             .into_iter()
             .map(|events| {
                 let kept: Kept = events.into();
-                if let Some(first) = kept.first() {
-                    self.0.keep(key_of(first), kept.clone(), epoch);
+                if Self::keepable(&kept) {
+                    self.0.keep(key_of(&kept[0]), kept.clone(), epoch);
                 }
                 kept
             })
             .collect()
     }
 
-    /// `recorded` was just appended to its stream at `expected_version` (0: a new stream):
-    /// a kept unannounced stream at that version moves on with it, and a new one is kept.
-    pub fn appended(&self, expected_version: i64, recorded: &[RecordedEvent]) {
+    /// `recorded` was just appended to its stream after `expected` (its head before): a kept
+    /// guarded stream at that head moves on with it, and a new one is kept.
+    pub fn appended(&self, expected: &Expected, recorded: &[RecordedEvent]) {
         let Some(first) = recorded.first() else {
             return;
         };
-        if Self::announced(&first.stream_type) {
+        if first.stream_type != GUARDED {
             return;
         }
-        self.0.update(key_of(first), |kept| {
-            let before: &[RecordedEvent] = match kept {
-                Some(kept) if kept.len() as i64 == expected_version => kept,
-                None if expected_version == 0 => &[],
-                // Not kept at the version the append moved from: whatever is kept is stale.
-                _ => return None,
+        let key = key_of(first);
+        // Built outside the cache's lock, then swapped in only if the copy it extends is
+        // still the one kept.
+        let before = self.0.get(&key);
+        let at_head = match (&before, expected) {
+            (None, Expected::NoStream) => true,
+            (Some(kept), Expected::At { .. }) => {
+                Expected::after(kept).ok().as_ref() == Some(expected)
+            }
+            _ => false,
+        };
+        let next: Option<Kept> = at_head
+            .then(|| {
+                let events: Vec<RecordedEvent> = before
+                    .iter()
+                    .flat_map(|kept| kept.iter())
+                    .chain(recorded)
+                    .cloned()
+                    .collect();
+                Self::keepable(&events).then(|| events.into())
+            })
+            .flatten();
+        self.0.update(key, |now| {
+            let unchanged = match (now, &before) {
+                (None, None) => true,
+                (Some(now), Some(before)) => Arc::ptr_eq(now, before),
+                _ => false,
             };
-            Some(before.iter().chain(recorded).cloned().collect())
+            // Not kept at the head the append moved from (or too long now): whatever is kept
+            // is stale.
+            if unchanged {
+                next
+            } else {
+                None
+            }
         });
     }
 
@@ -142,6 +186,26 @@ impl KeptStreams {
     pub async fn listen(self, pool: PgPool, shutdown: watch::Receiver<bool>) {
         self.0.listen(pool, parse_key, shutdown).await;
     }
+}
+
+/// Roughly what `event` takes in memory.
+fn estimated_size(event: &RecordedEvent) -> usize {
+    fn value(v: &serde_json::Value) -> usize {
+        32 + match v {
+            serde_json::Value::String(s) => s.len(),
+            serde_json::Value::Array(items) => items.iter().map(value).sum(),
+            serde_json::Value::Object(fields) => {
+                fields.iter().map(|(k, v)| 32 + k.len() + value(v)).sum()
+            }
+            _ => 0,
+        }
+    }
+    std::mem::size_of::<RecordedEvent>()
+        + event.stream_type.len()
+        + event.event_type.len()
+        + event.hash.len()
+        + value(&event.payload)
+        + value(&event.metadata)
 }
 
 fn key_of(event: &RecordedEvent) -> StreamKey {
@@ -173,5 +237,33 @@ mod tests {
         );
         assert_eq!(parse_key("*"), None);
         assert_eq!(parse_key(&format!("{tenant}:store:nonsense")), None);
+    }
+
+    fn event(stream_type: &str, text: &str) -> RecordedEvent {
+        RecordedEvent {
+            tenant_id: Uuid::now_v7(),
+            stream_type: stream_type.into(),
+            stream_id: Uuid::now_v7(),
+            version: 1,
+            event_id: Uuid::now_v7(),
+            event_type: "MessageAppended".into(),
+            schema_version: 1,
+            payload: serde_json::json!({ "content": text }),
+            metadata: serde_json::json!({}),
+            recorded_at: chrono::Utc::now(),
+            cursor: crate::Cursor::new(1, 1),
+            hash: "00".repeat(32),
+        }
+    }
+
+    #[test]
+    fn only_short_streams_of_kept_types_are_kept() {
+        assert!(KeptStreams::keepable(&[event("conversation", "hello")]));
+        assert!(KeptStreams::keepable(&[event("agent_instance", "hello")]));
+        // Nothing would announce its moves, and no append of a command guards it.
+        assert!(!KeptStreams::keepable(&[event("bench", "hello")]));
+        let long = "x".repeat(MAX_STREAM_BYTES);
+        assert!(!KeptStreams::keepable(&[event("conversation", &long)]));
+        assert!(!KeptStreams::keepable(&[]));
     }
 }

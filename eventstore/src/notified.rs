@@ -106,7 +106,7 @@ impl<K: Eq + Hash, V: Clone> NotifiedCache<K, V> {
     /// young enough); `None` forgets it. For a change this server made and knows all of, which
     /// no announcement covers (an append to a stream that is never announced, say): no epoch
     /// is checked.
-    pub fn update(&self, key: K, next: impl FnOnce(Option<&V>) -> Option<V>) {
+    pub(crate) fn update(&self, key: K, next: impl FnOnce(Option<&V>) -> Option<V>) {
         if !self.0.listening.load(Ordering::Acquire) {
             return;
         }

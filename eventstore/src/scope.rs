@@ -108,9 +108,9 @@ impl EventStore {
     /// # Errors
     /// As [`crate::append`].
     pub async fn append_grouped(&self, append: Prepared) -> Result<Vec<RecordedEvent>, StoreError> {
-        let expected_version = append.expected.version();
+        let expected = append.expected.clone();
         let recorded = self.group.append(append).await?;
-        self.kept.appended(expected_version, &recorded);
+        self.kept.appended(&expected, &recorded);
         Ok(recorded)
     }
 

@@ -11,7 +11,7 @@ use tenantry_domain::conversation::ConversationAction;
 use tenantry_domain::store::StoreAction;
 use tenantry_domain::*;
 use tenantry_eventstore::read::StreamRef;
-use tenantry_eventstore::EventStore;
+use tenantry_eventstore::{EventStore, StoreError};
 use tokio::sync::{watch, Notify};
 
 use crate::commands::{deploy, is_code, organization, request, store};
@@ -25,10 +25,19 @@ async fn keeping_server(url: &str) -> (CommandBus, watch::Sender<bool>) {
         .unwrap()
         .with_vault(test_vault());
     let (stop, stopped) = watch::channel(false);
-    tokio::spawn(store.kept().clone().listen(store.pool().clone(), stopped));
-    let kept = store.kept().clone();
+    tokio::spawn(
+        store
+            .kept()
+            .clone()
+            .listen(store.pool().clone(), stopped.clone()),
+    );
+    tokio::spawn(store.vault().clone().listen(store.pool().clone(), stopped));
+    let (kept, vault) = (store.kept().clone(), store.vault().clone());
     assert!(
-        eventually(Duration::from_secs(5), || async { kept.is_listening() }).await,
+        eventually(Duration::from_secs(5), || async {
+            kept.is_listening() && vault.keeps_keys()
+        })
+        .await,
         "the server never started listening"
     );
     (CommandBus::new(store, Arc::new(Notify::new())), stop)
@@ -103,6 +112,11 @@ async fn a_decision_from_a_stale_conversation_never_stands() {
         .await
         .unwrap();
     assert_eq!(say(&a, org, id, "one", &request("k")).await.unwrap(), 2);
+    // A keeps what it started and appended (the next decisions are made from this copy).
+    let kept = a.event_store().kept();
+    let wanted = [StreamRef::Id("conversation", id.as_uuid())];
+    let copy = kept.get(TenantId::from(org), &wanted)[0].clone();
+    assert_eq!(copy.map(|events| events.len()), Some(2));
 
     // B moves the conversation behind A's copy; A's next append still lands, after it.
     assert_eq!(say(&b, org, id, "two", &request("k")).await.unwrap(), 3);
@@ -237,4 +251,58 @@ async fn the_server_that_moves_a_parent_forgets_before_it_answers() {
         &start_new(&a, parents).await,
         "agent-instance-not-active"
     ));
+}
+
+#[tokio::test]
+async fn a_customer_erased_elsewhere_is_not_shown_from_a_kept_copy() {
+    let url = fresh_database().await;
+    let (a, _stop_a) = keeping_server(&url).await;
+    let (b, _stop_b) = keeping_server(&url).await;
+    let parents = deployed(&a, "erasing").await;
+    let org = parents.0;
+    let id = ConversationId::new();
+    a.conversation(org, id, start(parents, id), &request("k"))
+        .await
+        .unwrap();
+    let customer = |done: &tenantry_commands::Executed<_>| {
+        let conversation: &tenantry_domain::conversation::Conversation = &done.aggregate;
+        conversation
+            .customer_ref
+            .as_ref()
+            .map(|r| r.as_str().to_owned())
+    };
+    let done = a
+        .conversation(org, id, message("before"), &request("k"))
+        .await
+        .unwrap();
+    assert_eq!(customer(&done).as_deref(), Some("c-42"));
+
+    b.erase_customer(org, &CustomerRef::parse("c-42").unwrap(), &request("k"))
+        .await
+        .unwrap();
+    // Once A hears of the erasure, nothing new can be sealed for the customer (a message
+    // accepted before then is sealed under the destroyed key: unreadable too)...
+    let heard = eventually(Duration::from_secs(5), || async {
+        matches!(
+            a.conversation(org, id, message("after"), &request("k"))
+                .await,
+            Err(CommandError::Store(StoreError::SubjectErased))
+        )
+    })
+    .await;
+    assert!(heard, "A never heard of the erasure");
+    // ...and the reference in A's kept copy, sealed, opens to the placeholder.
+    let done = a
+        .conversation(
+            org,
+            id,
+            ConversationAction::End {
+                resolution: Resolution::Resolved,
+            },
+            &request("k"),
+        )
+        .await
+        .unwrap();
+    assert!(done.aggregate.ended.is_some());
+    assert_ne!(customer(&done).as_deref(), Some("c-42"));
 }
