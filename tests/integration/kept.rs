@@ -10,6 +10,7 @@ use tenantry_domain::agent_instance::AgentInstanceAction;
 use tenantry_domain::conversation::ConversationAction;
 use tenantry_domain::store::StoreAction;
 use tenantry_domain::*;
+use tenantry_eventstore::kept::Kept;
 use tenantry_eventstore::read::StreamRef;
 use tenantry_eventstore::{EventStore, StoreError};
 use tokio::sync::{watch, Notify};
@@ -90,6 +91,13 @@ async fn say(
         .map(|done| done.version)
 }
 
+/// The copy of conversation `id` that `bus` keeps, if it keeps one.
+fn kept_copy(bus: &CommandBus, org: OrganizationId, id: ConversationId) -> Option<Kept> {
+    let wanted = [StreamRef::Id("conversation", id.as_uuid())];
+    let mut found = bus.event_store().kept().get(TenantId::from(org), &wanted);
+    found.pop().flatten()
+}
+
 /// Turns the announcement of parent moves off (`false`) or on, behind the servers' backs.
 async fn announcements(url: &str, on: bool) {
     let verb = if on { "ENABLE" } else { "DISABLE" };
@@ -100,23 +108,53 @@ async fn announcements(url: &str, on: bool) {
         .unwrap();
 }
 
-#[tokio::test]
-async fn a_decision_from_a_stale_conversation_never_stands() {
+/// Two servers keeping streams on one fresh database, and a conversation started on the
+/// first.
+struct TwoServers {
+    url: String,
+    a: CommandBus,
+    b: CommandBus,
+    parents: (OrganizationId, StoreId, AgentInstanceId),
+    org: OrganizationId,
+    id: ConversationId,
+    /// Both servers listen while this lives: bind it (`_stop`), or they stop at once.
+    _stop: [watch::Sender<bool>; 2],
+}
+
+async fn two_servers(slug: &str) -> TwoServers {
     let url = fresh_database().await;
-    let (a, _stop_a) = keeping_server(&url).await;
-    let (b, _stop_b) = keeping_server(&url).await;
-    let parents = deployed(&a, "two-servers").await;
+    let (a, stop_a) = keeping_server(&url).await;
+    let (b, stop_b) = keeping_server(&url).await;
+    let parents = deployed(&a, slug).await;
     let org = parents.0;
     let id = ConversationId::new();
     a.conversation(org, id, start(parents, id), &request("k"))
         .await
         .unwrap();
+    TwoServers {
+        url,
+        a,
+        b,
+        parents,
+        org,
+        id,
+        _stop: [stop_a, stop_b],
+    }
+}
+
+#[tokio::test]
+async fn a_decision_from_a_stale_conversation_never_stands() {
+    let TwoServers {
+        a,
+        b,
+        org,
+        id,
+        _stop,
+        ..
+    } = two_servers("two-servers").await;
     assert_eq!(say(&a, org, id, "one", &request("k")).await.unwrap(), 2);
     // A keeps what it started and appended (the next decisions are made from this copy).
-    let kept = a.event_store().kept();
-    let wanted = [StreamRef::Id("conversation", id.as_uuid())];
-    let copy = kept.get(TenantId::from(org), &wanted)[0].clone();
-    assert_eq!(copy.map(|events| events.len()), Some(2));
+    assert_eq!(kept_copy(&a, org, id).map(|events| events.len()), Some(2));
 
     // B moves the conversation behind A's copy; A's next append still lands, after it.
     assert_eq!(say(&b, org, id, "two", &request("k")).await.unwrap(), 3);
@@ -177,11 +215,9 @@ async fn settled(url: &str, bus: &CommandBus, parents: (OrganizationId, StoreId,
         )
         .await
         .unwrap();
-    let kept = bus.event_store().kept();
-    let wanted = [StreamRef::Id("conversation", id.as_uuid())];
     assert!(
         eventually(Duration::from_secs(5), || async {
-            kept.get(tenant, &wanted)[0].is_none()
+            kept_copy(bus, parents.0, id).is_none()
         })
         .await,
         "the announcement was never heard"
@@ -203,10 +239,14 @@ async fn start_new(
 
 #[tokio::test]
 async fn parents_are_kept_until_their_move_is_announced() {
-    let url = fresh_database().await;
-    let (a, _stop_a) = keeping_server(&url).await;
-    let (b, _stop_b) = keeping_server(&url).await;
-    let parents = deployed(&a, "announced").await;
+    let TwoServers {
+        url,
+        a,
+        b,
+        parents,
+        _stop,
+        ..
+    } = two_servers("announced").await;
     let (org, store_id, instance) = parents;
     settled(&url, &a, parents).await;
 
@@ -255,15 +295,14 @@ async fn the_server_that_moves_a_parent_forgets_before_it_answers() {
 
 #[tokio::test]
 async fn a_customer_erased_elsewhere_is_not_shown_from_a_kept_copy() {
-    let url = fresh_database().await;
-    let (a, _stop_a) = keeping_server(&url).await;
-    let (b, _stop_b) = keeping_server(&url).await;
-    let parents = deployed(&a, "erasing").await;
-    let org = parents.0;
-    let id = ConversationId::new();
-    a.conversation(org, id, start(parents, id), &request("k"))
-        .await
-        .unwrap();
+    let TwoServers {
+        a,
+        b,
+        org,
+        id,
+        _stop,
+        ..
+    } = two_servers("erasing").await;
     let customer = |done: &tenantry_commands::Executed<_>| {
         let conversation: &tenantry_domain::conversation::Conversation = &done.aggregate;
         conversation
@@ -292,6 +331,10 @@ async fn a_customer_erased_elsewhere_is_not_shown_from_a_kept_copy() {
     .await;
     assert!(heard, "A never heard of the erasure");
     // ...and the reference in A's kept copy, sealed, opens to the placeholder.
+    assert!(
+        kept_copy(&a, org, id).is_some(),
+        "A should answer from its kept copy"
+    );
     let done = a
         .conversation(
             org,
