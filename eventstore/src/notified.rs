@@ -25,8 +25,8 @@ use tokio::sync::watch;
 
 /// The longest an entry is believed.
 pub const TTL: Duration = Duration::from_secs(60);
-/// Entries kept at most, unless the cache is made smaller; past it the cache starts again
-/// empty.
+/// Entries kept at most, unless the cache is made smaller; past it the older half is
+/// forgotten.
 const CAPACITY: usize = 100_000;
 
 /// The cache; cheap to clone (shared).
@@ -127,7 +127,13 @@ impl<K: Eq + Hash, V: Clone> NotifiedCache<K, V> {
 
     fn insert(&self, entries: &mut HashMap<K, (V, Instant)>, key: K, value: V) {
         if entries.len() >= self.0.capacity && !entries.contains_key(&key) {
-            entries.clear();
+            // Room for the next half of the capacity: the older half goes (by when each
+            // entry was kept), the expired ones first.
+            let mut kept_at: Vec<Instant> = entries.values().map(|(_, at)| *at).collect();
+            let middle = kept_at.len() / 2;
+            let (_, cutoff, _) = kept_at.select_nth_unstable(middle);
+            let cutoff = *cutoff;
+            entries.retain(|_, (_, at)| *at >= cutoff);
         }
         entries.insert(key, (value, Instant::now()));
     }
@@ -204,5 +210,23 @@ impl<K: Eq + Hash, V: Clone> NotifiedCache<K, V> {
     fn stop_keeping(&self) {
         self.0.listening.store(false, Ordering::Release);
         self.forget_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_cache_forgets_its_older_half() {
+        let cache = NotifiedCache::<u32, u32>::with_capacity("test", 4);
+        // As if a listener were up.
+        cache.0.listening.store(true, Ordering::Release);
+        for key in 0..5 {
+            cache.keep(key, key * 10, cache.epoch());
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let found: Vec<Option<u32>> = (0..5).map(|key| cache.get(&key)).collect();
+        assert_eq!(found, [None, None, Some(20), Some(30), Some(40)]);
     }
 }
