@@ -577,8 +577,8 @@ impl CommandBus {
                 let kept = self.store.kept();
                 if KeptStreams::announced(A::TYPE) {
                     // Announced to the other servers on commit; this one forgets before it
-                    // answers (it cannot tell which of the streams it keeps moved).
-                    kept.forget_all();
+                    // answers (it cannot tell which of the tenant's streams moved).
+                    kept.forget_tenant(tenant);
                 } else {
                     // Kept at the version before: it would only fail its next append.
                     kept.forget(tenant, A::TYPE, done.id);

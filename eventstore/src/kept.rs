@@ -8,7 +8,7 @@
 //! - An organization, store or agent instance stream (a conversation's parents, which its
 //!   commands only read) is kept when read and forgotten when PostgreSQL announces that its
 //!   head moved, as [`NotifiedCache`] does for credentials; the server that moves one forgets
-//!   every stream before it answers.
+//!   every stream of that tenant before it answers.
 //! - A stream of any other type, or longer than [`MAX_STREAM_BYTES`], is never kept.
 //!
 //! Events are kept as stored, personal fields sealed: whoever needs one opens a copy, so an
@@ -176,9 +176,10 @@ impl KeptStreams {
             .forget(&(tenant.as_uuid(), stream_type.to_owned(), id));
     }
 
-    /// Forgets every stream (this server moved an announced one).
-    pub fn forget_all(&self) {
-        self.0.forget_all();
+    /// Forgets every stream of `tenant` (this server moved an announced one of its).
+    pub fn forget_tenant(&self, tenant: TenantId) {
+        let tenant = tenant.as_uuid();
+        self.0.forget_if(|(of, _, _)| *of == tenant);
     }
 
     /// Listens for announced moves until `shutdown` turns true; streams are kept only while

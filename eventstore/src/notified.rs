@@ -146,6 +146,14 @@ impl<K: Eq + Hash, V: Clone> NotifiedCache<K, V> {
         }
     }
 
+    /// Forgets every entry whose key `matches`.
+    pub fn forget_if(&self, matches: impl Fn(&K) -> bool) {
+        if let Ok(mut entries) = self.0.entries.lock() {
+            self.0.epoch.fetch_add(1, Ordering::AcqRel);
+            entries.retain(|key, _| !matches(key));
+        }
+    }
+
     /// Forgets every entry (after this server changed one, or lost its listener).
     pub fn forget_all(&self) {
         if let Ok(mut entries) = self.0.entries.lock() {

@@ -280,6 +280,11 @@ async fn the_server_that_moves_a_parent_forgets_before_it_answers() {
     let (a, _stop) = keeping_server(&url).await;
     let parents = deployed(&a, "forgetful").await;
     let (org, _, instance) = parents;
+    let bystander = deployed(&a, "bystander").await;
+    let theirs = ConversationId::new();
+    a.conversation(bystander.0, theirs, start(bystander, theirs), &request("k"))
+        .await
+        .unwrap();
     settled(&url, &a, parents).await;
 
     // No announcement will come: only A's own forgetting can stop its copy being used.
@@ -291,6 +296,8 @@ async fn the_server_that_moves_a_parent_forgets_before_it_answers() {
         &start_new(&a, parents).await,
         "agent-instance-not-active"
     ));
+    // Only the moving tenant's streams were forgotten.
+    assert!(kept_copy(&a, bystander.0, theirs).is_some());
 }
 
 #[tokio::test]
