@@ -96,6 +96,7 @@ impl CommandBus {
                     };
                     if from_memory.swap(false, Ordering::Relaxed) {
                         if let Some(streams) = kept_streams(kept, tenant, &wanted, start_instance) {
+                            count_decision("memory");
                             match decision.decide(tx, streams).await {
                                 Ok(staged) => return Ok(staged),
                                 Err(
@@ -111,6 +112,7 @@ impl CommandBus {
                         }
                     }
                     // One round trip, kept for the next command.
+                    count_decision("stored");
                     let epoch = kept.epoch();
                     let streams = kept.keep(read_streams(tx, tenant, &wanted).await?, epoch);
                     let streams: [Kept; 4] =
@@ -125,6 +127,12 @@ impl CommandBus {
         }
         Ok(executed)
     }
+}
+
+/// `tenantry_conversation_decisions_total{source}`: decisions made from the streams kept in
+/// memory (`memory`) or from a read (`stored`); their ratio is the kept streams' hit rate.
+fn count_decision(source: &'static str) {
+    metrics::counter!("tenantry_conversation_decisions_total", "source" => source).increment(1);
 }
 
 /// The four streams a conversation command decides from, if this server keeps them all (a
