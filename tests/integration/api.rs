@@ -366,15 +366,7 @@ async fn health_readiness_and_metrics_need_no_key() {
         assert_eq!(response.status(), StatusCode::OK, "{path}");
     }
     app.create_organization("measured").await;
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("tenantry_feed_lag_seconds{component=\"relay\""),
         "{metrics}"

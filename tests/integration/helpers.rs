@@ -213,6 +213,18 @@ impl TestApp {
             .bearer_auth(ADMIN_KEY)
     }
 
+    /// The text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn create_organization(&self, slug: &str) -> reqwest::Response {
         self.admin(reqwest::Method::POST, "/v1/organizations")
             .json(&serde_json::json!({

@@ -209,15 +209,7 @@ async fn a_new_user_walks_through_the_platform() {
 
     // After its start, a conversation's commands are decided from the streams the server
     // keeps: the metric says so.
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("tenantry_conversation_decisions_total{source=\"memory\"}"),
         "{metrics}"
