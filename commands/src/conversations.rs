@@ -120,12 +120,17 @@ impl CommandBus {
                     decision.decide(tx, streams).await
                 }),
             )
-            .await?;
-        if executed.aggregate.ended.is_some() {
-            // No command will follow an ended conversation's end.
-            kept.forget(tenant, "conversation", c);
+            .await;
+        match &executed {
+            // No command will follow an ended conversation's end; and a refused command
+            // (most often one on an ended conversation) leaves nothing worth keeping.
+            Ok(done) if done.aggregate.ended.is_none() => {}
+            Ok(_) | Err(CommandError::Rejected { .. }) => {
+                kept.forget(tenant, "conversation", c);
+            }
+            Err(_) => {}
         }
-        Ok(executed)
+        executed
     }
 }
 

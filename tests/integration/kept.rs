@@ -190,6 +190,8 @@ async fn a_decision_from_a_stale_conversation_never_stands() {
         &say(&a, org, id, "six", &request("k")).await,
         "conversation-ended"
     ));
+    // A refused command leaves nothing kept.
+    assert!(kept_copy(&a, org, id).is_none());
 }
 
 /// Waits until `bus` has heard every announcement made so far (the deployment's, above all,
