@@ -13,6 +13,7 @@ use tenantry_api::rate_limit::RateLimits;
 use tenantry_api::AppState;
 use tenantry_commands::{CommandBus, Relay};
 use tenantry_eventstore::bus::Bus;
+use tenantry_eventstore::notified::{self, Subscriber};
 use tenantry_eventstore::{EventStore, Vault, MIGRATOR};
 use tenantry_projections::Runner;
 use tokio::net::TcpListener;
@@ -127,25 +128,17 @@ impl Application {
         let last_used = LastUsed::default();
         let credentials = credentials::cache();
         if settings.run_api {
-            workers.spawn(credentials::listen(
-                credentials.clone(),
+            // Credentials, kept streams and data keys: one listening connection for all.
+            let mut kept: Vec<Box<dyn Subscriber>> =
+                vec![Box::new(credentials.clone()), store.kept().subscriber()];
+            if store.vault().is_configured() {
+                kept.push(store.vault().subscriber());
+            }
+            workers.spawn(notified::listen(
                 store.pool().clone(),
+                kept,
                 stopped.clone(),
             ));
-            workers.spawn(
-                store
-                    .kept()
-                    .clone()
-                    .listen(store.pool().clone(), stopped.clone()),
-            );
-            if store.vault().is_configured() {
-                workers.spawn(
-                    store
-                        .vault()
-                        .clone()
-                        .listen(store.pool().clone(), stopped.clone()),
-                );
-            }
             workers.spawn(flush_last_used(
                 last_used.clone(),
                 store.clone(),

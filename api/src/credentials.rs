@@ -8,9 +8,7 @@
 //! [`NotifiedCache`]; the server that revokes forgets every credential before it answers.
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
 use tenantry_eventstore::notified::NotifiedCache;
-use tokio::sync::watch;
 use uuid::Uuid;
 
 /// The channel the trigger of migration 0012 notifies.
@@ -30,19 +28,10 @@ pub struct Credential {
 /// Credentials by key hash.
 pub type CredentialCache = NotifiedCache<String, Credential>;
 
-/// An empty credential cache.
+/// An empty credential cache: an announced hash forgets that key, `*` (a truncation,
+/// migration 0012) every key.
 pub fn cache() -> CredentialCache {
-    NotifiedCache::new(CHANNEL)
-}
-
-/// Listens for credential changes until `shutdown` turns true: a hash forgets that key, `*`
-/// (a truncation, migration 0012) every key.
-pub async fn listen(cache: CredentialCache, pool: PgPool, shutdown: watch::Receiver<bool>) {
-    cache
-        .listen(
-            pool,
-            |payload| (payload != "*").then(|| payload.to_owned()),
-            shutdown,
-        )
-        .await;
+    NotifiedCache::new(CHANNEL, |payload| {
+        (payload != "*").then(|| payload.to_owned())
+    })
 }

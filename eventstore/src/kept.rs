@@ -21,7 +21,7 @@ use tenantry_domain::TenantId;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::notified::NotifiedCache;
+use crate::notified::{NotifiedCache, Subscriber};
 use crate::read::StreamRef;
 use crate::{Expected, RecordedEvent};
 
@@ -60,7 +60,11 @@ impl std::fmt::Debug for KeptStreams {
 
 impl Default for KeptStreams {
     fn default() -> Self {
-        Self(NotifiedCache::with_capacity("tenantry_streams", CAPACITY))
+        Self(NotifiedCache::with_capacity(
+            "tenantry_streams",
+            parse_key,
+            CAPACITY,
+        ))
     }
 }
 
@@ -185,7 +189,12 @@ impl KeptStreams {
     /// Listens for announced moves until `shutdown` turns true; streams are kept only while
     /// this runs.
     pub async fn listen(self, pool: PgPool, shutdown: watch::Receiver<bool>) {
-        self.0.listen(pool, parse_key, shutdown).await;
+        self.0.listen(pool, shutdown).await;
+    }
+
+    /// The kept streams, for a server's one listener ([`crate::notified::listen`]).
+    pub fn subscriber(&self) -> Box<dyn Subscriber> {
+        Box::new(self.0.clone())
     }
 }
 

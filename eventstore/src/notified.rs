@@ -11,6 +11,8 @@
 //!   changes), so an answer read just before a change is never kept after it.
 //! - The server that makes a change forgets at once ([`NotifiedCache::forget_all`]), before it
 //!   answers; the others within the notification's delivery (milliseconds).
+//!
+//! A server listens for all its caches on one connection ([`listen`]).
 //! - An entry lives at most [`TTL`], whatever happens.
 
 use std::collections::HashMap;
@@ -35,6 +37,9 @@ pub struct NotifiedCache<K, V>(Arc<Inner<K, V>>);
 struct Inner<K, V> {
     /// The channel the table's trigger notifies.
     channel: &'static str,
+    /// The entry a notification's payload names; `None` (`*`: the table was truncated, say)
+    /// for every entry.
+    key_of: fn(&str) -> Option<K>,
     capacity: usize,
     entries: Mutex<HashMap<K, (V, Instant)>>,
     /// Counts the changes heard of (and every start and loss of listening).
@@ -49,16 +54,22 @@ impl<K, V> Clone for NotifiedCache<K, V> {
 }
 
 impl<K: Eq + Hash, V: Clone> NotifiedCache<K, V> {
-    /// An empty cache of the rows whose changes are announced on `channel`. It keeps nothing
-    /// until [`NotifiedCache::listen`] runs.
-    pub fn new(channel: &'static str) -> Self {
-        Self::with_capacity(channel, CAPACITY)
+    /// An empty cache of the rows whose changes are announced on `channel`, each naming the
+    /// entry to forget (`key_of`; `None` forgets every entry). It keeps nothing until it is
+    /// listened for ([`listen`]).
+    pub fn new(channel: &'static str, key_of: fn(&str) -> Option<K>) -> Self {
+        Self::with_capacity(channel, key_of, CAPACITY)
     }
 
     /// As [`NotifiedCache::new`], keeping at most `capacity` entries.
-    pub fn with_capacity(channel: &'static str, capacity: usize) -> Self {
+    pub fn with_capacity(
+        channel: &'static str,
+        key_of: fn(&str) -> Option<K>,
+        capacity: usize,
+    ) -> Self {
         Self(Arc::new(Inner {
             channel,
+            key_of,
             capacity,
             entries: Mutex::new(HashMap::new()),
             epoch: AtomicU64::new(0),
@@ -72,8 +83,7 @@ impl<K: Eq + Hash, V: Clone> NotifiedCache<K, V> {
             return None;
         }
         let entries = self.0.entries.lock().ok()?;
-        let (value, kept_at) = entries.get(key)?;
-        (kept_at.elapsed() < TTL).then(|| value.clone())
+        young(entries.get(key)).cloned()
     }
 
     /// True while changes are heard, so that entries are kept.
@@ -113,11 +123,7 @@ impl<K: Eq + Hash, V: Clone> NotifiedCache<K, V> {
         let Ok(mut entries) = self.0.entries.lock() else {
             return;
         };
-        let current = entries
-            .get(&key)
-            .filter(|(_, kept_at)| kept_at.elapsed() < TTL)
-            .map(|(value, _)| value);
-        match next(current) {
+        match next(young(entries.get(&key))) {
             Some(value) => self.insert(&mut entries, key, value),
             None => {
                 entries.remove(&key);
@@ -162,62 +168,105 @@ impl<K: Eq + Hash, V: Clone> NotifiedCache<K, V> {
         }
     }
 
-    /// Listens for changes until `shutdown` turns true; the cache keeps entries only while
-    /// this runs and its connection is up. A notification's payload names the entry to
-    /// forget (`key_of`), or, when `key_of` gives `None` (`*`: the table was truncated, say),
-    /// every entry is forgotten.
-    pub async fn listen(
-        self,
-        pool: PgPool,
-        key_of: fn(&str) -> Option<K>,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
-        while !*shutdown.borrow() {
-            if let Err(err) = self.listen_once(&pool, key_of, &mut shutdown).await {
-                tracing::warn!(channel = self.0.channel, error = %err,
-                    "changes cannot be heard; nothing is kept in memory until they can");
-            }
-            self.stop_keeping();
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                changed = shutdown.changed() => if changed.is_err() {
-                    break;
-                },
-            }
-        }
-        self.stop_keeping();
+    /// Listens for changes on a connection of its own until `shutdown` turns true (a server
+    /// listens for all its caches on one, [`listen`]).
+    pub async fn listen(self, pool: PgPool, shutdown: watch::Receiver<bool>)
+    where
+        K: Send + Sync + 'static,
+        V: Send + Sync + 'static,
+    {
+        listen(pool, vec![Box::new(self)], shutdown).await;
+    }
+}
+
+/// The value of a kept entry, if it is young enough to be believed.
+fn young<V>(entry: Option<&(V, Instant)>) -> Option<&V> {
+    entry
+        .filter(|(_, kept_at)| kept_at.elapsed() < TTL)
+        .map(|(value, _)| value)
+}
+
+/// A cache that forgets what announcements name ([`listen`]).
+pub trait Subscriber: Send + Sync {
+    /// The channel its table's trigger notifies.
+    fn channel(&self) -> &'static str;
+    /// A notification's payload was heard on its channel.
+    fn heard(&self, payload: &str);
+    /// Changes are heard from now on (`true`), or no longer (`false`): either way, what was
+    /// kept may be stale, and is forgotten.
+    fn listening(&self, on: bool);
+}
+
+impl<K, V> Subscriber for NotifiedCache<K, V>
+where
+    K: Eq + Hash + Send + Sync,
+    V: Clone + Send + Sync,
+{
+    fn channel(&self) -> &'static str {
+        self.0.channel
     }
 
-    /// One listening connection, until it drops (or shutdown).
-    async fn listen_once(
-        &self,
-        pool: &PgPool,
-        key_of: fn(&str) -> Option<K>,
-        shutdown: &mut watch::Receiver<bool>,
-    ) -> Result<(), sqlx::Error> {
-        let mut listener = PgListener::connect_with(pool).await?;
-        listener.listen(self.0.channel).await?;
-        // From here every change is heard; what was kept before may be stale.
-        self.0.listening.store(true, Ordering::Release);
-        self.forget_all();
-        loop {
-            tokio::select! {
-                heard = listener.try_recv() => match heard? {
-                    Some(notification) => match key_of(notification.payload()) {
-                        Some(key) => self.forget(&key),
-                        None => self.forget_all(),
-                    },
-                    // The connection dropped: what changed meanwhile was not heard.
-                    None => return Ok(()),
-                },
-                _ = shutdown.changed() => return Ok(()),
-            }
+    fn heard(&self, payload: &str) {
+        match (self.0.key_of)(payload) {
+            Some(key) => self.forget(&key),
+            None => self.forget_all(),
         }
     }
 
-    fn stop_keeping(&self) {
-        self.0.listening.store(false, Ordering::Release);
+    fn listening(&self, on: bool) {
+        self.0.listening.store(on, Ordering::Release);
         self.forget_all();
+    }
+}
+
+/// Listens on one connection for the changes every one of `caches` is announced on, until
+/// `shutdown` turns true; each keeps entries only while this runs and its connection is up.
+pub async fn listen(
+    pool: PgPool,
+    caches: Vec<Box<dyn Subscriber>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    while !*shutdown.borrow() {
+        if let Err(err) = listen_once(&pool, &caches, &mut shutdown).await {
+            let channels: Vec<&str> = caches.iter().map(|cache| cache.channel()).collect();
+            tracing::warn!(?channels, error = %err,
+                "changes cannot be heard; nothing is kept in memory until they can");
+        }
+        caches.iter().for_each(|cache| cache.listening(false));
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            changed = shutdown.changed() => if changed.is_err() {
+                break;
+            },
+        }
+    }
+    caches.iter().for_each(|cache| cache.listening(false));
+}
+
+/// One listening connection, until it drops (or shutdown).
+async fn listen_once(
+    pool: &PgPool,
+    caches: &[Box<dyn Subscriber>],
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener
+        .listen_all(caches.iter().map(|cache| cache.channel()))
+        .await?;
+    // From here every change is heard; what was kept before may be stale.
+    caches.iter().for_each(|cache| cache.listening(true));
+    loop {
+        tokio::select! {
+            heard = listener.try_recv() => match heard? {
+                Some(notification) => caches
+                    .iter()
+                    .filter(|cache| cache.channel() == notification.channel())
+                    .for_each(|cache| cache.heard(notification.payload())),
+                // The connection dropped: what changed meanwhile was not heard.
+                None => return Ok(()),
+            },
+            _ = shutdown.changed() => return Ok(()),
+        }
     }
 }
 
@@ -227,7 +276,7 @@ mod tests {
 
     #[test]
     fn a_full_cache_forgets_its_older_half() {
-        let cache = NotifiedCache::<u32, u32>::with_capacity("test", 4);
+        let cache = NotifiedCache::<u32, u32>::with_capacity("test", |_| None, 4);
         // As if a listener were up.
         cache.0.listening.store(true, Ordering::Release);
         for key in 0..5 {

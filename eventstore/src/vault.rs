@@ -48,7 +48,7 @@ use tenantry_domain::TenantId;
 use uuid::Uuid;
 
 use crate::append::NewEvent;
-use crate::notified::NotifiedCache;
+use crate::notified::{NotifiedCache, Subscriber};
 use crate::{EventStore, RecordedEvent, StoreError};
 
 /// The channel the trigger of migration 0014 notifies when data keys change.
@@ -109,7 +109,8 @@ impl Default for Vault {
     fn default() -> Self {
         Self {
             master: None,
-            keys: NotifiedCache::new(KEYS_CHANNEL),
+            // Every announcement (migration 0014) forgets every key.
+            keys: NotifiedCache::new(KEYS_CHANNEL, |_| None),
         }
     }
 }
@@ -188,7 +189,12 @@ impl Vault {
     /// Keeps keys in memory while changes to them can be heard, until `shutdown` turns true
     /// (see the module's documentation).
     pub async fn listen(self, pool: sqlx::PgPool, shutdown: tokio::sync::watch::Receiver<bool>) {
-        self.keys.listen(pool, |_| None, shutdown).await;
+        self.keys.listen(pool, shutdown).await;
+    }
+
+    /// The kept keys, for a server's one listener ([`crate::notified::listen`]).
+    pub fn subscriber(&self) -> Box<dyn Subscriber> {
+        Box::new(self.keys.clone())
     }
 
     /// True while keys are kept in memory ([`Vault::listen`] hears changes).
