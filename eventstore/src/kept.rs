@@ -9,16 +9,14 @@
 //!   commands only read) is kept when read and forgotten when PostgreSQL announces that its
 //!   head moved, as [`NotifiedCache`] does for credentials; the server that moves one forgets
 //!   every stream of that tenant before it answers.
-//! - A stream of any other type, or longer than [`MAX_STREAM_BYTES`], is never kept.
+//! - A stream of any other type, or longer than 32 KiB, is never kept.
 //!
 //! Events are kept as stored, personal fields sealed: whoever needs one opens a copy, so an
 //! erased customer's data is as unreadable here as in the table.
 
 use std::sync::Arc;
 
-use sqlx::PgPool;
 use tenantry_domain::TenantId;
-use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::notified::{NotifiedCache, Subscriber};
@@ -82,7 +80,7 @@ impl KeptStreams {
         }) && events.iter().map(estimated_size).sum::<usize>() <= MAX_STREAM_BYTES
     }
 
-    /// True while streams are kept ([`KeptStreams::listen`] hears changes).
+    /// True while streams are kept (the server's listener hears announced moves).
     pub fn is_listening(&self) -> bool {
         self.0.is_listening()
     }
@@ -186,13 +184,8 @@ impl KeptStreams {
         self.0.forget_if(|(of, _, _)| *of == tenant);
     }
 
-    /// Listens for announced moves until `shutdown` turns true; streams are kept only while
-    /// this runs.
-    pub async fn listen(self, pool: PgPool, shutdown: watch::Receiver<bool>) {
-        self.0.listen(pool, shutdown).await;
-    }
-
-    /// The kept streams, for a server's one listener ([`crate::notified::listen`]).
+    /// The kept streams, for the server's listener ([`crate::notified::listen`]): streams are
+    /// kept only while it hears announced moves.
     pub fn subscriber(&self) -> Box<dyn Subscriber> {
         Box::new(self.0.clone())
     }

@@ -167,16 +167,6 @@ impl<K: Eq + Hash, V: Clone> NotifiedCache<K, V> {
             entries.clear();
         }
     }
-
-    /// Listens for changes on a connection of its own until `shutdown` turns true (a server
-    /// listens for all its caches on one, [`listen`]).
-    pub async fn listen(self, pool: PgPool, shutdown: watch::Receiver<bool>)
-    where
-        K: Send + Sync + 'static,
-        V: Send + Sync + 'static,
-    {
-        listen(pool, vec![Box::new(self)], shutdown).await;
-    }
 }
 
 /// The value of a kept entry, if it is young enough to be believed.

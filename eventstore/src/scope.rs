@@ -93,7 +93,8 @@ impl EventStore {
         &self.vault
     }
 
-    /// The streams this server keeps in memory (nothing until [`KeptStreams::listen`] runs).
+    /// The streams this server keeps in memory (nothing until its listener runs,
+    /// [`KeptStreams::subscriber`]).
     pub fn kept(&self) -> &KeptStreams {
         &self.kept
     }

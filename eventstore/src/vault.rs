@@ -186,18 +186,13 @@ impl Vault {
         }
     }
 
-    /// Keeps keys in memory while changes to them can be heard, until `shutdown` turns true
-    /// (see the module's documentation).
-    pub async fn listen(self, pool: sqlx::PgPool, shutdown: tokio::sync::watch::Receiver<bool>) {
-        self.keys.listen(pool, shutdown).await;
-    }
-
-    /// The kept keys, for a server's one listener ([`crate::notified::listen`]).
+    /// The kept keys, for the server's listener ([`crate::notified::listen`]): keys are kept
+    /// in memory only while it hears changes (see the module's documentation).
     pub fn subscriber(&self) -> Box<dyn Subscriber> {
         Box::new(self.keys.clone())
     }
 
-    /// True while keys are kept in memory ([`Vault::listen`] hears changes).
+    /// True while keys are kept in memory (the server's listener hears changes).
     pub fn keeps_keys(&self) -> bool {
         self.keys.is_listening()
     }

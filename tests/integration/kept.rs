@@ -11,6 +11,7 @@ use tenantry_domain::conversation::ConversationAction;
 use tenantry_domain::store::StoreAction;
 use tenantry_domain::*;
 use tenantry_eventstore::kept::Kept;
+use tenantry_eventstore::notified;
 use tenantry_eventstore::read::StreamRef;
 use tenantry_eventstore::{EventStore, StoreError};
 use tokio::sync::{watch, Notify};
@@ -26,13 +27,12 @@ async fn keeping_server(url: &str) -> (CommandBus, watch::Sender<bool>) {
         .unwrap()
         .with_vault(test_vault());
     let (stop, stopped) = watch::channel(false);
-    tokio::spawn(
-        store
-            .kept()
-            .clone()
-            .listen(store.pool().clone(), stopped.clone()),
-    );
-    tokio::spawn(store.vault().clone().listen(store.pool().clone(), stopped));
+    // As a server does: one listener for the kept streams and keys.
+    tokio::spawn(notified::listen(
+        store.pool().clone(),
+        vec![store.kept().subscriber(), store.vault().subscriber()],
+        stopped,
+    ));
     let (kept, vault) = (store.kept().clone(), store.vault().clone());
     assert!(
         eventually(Duration::from_secs(5), || async {

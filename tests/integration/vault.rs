@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tenantry_domain::personal::PersonalKind;
 use tenantry_domain::TenantId;
+use tenantry_eventstore::notified;
 use tenantry_eventstore::read::{read_streams, StreamRef};
 use tenantry_eventstore::{EventStore, NewEvent, Vault};
 use tokio::sync::watch;
@@ -63,7 +64,11 @@ async fn opened(store: &EventStore, vault: &Vault, tenant: TenantId, value: &str
 async fn keeping_vault(store: &EventStore) -> (Vault, watch::Sender<bool>) {
     let vault = test_vault();
     let (stop, stopped) = watch::channel(false);
-    tokio::spawn(vault.clone().listen(store.pool().clone(), stopped));
+    tokio::spawn(notified::listen(
+        store.pool().clone(),
+        vec![vault.subscriber()],
+        stopped,
+    ));
     assert!(
         eventually(Duration::from_secs(5), || async { vault.keeps_keys() }).await,
         "the vault never started listening"
