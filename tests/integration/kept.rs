@@ -358,3 +358,39 @@ async fn a_customer_erased_elsewhere_is_not_shown_from_a_kept_copy() {
     assert!(done.aggregate.ended.is_some());
     assert_ne!(customer(&done).as_deref(), Some("c-42"));
 }
+
+#[tokio::test]
+async fn a_served_api_decides_from_the_streams_it_keeps() {
+    use reqwest::Method;
+    let app = crate::helpers::spawn_app().await;
+    let (org, mut owner) = crate::walkthrough::organization(&app, "served", "pro").await;
+    let (_, agent) = owner.store_with_agent(&org, "customer_service").await;
+    let start = || serde_json::json!({ "agent_instance_id": agent, "customer_ref": "c-1", "channel": "web" });
+    owner
+        .ok(Method::POST, "/v1/conversations", Some(start()))
+        .await;
+    // Once the deployment's own announcements have surely arrived, a start keeps the
+    // parents as they now stand.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    owner
+        .ok(Method::POST, "/v1/conversations", Some(start()))
+        .await;
+
+    // Paused by another server, unannounced: the API still starts conversations on the
+    // instance from its copy, which only the listener it runs keeps.
+    announcements(&app.database_url, false).await;
+    let other = CommandBus::new(app.store.clone(), Arc::new(Notify::new()));
+    let instance = AgentInstanceId::from_uuid(agent.parse().unwrap());
+    other
+        .agent_instance(
+            OrganizationId::from_uuid(org.parse().unwrap()),
+            instance,
+            AgentInstanceAction::Pause,
+            &request("k"),
+        )
+        .await
+        .unwrap();
+    owner
+        .ok(Method::POST, "/v1/conversations", Some(start()))
+        .await;
+}
