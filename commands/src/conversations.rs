@@ -4,7 +4,6 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use sqlx::PgConnection;
 use tenantry_domain::agent_instance::AgentInstance;
 use tenantry_domain::context::{InstanceContext, StoreContext};
 use tenantry_domain::conversation::{Conversation, ConversationAction, ConversationCommand};
@@ -15,6 +14,7 @@ use uuid::Uuid;
 
 use tenantry_eventstore::kept::{Kept, KeptStreams};
 use tenantry_eventstore::read::{read_streams, StreamRef};
+use tenantry_eventstore::scope::Connect;
 use tenantry_eventstore::vault::{self, Vault};
 
 use crate::executor::{fold, fold_opened, Request, Staged};
@@ -67,58 +67,65 @@ impl CommandBus {
             .transact_grouped(
                 tenant,
                 request,
-                crate::attempt!(|tx| {
-                    // The conversation and its parents; an agent instance and its store are
-                    // named by the first event of the stream below them, and never change.
-                    let wanted = match start_instance {
-                        Some(instance) => [
-                            StreamRef::Id("conversation", c),
-                            StreamRef::Id("agent_instance", instance.as_uuid()),
-                            StreamRef::NamedBy(
-                                "store",
-                                "agent_instance",
-                                instance.as_uuid(),
-                                "store_id",
-                            ),
-                            StreamRef::Id("organization", org.as_uuid()),
-                        ],
-                        None => [
-                            StreamRef::Id("conversation", c),
-                            StreamRef::NamedBy(
-                                "agent_instance",
-                                "conversation",
-                                c,
-                                "agent_instance_id",
-                            ),
-                            StreamRef::NamedBy("store", "conversation", c, "store_id"),
-                            StreamRef::Id("organization", org.as_uuid()),
-                        ],
-                    };
-                    if from_memory.swap(false, Ordering::Relaxed) {
-                        if let Some(streams) = kept_streams(kept, tenant, &wanted, start_instance) {
-                            count_decision("memory");
-                            match decision.decide(tx, streams).await {
-                                Ok(staged) => return Ok(staged),
-                                Err(
-                                    err @ (CommandError::Rejected { .. }
-                                    | CommandError::PreconditionFailed { .. }),
-                                ) => {
-                                    tracing::debug!(error = %err,
+                crate::attempt!(
+                    session | session | {
+                        // The conversation and its parents; an agent instance and its store are
+                        // named by the first event of the stream below them, and never change.
+                        let wanted = match start_instance {
+                            Some(instance) => [
+                                StreamRef::Id("conversation", c),
+                                StreamRef::Id("agent_instance", instance.as_uuid()),
+                                StreamRef::NamedBy(
+                                    "store",
+                                    "agent_instance",
+                                    instance.as_uuid(),
+                                    "store_id",
+                                ),
+                                StreamRef::Id("organization", org.as_uuid()),
+                            ],
+                            None => [
+                                StreamRef::Id("conversation", c),
+                                StreamRef::NamedBy(
+                                    "agent_instance",
+                                    "conversation",
+                                    c,
+                                    "agent_instance_id",
+                                ),
+                                StreamRef::NamedBy("store", "conversation", c, "store_id"),
+                                StreamRef::Id("organization", org.as_uuid()),
+                            ],
+                        };
+                        if from_memory.swap(false, Ordering::Relaxed) {
+                            if let Some(streams) =
+                                kept_streams(kept, tenant, &wanted, start_instance)
+                            {
+                                count_decision("memory");
+                                match decision.decide(session, streams).await {
+                                    Ok(staged) => return Ok(staged),
+                                    Err(
+                                        err @ (CommandError::Rejected { .. }
+                                        | CommandError::PreconditionFailed { .. }),
+                                    ) => {
+                                        tracing::debug!(error = %err,
                                         "refused from memory; deciding from what is stored");
-                                    kept.forget(tenant, "conversation", c);
+                                        kept.forget(tenant, "conversation", c);
+                                    }
+                                    Err(err) => return Err(err),
                                 }
-                                Err(err) => return Err(err),
                             }
                         }
+                        // One round trip, kept for the next command.
+                        count_decision("stored");
+                        let epoch = kept.epoch();
+                        let streams = kept.keep(
+                            read_streams(session.connection().await?, tenant, &wanted).await?,
+                            epoch,
+                        );
+                        let streams: [Kept; 4] =
+                            streams.try_into().map_err(|_| not_found("conversation"))?;
+                        decision.decide(session, streams).await
                     }
-                    // One round trip, kept for the next command.
-                    count_decision("stored");
-                    let epoch = kept.epoch();
-                    let streams = kept.keep(read_streams(tx, tenant, &wanted).await?, epoch);
-                    let streams: [Kept; 4] =
-                        streams.try_into().map_err(|_| not_found("conversation"))?;
-                    decision.decide(tx, streams).await
-                }),
+                ),
             )
             .await;
         match &executed {
@@ -171,11 +178,11 @@ struct Decision<'a> {
 
 impl Decision<'_> {
     /// Decides from the conversation, its agent instance, store and organization, and stages
-    /// the append (`conn` serves only the vault: a key to open the customer reference, or to
-    /// seal a new one with).
+    /// the append (`conn` serves only the vault, when it does not keep the key that opens the
+    /// customer reference, or seals a new one).
     async fn decide(
         &self,
-        conn: &mut PgConnection,
+        conn: &mut impl Connect,
         [conversation, instance, store, organization]: [Kept; 4],
     ) -> Result<Staged<Conversation>, CommandError> {
         let Decision {

@@ -11,7 +11,6 @@
 //! themselves to a tenant ([`Session::Autocommit`]), and have it group-committed with other
 //! commands' appends ([`CommandBus::transact_grouped`]); conflicts retry the same way.
 
-use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,13 +20,12 @@ use cqrs_es::{Aggregate, DomainEvent};
 use futures::future::BoxFuture;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use sqlx::pool::PoolConnection;
 use sqlx::{PgConnection, Postgres, Transaction};
 use tenantry_domain::{personal, Rejection, TenantId};
 use tenantry_eventstore::append::append_prepared;
 use tenantry_eventstore::kept::KeptStreams;
 use tenantry_eventstore::read::read_stream;
-use tenantry_eventstore::scope::enter_tenant;
+use tenantry_eventstore::scope::{enter_tenant, Connect, OnDemand};
 use tenantry_eventstore::vault::{self, Vault};
 use tenantry_eventstore::{
     Cursor, EventStore, Expected, Metadata, NewEvent, Prepared, RecordedEvent, StoreError,
@@ -287,7 +285,7 @@ where
     /// As [`Loaded::decide`]; a vault error when personal data cannot be sealed.
     pub async fn stage(
         mut self,
-        conn: &mut PgConnection,
+        conn: &mut impl Connect,
         tenant: TenantId,
         command: A::Command,
         metadata: &Metadata,
@@ -303,7 +301,7 @@ where
     /// `events` as this stream's next append, personal fields sealed (`None` when empty).
     async fn prepare(
         &mut self,
-        conn: &mut PgConnection,
+        conn: &mut impl Connect,
         tenant: TenantId,
         events: Vec<A::Event>,
         metadata: &Metadata,
@@ -448,29 +446,19 @@ pub type Tx = Transaction<'static, Postgres>;
 pub enum Session {
     /// An open tenant transaction.
     Transaction(Tx),
-    /// A pooled connection outside any transaction, each statement its own (the read of a
-    /// grouped command, [`CommandBus::transact_grouped`]). Only what confines itself to the
+    /// A pooled connection outside any transaction, each statement its own, taken only if a
+    /// statement is needed (the read of a grouped command, [`CommandBus::transact_grouped`],
+    /// which may decide from what it keeps in memory). Only what confines itself to the
     /// tenant sees its rows here: [`read_streams`](tenantry_eventstore::read::read_streams)
     /// and the vault's keys (migration 0014); a plain query sees nothing.
-    Autocommit(PoolConnection<Postgres>),
+    Autocommit(OnDemand),
 }
 
-impl Deref for Session {
-    type Target = PgConnection;
-
-    fn deref(&self) -> &PgConnection {
+impl Connect for Session {
+    async fn connection(&mut self) -> Result<&mut PgConnection, StoreError> {
         match self {
-            Session::Transaction(tx) => tx,
-            Session::Autocommit(conn) => conn,
-        }
-    }
-}
-
-impl DerefMut for Session {
-    fn deref_mut(&mut self) -> &mut PgConnection {
-        match self {
-            Session::Transaction(tx) => tx,
-            Session::Autocommit(conn) => conn,
+            Session::Transaction(tx) => Ok(tx),
+            Session::Autocommit(conn) => conn.connection().await,
         }
     }
 }
@@ -482,14 +470,24 @@ pub type Attempt<'a, T> =
     Box<dyn FnMut(Session) -> BoxFuture<'a, (Session, Result<T, CommandError>)> + Send + 'a>;
 
 /// Builds an [`Attempt`] from a closure over `&mut PgConnection`:
-/// `attempt!(|tx| { …; Ok(executed) })`.
+/// `attempt!(|tx| { …; Ok(executed) })`; or, with `session` before it, over the
+/// `&mut Session` itself, for an attempt that may need no connection at all.
 #[macro_export]
 macro_rules! attempt {
     (|$tx:ident| $body:block) => {
+        $crate::attempt!(
+            session | session | {
+                let $tx: &mut sqlx::PgConnection =
+                    tenantry_eventstore::scope::Connect::connection(session).await?;
+                $body
+            }
+        )
+    };
+    (session |$session:ident| $body:block) => {
         Box::new(move |mut session: $crate::executor::Session| {
             Box::pin(async move {
                 let result = async {
-                    let $tx: &mut sqlx::PgConnection = &mut session;
+                    let $session: &mut $crate::executor::Session = &mut session;
                     $body
                 }
                 .await;
@@ -620,12 +618,14 @@ impl CommandBus {
                     Box::new(move |tx| {
                         let staged = attempt(tx);
                         Box::pin(async move {
-                            let (mut tx, staged) = staged.await;
-                            let result = match staged {
-                                Ok(staged) => staged.save(&mut tx).await,
-                                Err(err) => Err(err),
+                            let (mut session, staged) = staged.await;
+                            // The transaction `transact` began.
+                            let result = match (staged, session.connection().await) {
+                                (Ok(staged), Ok(tx)) => staged.save(tx).await,
+                                (Err(err), _) => Err(err),
+                                (_, Err(err)) => Err(err.into()),
                             };
-                            (tx, result)
+                            (session, result)
                         })
                     }),
                 )
@@ -635,10 +635,9 @@ impl CommandBus {
             if round > 0 {
                 backoff(round).await;
             }
-            let conn = self.store.acquire().await?;
-            let (conn, staged) = attempt(Session::Autocommit(conn)).await;
-            // Back to the pool before the append waits for its group.
-            drop(conn);
+            let (session, staged) = attempt(Session::Autocommit(self.store.on_demand())).await;
+            // Back to the pool (if it was taken) before the append waits for its group.
+            drop(session);
             let staged = match staged {
                 Ok(staged) => staged,
                 Err(err) => {

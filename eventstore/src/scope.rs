@@ -5,6 +5,7 @@
 //! gone. Tenant work runs as `tenantry_app` (row-level security applies, no BYPASSRLS);
 //! relay, projections and platform-admin work run as `tenantry_system`.
 
+use std::future::{ready, Future};
 use std::time::Duration;
 
 use sqlx::pool::PoolConnection;
@@ -115,13 +116,14 @@ impl EventStore {
         Ok(recorded)
     }
 
-    /// A pooled connection outside any transaction and any scope: it sees tenant rows only
-    /// through the functions that confine themselves to a tenant (migration 0014).
-    ///
-    /// # Errors
-    /// When no connection can be had.
-    pub async fn acquire(&self) -> Result<PoolConnection<Postgres>, StoreError> {
-        Ok(self.pool.acquire().await?)
+    /// A pooled connection outside any transaction and any scope, taken from the pool only
+    /// when a statement first needs it ([`OnDemand`]): it sees tenant rows only through the
+    /// functions that confine themselves to a tenant (migration 0014).
+    pub fn on_demand(&self) -> OnDemand {
+        OnDemand {
+            pool: self.pool.clone(),
+            conn: None,
+        }
     }
 
     /// Begins a transaction confined to `tenant`'s rows.
@@ -216,4 +218,51 @@ pub async fn enter_system(conn: &mut PgConnection) -> Result<(), StoreError> {
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Where a statement gets its connection: one at hand (a transaction's), or one taken when
+/// first asked for ([`OnDemand`]). Work that may need the database, and usually does not (a
+/// data key kept in memory, say), takes a `Connect`, so that it costs no round trip when it
+/// does not.
+pub trait Connect: Send {
+    /// The connection, taken now if need be.
+    fn connection(&mut self) -> impl Future<Output = Result<&mut PgConnection, StoreError>> + Send;
+}
+
+impl Connect for PgConnection {
+    fn connection(&mut self) -> impl Future<Output = Result<&mut PgConnection, StoreError>> + Send {
+        ready(Ok(self))
+    }
+}
+
+impl Connect for Transaction<'_, Postgres> {
+    fn connection(&mut self) -> impl Future<Output = Result<&mut PgConnection, StoreError>> + Send {
+        ready(Ok(&mut **self))
+    }
+}
+
+/// A pooled connection taken on first use ([`EventStore::on_demand`]) and given back when
+/// dropped. Taking one from the pool and giving it back cost a round trip each (sqlx checks a
+/// connection both ways), which a command that finds everything it needs in memory saves.
+#[derive(Debug)]
+pub struct OnDemand {
+    pool: PgPool,
+    conn: Option<PoolConnection<Postgres>>,
+}
+
+impl OnDemand {
+    /// Whether a connection was taken.
+    pub fn is_taken(&self) -> bool {
+        self.conn.is_some()
+    }
+}
+
+impl Connect for OnDemand {
+    async fn connection(&mut self) -> Result<&mut PgConnection, StoreError> {
+        let conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => self.pool.acquire().await?,
+        };
+        Ok(self.conn.insert(conn))
+    }
 }

@@ -49,6 +49,7 @@ use uuid::Uuid;
 
 use crate::append::NewEvent;
 use crate::notified::{NotifiedCache, Subscriber};
+use crate::scope::Connect;
 use crate::{EventStore, RecordedEvent, StoreError};
 
 /// The channel the trigger of migration 0014 notifies when data keys change.
@@ -229,7 +230,7 @@ impl Vault {
     /// [`StoreError::Vault`] without a master key; or a database failure.
     pub async fn seal(
         &self,
-        conn: &mut PgConnection,
+        conn: &mut impl Connect,
         tenant: TenantId,
         subject: &mut Option<Uuid>,
         events: &mut [NewEvent],
@@ -290,7 +291,7 @@ impl Vault {
     /// [`StoreError::Vault`] without a master key or when a key does not unwrap under it.
     pub async fn reveal(
         &self,
-        conn: &mut PgConnection,
+        conn: &mut impl Connect,
         events: &mut [RecordedEvent],
     ) -> Result<(), StoreError> {
         self.opener().reveal(conn, events).await
@@ -305,7 +306,7 @@ impl Vault {
     /// As [`Vault::reveal`].
     pub async fn open(
         &self,
-        conn: &mut PgConnection,
+        conn: &mut impl Connect,
         tenant: Option<TenantId>,
         values: Vec<(&mut String, PersonalKind)>,
     ) -> Result<(), StoreError> {
@@ -365,7 +366,7 @@ impl Vault {
     /// The tenant's live key (made now if it has none), or its customer's.
     async fn live_key(
         &self,
-        conn: &mut PgConnection,
+        conn: &mut impl Connect,
         tenant: TenantId,
         want: Want<'_>,
     ) -> Result<Arc<DataKey>, StoreError> {
@@ -390,7 +391,7 @@ impl Vault {
         .bind(&lookup)
         .bind(fresh_id)
         .bind(master.wrap(tenant.as_uuid(), fresh_id, &fresh)?)
-        .fetch_optional(&mut *conn)
+        .fetch_optional(conn.connection().await?)
         .await?;
         let (id, wrapped, settled) =
             found.ok_or_else(|| StoreError::Vault("could not create or find a data key".into()))?;
@@ -405,7 +406,7 @@ impl Vault {
     /// The live key `id` of `tenant`; `None` once erased.
     async fn key_by_id(
         &self,
-        conn: &mut PgConnection,
+        conn: &mut impl Connect,
         tenant: TenantId,
         id: Uuid,
     ) -> Result<Option<Arc<DataKey>>, StoreError> {
@@ -521,13 +522,13 @@ impl Opener {
         })
     }
 
-    /// As [`Vault::reveal`]; `conn` is used only for keys not fetched before.
+    /// As [`Vault::reveal`]; `conn` is asked for only for keys not fetched before.
     ///
     /// # Errors
     /// As [`Vault::reveal`].
     pub async fn reveal(
         &mut self,
-        conn: &mut PgConnection,
+        conn: &mut impl Connect,
         events: &mut [RecordedEvent],
     ) -> Result<(), StoreError> {
         // One tenant's events (the usual case) are opened with that tenant's keys, on any
@@ -571,7 +572,7 @@ impl Opener {
     /// As [`Vault::reveal`].
     pub async fn open(
         &mut self,
-        conn: &mut PgConnection,
+        conn: &mut impl Connect,
         tenant: Option<TenantId>,
         values: Vec<(&mut String, PersonalKind)>,
     ) -> Result<(), StoreError> {
@@ -608,7 +609,7 @@ impl Opener {
     /// erased ones are remembered as `None`.
     async fn fetch(
         &mut self,
-        conn: &mut PgConnection,
+        conn: &mut impl Connect,
         tenant: Option<TenantId>,
         ids: &[Uuid],
     ) -> Result<(), StoreError> {
@@ -629,6 +630,7 @@ impl Opener {
             return Ok(());
         }
         let epoch = cache.epoch();
+        let conn = conn.connection().await?;
         let rows =
             match tenant {
                 Some(tenant) => sqlx::query(

@@ -104,6 +104,47 @@ async fn a_key_made_in_a_transaction_that_rolls_back_is_never_kept() {
 }
 
 #[tokio::test]
+async fn kept_keys_seal_and_open_without_taking_a_connection() {
+    let (store, _url) = fresh_store().await;
+    let (vault, _stop) = keeping_vault(&store).await;
+    let tenant = TenantId::new();
+    // The first seal makes the tenant's key; the second finds it settled and keeps it.
+    sealed(&store, &vault, tenant, "a@example.com").await;
+    let value = sealed(&store, &vault, tenant, "b@example.com").await;
+
+    let mut conn = store.on_demand();
+    let mut events = [invited("c@example.com")];
+    vault
+        .seal(&mut conn, tenant, &mut None, &mut events)
+        .await
+        .unwrap();
+    let mut opened = value.clone();
+    vault
+        .open(
+            &mut conn,
+            Some(tenant),
+            vec![(&mut opened, PersonalKind::Email)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(opened, "b@example.com");
+    assert!(!conn.is_taken(), "a connection was taken for kept keys");
+
+    // A vault that keeps nothing takes one, outside any transaction, and opens the same.
+    let mut opened = sealed_email(&events[0]);
+    test_vault()
+        .open(
+            &mut conn,
+            Some(tenant),
+            vec![(&mut opened, PersonalKind::Email)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(opened, "c@example.com");
+    assert!(conn.is_taken());
+}
+
+#[tokio::test]
 async fn kept_keys_are_forgotten_when_any_erasure_is_heard() {
     let (store, url) = fresh_store().await;
     let (vault, _stop) = keeping_vault(&store).await;
@@ -180,7 +221,7 @@ async fn streams_are_read_outside_any_transaction_confined_to_their_tenant() {
         StreamRef::Id("counter", their_stream),
     ];
 
-    let mut conn = store.acquire().await.unwrap();
+    let mut conn = store.pool().acquire().await.unwrap();
     let streams = read_streams(&mut conn, mine, &wanted).await.unwrap();
     assert_eq!(streams[0].len(), 2);
     assert!(streams[1].is_empty(), "another tenant's stream was read");
