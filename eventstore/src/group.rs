@@ -19,8 +19,10 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
-use sqlx::{PgPool, Row};
+use sqlx::pool::PoolConnection;
+use sqlx::{PgConnection, PgPool, Postgres, Row};
 use tokio::sync::{oneshot, Notify};
 use uuid::Uuid;
 
@@ -42,6 +44,9 @@ const WORKERS: usize = 4;
 /// events and ~2,400 commands/s, 16 made 10.5 and ~2,900 but cost 16 writers 60 %; growing
 /// with what is in flight gives 8.3, ~2,750 commands/s, and 73 % with 16 writers.
 const MIN_BATCH: usize = 8;
+
+/// How long a worker keeps its connection with nothing to write.
+const KEEP_CONNECTION: Duration = Duration::from_secs(1);
 
 /// A stream as the database keys it.
 type StreamKey = (Uuid, String, Uuid);
@@ -164,6 +169,9 @@ impl Shared {
 }
 
 async fn work(shared: Weak<Shared>, wake: Arc<Notify>) {
+    // Kept from batch to batch while they keep coming: taking a connection from the pool and
+    // giving it back cost a round trip each (sqlx checks it both ways).
+    let mut conn = None;
     loop {
         let notified = wake.notified();
         let Some(shared) = shared.upgrade() else {
@@ -172,19 +180,26 @@ async fn work(shared: Weak<Shared>, wake: Arc<Notify>) {
         let batch = shared.take();
         if batch.is_empty() {
             drop(shared);
-            notified.await;
+            if conn.is_none() {
+                notified.await;
+            } else if tokio::time::timeout(KEEP_CONNECTION, notified)
+                .await
+                .is_err()
+            {
+                conn = None;
+            }
             continue;
         }
         let streams: Vec<StreamKey> = batch.iter().map(|job| key(&job.append)).collect();
-        write(&shared.pool, batch).await;
+        write(&shared.pool, &mut conn, batch).await;
         shared.release(&streams);
     }
 }
 
-/// Writes `batch` and answers each writer.
-async fn write(pool: &PgPool, batch: Vec<Job>) {
+/// Writes `batch` on the worker's connection `conn` and answers each writer.
+async fn write(pool: &PgPool, conn: &mut Option<PoolConnection<Postgres>>, batch: Vec<Job>) {
     let appends: Vec<&Prepared> = batch.iter().map(|job| &job.append).collect();
-    match write_batch(pool, &appends).await {
+    match write_on(pool, conn, &appends).await {
         Ok(cursors) => {
             drop(appends);
             for (job, cursors) in batch.into_iter().zip(cursors) {
@@ -203,7 +218,7 @@ async fn write(pool: &PgPool, batch: Vec<Job>) {
             tracing::debug!(error = %err, appends = batch.len(), "batch failed; writing one by one");
             drop(appends);
             for job in batch {
-                let outcome = match write_batch(pool, &[&job.append]).await {
+                let outcome = match write_on(pool, conn, &[&job.append]).await {
                     Ok(mut cursors) => job.append.recorded(cursors.pop().unwrap_or_default()),
                     Err(err) => Err(job.append.failure(err)),
                 };
@@ -213,10 +228,28 @@ async fn write(pool: &PgPool, batch: Vec<Job>) {
     }
 }
 
+/// [`write_batch`] on `conn`, taken from the pool if the worker holds none. A connection that
+/// failed for any reason but the database's refusal of the statement is given back.
+async fn write_on(
+    pool: &PgPool,
+    conn: &mut Option<PoolConnection<Postgres>>,
+    appends: &[&Prepared],
+) -> Result<Vec<Vec<(i64, Cursor)>>, sqlx::Error> {
+    let mut taken = match conn.take() {
+        Some(taken) => taken,
+        None => pool.acquire().await?,
+    };
+    let written = write_batch(&mut taken, appends).await;
+    if matches!(written, Ok(_) | Err(sqlx::Error::Database(_))) {
+        *conn = Some(taken);
+    }
+    written
+}
+
 /// One statement for all of `appends`; the `(version, cursor)` of each one's events, empty
 /// for an append whose stream moved.
 async fn write_batch(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     appends: &[&Prepared],
 ) -> Result<Vec<Vec<(i64, Cursor)>>, sqlx::Error> {
     let n = appends.len();
@@ -295,7 +328,7 @@ async fn write_batch(
     .bind(metadatas)
     .bind(recorded_ats)
     .bind(hashes)
-    .fetch_all(pool)
+    .fetch_all(conn)
     .await?;
     let mut cursors = vec![Vec::new(); n];
     for row in rows {
