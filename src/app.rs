@@ -10,7 +10,7 @@ use anyhow::Context;
 use tenantry_api::auth::{AdminKey, LastUsed};
 use tenantry_api::credentials;
 use tenantry_api::rate_limit::RateLimits;
-use tenantry_api::AppState;
+use tenantry_api::{AppState, Shared};
 use tenantry_commands::{CommandBus, Relay};
 use tenantry_eventstore::bus::Bus;
 use tenantry_eventstore::notified::{self, Subscriber};
@@ -145,16 +145,16 @@ impl Application {
                 stopped.clone(),
             ));
         }
-        let state = AppState {
+        let state = AppState::new(Shared {
             commands: CommandBus::new(store.clone(), appended),
             store,
             nats,
             admin_key: AdminKey::new(&settings.admin_key),
             credentials,
             last_used,
-            rate_limits: Arc::new(RateLimits::new(settings.rate_limit_per_minute)),
+            rate_limits: RateLimits::new(settings.rate_limit_per_minute),
             consistency_timeout: settings.consistency_timeout,
-        };
+        });
         Ok(Self {
             listener,
             state,

@@ -30,6 +30,7 @@ pub mod resources;
 pub mod schemas;
 pub mod stores;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{HeaderName, Request};
@@ -44,9 +45,27 @@ pub use error::ApiError;
 /// The request-id header, set when the client sends none and echoed back.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// What handlers share.
+/// What handlers share: one reference count to clone per request (axum clones the state for
+/// every extractor and layer that takes it), whatever the state holds.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+pub struct Shared {
     pub commands: CommandBus,
     pub store: EventStore,
     pub nats: async_nats::Client,
@@ -55,7 +74,7 @@ pub struct AppState {
     pub credentials: credentials::CredentialCache,
     /// When keys were last used, flushed in batches.
     pub last_used: auth::LastUsed,
-    pub rate_limits: std::sync::Arc<rate_limit::RateLimits>,
+    pub rate_limits: rate_limit::RateLimits,
     /// How long a query waits for `X-Tenantry-Min-Position` before answering 503.
     pub consistency_timeout: Duration,
 }
