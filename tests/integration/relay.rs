@@ -297,3 +297,55 @@ async fn a_batch_that_fails_is_nacked_redelivered_and_applied_once() {
     assert_eq!(drain(&mut runner, &store, 3).await, 9);
     assert_eq!(read_model_count(&store).await, 3);
 }
+
+#[tokio::test]
+async fn a_consumer_acknowledged_by_message_is_replaced_by_one_acknowledged_by_batch() {
+    use async_nats::jetstream::consumer::{pull, AckPolicy};
+    use futures::StreamExt;
+
+    let (store, _) = fresh_store().await;
+    let bus = fresh_bus().await;
+    create_organizations(&store, 3).await;
+    let stream = bus.ensure_stream().await.unwrap();
+    let mut relay = Relay::new(store.clone(), bus.clone(), Arc::new(Notify::new()));
+    assert!(relay.try_acquire().await.unwrap());
+    publish(&mut relay, 9).await;
+
+    // The projection's consumer as an earlier version made it: each message acknowledged on
+    // its own, the first four of them so.
+    let old = stream
+        .create_consumer(pull::Config {
+            durable_name: Some("organizations".into()),
+            filter_subject: bus.all_events(),
+            ack_policy: AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut first = old.fetch().max_messages(4).messages().await.unwrap();
+    while let Some(message) = first.next().await {
+        message.unwrap().double_ack().await.unwrap();
+    }
+    assert_eq!(
+        old.clone().info().await.unwrap().ack_floor.stream_sequence,
+        4
+    );
+
+    // The runner replaces it, starting after its floor; what the old one took is filled in
+    // from the store, and the last message acknowledges the batch.
+    let mut runner = Runner::new(store.clone(), bus.clone(), Arc::new(Organizations));
+    assert_eq!(drain(&mut runner, &store, 3).await, 9);
+    assert_eq!(read_model_count(&store).await, 3);
+    let mut consumer = stream
+        .get_consumer::<pull::Config>("organizations")
+        .await
+        .unwrap();
+    let info = consumer.info().await.unwrap();
+    assert_eq!(info.config.ack_policy, AckPolicy::All);
+    assert_eq!(
+        info.delivered.consumer_sequence, 5,
+        "the new consumer should deliver only what the old one left"
+    );
+    assert_eq!(info.ack_floor.stream_sequence, 9);
+    assert_eq!(info.num_ack_pending, 0);
+}
