@@ -4,7 +4,7 @@
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request as HttpRequest};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, Method};
+use axum::http::{HeaderMap, HeaderValue};
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use tenantry_commands::Request;
@@ -27,18 +27,24 @@ pub struct CommandWith<T> {
     pub body: T,
 }
 
-fn fingerprint(method: &Method, path: &str, body: &[u8]) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(method.as_str());
-    hasher.update(b" ");
-    hasher.update(path);
-    hasher.update(b"\n");
-    hasher.update(body);
-    hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+/// A command's request before its body is read: an idempotency key waits for the body,
+/// which its fingerprint (method, path and body) ends with.
+struct Pending {
+    request: Request,
+    idempotency: Option<(String, Sha256)>,
+}
+
+impl Pending {
+    fn finish(self, body: &[u8]) -> Request {
+        match self.idempotency {
+            Some((key, mut fingerprint)) => {
+                fingerprint.update(body);
+                let fingerprint = hex::encode(fingerprint.finalize());
+                self.request.with_idempotency(key, fingerprint)
+            }
+            None => self.request,
+        }
+    }
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -73,7 +79,8 @@ fn trace_header(headers: &HeaderMap, name: &str) -> Result<Option<String>, ApiEr
     }
 }
 
-fn build(principal: &Principal, parts: &Parts, fingerprint: String) -> Result<Request, ApiError> {
+/// The command's request from `parts`, but for its body.
+fn build(principal: &Principal, parts: &Parts) -> Result<Pending, ApiError> {
     let headers = &parts.headers;
     let request_id = trace_header(headers, REQUEST_ID.as_str())?;
     let metadata = Metadata {
@@ -83,7 +90,8 @@ fn build(principal: &Principal, parts: &Parts, fingerprint: String) -> Result<Re
         request_id,
         idempotency_key: None,
     };
-    let mut request = Request::new(metadata).with_expected_version(if_match(headers)?);
+    let request = Request::new(metadata).with_expected_version(if_match(headers)?);
+    let mut idempotency = None;
     if let Some(key) = headers.get("idempotency-key") {
         let key = key
             .to_str()
@@ -93,9 +101,17 @@ fn build(principal: &Principal, parts: &Parts, fingerprint: String) -> Result<Re
                 code: "invalid-idempotency-key",
                 detail: "Idempotency-Key must be 1 to 255 visible characters".into(),
             })?;
-        request = request.with_idempotency(key, fingerprint);
+        let mut fingerprint = Sha256::new();
+        fingerprint.update(parts.method.as_str());
+        fingerprint.update(b" ");
+        fingerprint.update(parts.uri.path());
+        fingerprint.update(b"\n");
+        idempotency = Some((key.to_owned(), fingerprint));
     }
-    Ok(request)
+    Ok(Pending {
+        request,
+        idempotency,
+    })
 }
 
 impl FromRequestParts<AppState> for Command {
@@ -106,8 +122,7 @@ impl FromRequestParts<AppState> for Command {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let principal = Principal::from_request_parts(parts, state).await?;
-        let fingerprint = fingerprint(&parts.method, parts.uri.path(), b"");
-        let request = build(&principal, parts, fingerprint)?;
+        let request = build(&principal, parts)?.finish(b"");
         Ok(Command { principal, request })
     }
 }
@@ -118,16 +133,13 @@ impl<T: DeserializeOwned> FromRequest<AppState> for CommandWith<T> {
     async fn from_request(req: HttpRequest, state: &AppState) -> Result<Self, Self::Rejection> {
         let (mut parts, body) = req.into_parts();
         let principal = Principal::from_request_parts(&mut parts, state).await?;
-        let bytes = Bytes::from_request(HttpRequest::from_parts(parts.clone(), body), state)
+        let pending = build(&principal, &parts)?;
+        let bytes = Bytes::from_request(HttpRequest::from_parts(parts, body), state)
             .await
             .map_err(body_rejection)?;
         // An empty body reads as `null`, which an optional body accepts.
         let body = parse_json(if bytes.is_empty() { b"null" } else { &bytes })?;
-        let request = build(
-            &principal,
-            &parts,
-            fingerprint(&parts.method, parts.uri.path(), &bytes),
-        )?;
+        let request = pending.finish(&bytes);
         Ok(CommandWith {
             principal,
             request,

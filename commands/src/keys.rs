@@ -41,10 +41,7 @@ impl Secret {
 
 /// Hex SHA-256 of a presented secret.
 pub fn hash(secret: &str) -> String {
-    Sha256::digest(secret.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
 /// Records a new credential (inside the issuing command's transaction).
