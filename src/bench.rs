@@ -473,13 +473,78 @@ fn quantile(sorted: &[f64], p: f64) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// A keep-alive HTTP/1.1 connection of the load generator: each request written in one go,
+/// each answer read by its `Content-Length`. A general client (URL parsing, pooling, header
+/// maps) cost the two cores it shares with the platform more than the server's own request
+/// handling; this one is to the API what `pgbench` is to PostgreSQL.
+struct LoadConnection {
+    stream: tokio::net::TcpStream,
+    read: Vec<u8>,
+    write: Vec<u8>,
+}
+
+impl LoadConnection {
+    async fn open(addr: &str) -> anyhow::Result<Self> {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            stream,
+            read: Vec::with_capacity(4096),
+            write: Vec::with_capacity(1024),
+        })
+    }
+
+    /// POSTs the JSON `body` to `path` as `key`; the answer's body, or an error unless the
+    /// status is 2xx.
+    async fn post(&mut self, path: &str, key: &str, body: &[u8]) -> anyhow::Result<Vec<u8>> {
+        use std::io::Write as _;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        self.write.clear();
+        write!(
+            self.write,
+            "POST {path} HTTP/1.1\r\nhost: bench\r\nauthorization: Bearer {key}\r\n\
+             content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        )?;
+        self.write.extend_from_slice(body);
+        self.stream.write_all(&self.write).await?;
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut response = httparse::Response::new(&mut headers);
+            if let httparse::Status::Complete(head) = response.parse(&self.read)? {
+                let status = response.code.context("no status")?;
+                let length: usize = response
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .and_then(|h| std::str::from_utf8(h.value).ok()?.parse().ok())
+                    .context("an answer without Content-Length")?;
+                while self.read.len() < head + length {
+                    if self.stream.read_buf(&mut self.read).await? == 0 {
+                        bail!("the server closed the connection");
+                    }
+                }
+                let answer = self.read[head..head + length].to_vec();
+                self.read.drain(..head + length);
+                if !(200..300).contains(&status) {
+                    bail!("{path}: {status} {}", String::from_utf8_lossy(&answer));
+                }
+                return Ok(answer);
+            }
+            if self.stream.read_buf(&mut self.read).await? == 0 {
+                bail!("the server closed the connection");
+            }
+        }
+    }
+}
+
 /// 32 keep-alive clients across 50 tenants: start a conversation, four messages, end.
 /// A conversation load on the tenants; each client spends `pace` per conversation when one is
 /// given. Returns commands per second, each command's latency, and the projection lags
 /// sampled every 50 ms meanwhile (sorted).
 async fn http_scenario(
-    base: String,
-    client: reqwest::Client,
+    addr: String,
     tenants: Arc<Vec<Tenant>>,
     store: &EventStore,
     seconds: u64,
@@ -516,9 +581,16 @@ async fn http_scenario(
     // the load is steady rather than 32 bursts at once.
     let origin = Instant::now();
     let cpu = cpu_times();
+    let connections: Arc<Vec<tokio::sync::Mutex<Option<LoadConnection>>>> =
+        Arc::new((0..32).map(|_| tokio::sync::Mutex::new(None)).collect());
     let (rate, latencies) = load(32, seconds, move |client_index, n| {
-        let (client, base, tenants) = (client.clone(), base.clone(), tenants.clone());
+        let (addr, tenants, connections) = (addr.clone(), tenants.clone(), connections.clone());
         async move {
+            let mut connection = connections[client_index].lock().await;
+            let connection = match &mut *connection {
+                Some(connection) => connection,
+                None => connection.insert(LoadConnection::open(&addr).await?),
+            };
             let schedule = |k: u64| async move {
                 if let Some(pace) = pace {
                     let every = pace / 6;
@@ -530,38 +602,38 @@ async fn http_scenario(
             let tenant = &tenants[(client_index + n as usize * 32) % tenants.len()];
             schedule(0).await;
             let sent = Instant::now();
-            let started: serde_json::Value = client
-                .post(format!("{base}/v1/conversations"))
-                .bearer_auth(&tenant.key)
-                .json(&serde_json::json!({ "agent_instance_id": tenant.instance, "channel": "web" }))
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
+            let start = format!(
+                r#"{{"agent_instance_id":"{}","channel":"web"}}"#,
+                tenant.instance
+            );
+            let started = connection
+                .post("/v1/conversations", &tenant.key, start.as_bytes())
                 .await?;
             latencies.push(sent.elapsed());
+            let started: serde_json::Value = serde_json::from_slice(&started)?;
             let id = started["id"].as_str().context("conversation id")?;
+            let messages = format!("/v1/conversations/{id}/messages");
             for m in 0..4 {
                 schedule(1 + m).await;
+                let role = if m % 2 == 0 { "customer" } else { "agent" };
+                let message = format!(
+                    r#"{{"role":"{role}","content":"Where is my order?","tokens_in":12,"tokens_out":30}}"#
+                );
                 let sent = Instant::now();
-                client
-                    .post(format!("{base}/v1/conversations/{id}/messages"))
-                    .bearer_auth(&tenant.key)
-                    .json(&serde_json::json!({ "role": if m % 2 == 0 { "customer" } else { "agent" }, "content": "Where is my order?", "tokens_in": 12, "tokens_out": 30 }))
-                    .send()
-                    .await?
-                    .error_for_status()?;
+                connection
+                    .post(&messages, &tenant.key, message.as_bytes())
+                    .await?;
                 latencies.push(sent.elapsed());
             }
             schedule(5).await;
             let sent = Instant::now();
-            client
-                .post(format!("{base}/v1/conversations/{id}/end"))
-                .bearer_auth(&tenant.key)
-                .json(&serde_json::json!({ "resolution": "resolved" }))
-                .send()
-                .await?
-                .error_for_status()?;
+            connection
+                .post(
+                    &format!("/v1/conversations/{id}/end"),
+                    &tenant.key,
+                    br#"{"resolution":"resolved"}"#,
+                )
+                .await?;
             latencies.push(sent.elapsed());
             Ok(latencies)
         }
@@ -852,8 +924,7 @@ async fn scenarios(
         .build()?;
     let tenants = Arc::new(setup_tenants(&client, &base, 50).await?);
     let (rate, latencies, peak_lags) = http_scenario(
-        base.clone(),
-        client.clone(),
+        format!("127.0.0.1:{port}"),
         tenants.clone(),
         &store,
         seconds,
@@ -870,8 +941,7 @@ async fn scenarios(
         drained.as_secs_f64()
     );
     let (_, _, lags) = http_scenario(
-        base.clone(),
-        client.clone(),
+        format!("127.0.0.1:{port}"),
         tenants.clone(),
         &store,
         seconds,
