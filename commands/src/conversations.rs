@@ -16,6 +16,7 @@ use tenantry_eventstore::kept::{Kept, KeptStreams};
 use tenantry_eventstore::read::{read_streams, StreamRef};
 use tenantry_eventstore::scope::Connect;
 use tenantry_eventstore::vault::{self, Vault};
+use tenantry_eventstore::RecordedEvent;
 
 use crate::executor::{fold, fold_opened, Request, Staged};
 use crate::stores::not_found;
@@ -197,11 +198,11 @@ impl Decision<'_> {
         // The customer reference is shown in the command's answer: open it (only the first
         // event, on a copy; the aggregate keeps no message content). The customer's key is
         // taken from the sealed reference first.
-        let subject = vault::subject_of(conversation.iter());
+        let subject = vault::subject_of(conversation.iter().map(|e| &**e));
         let mut opened = None;
         if let Some(first) = conversation.first() {
             if vault::holds_sealed(&first.event_type, &first.payload) {
-                let mut first = first.clone();
+                let mut first = RecordedEvent::clone(first);
                 vault.reveal(conn, std::slice::from_mut(&mut first)).await?;
                 opened = Some(first);
             }

@@ -11,6 +11,7 @@
 //! themselves to a tenant ([`Session::Autocommit`]), and have it group-committed with other
 //! commands' appends ([`CommandBus::transact_grouped`]); conflicts retry the same way.
 
+use std::borrow::Borrow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -189,7 +190,7 @@ pub async fn load_revealed<A: Aggregate>(
 /// When an event does not decode.
 pub fn fold<A: Aggregate>(
     id: Uuid,
-    history: &[RecordedEvent],
+    history: &[impl Borrow<RecordedEvent>],
     subject: Option<Uuid>,
 ) -> Result<Loaded<A>, CommandError> {
     fold_opened(id, history, None, subject)
@@ -202,7 +203,7 @@ pub fn fold<A: Aggregate>(
 /// When an event does not decode.
 pub fn fold_opened<A: Aggregate>(
     id: Uuid,
-    history: &[RecordedEvent],
+    history: &[impl Borrow<RecordedEvent>],
     first: Option<&RecordedEvent>,
     subject: Option<Uuid>,
 ) -> Result<Loaded<A>, CommandError> {
@@ -210,7 +211,7 @@ pub fn fold_opened<A: Aggregate>(
     for (i, recorded) in history.iter().enumerate() {
         let recorded = match first {
             Some(first) if i == 0 => first,
-            _ => recorded,
+            _ => recorded.borrow(),
         };
         state.apply(recorded.decode::<A::Event>()?);
     }

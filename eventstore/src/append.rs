@@ -1,5 +1,7 @@
 //! Appending events with optimistic concurrency.
 
+use std::borrow::Borrow;
+
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Row};
 use tenantry_domain::TenantId;
@@ -68,8 +70,8 @@ impl Expected {
     ///
     /// # Errors
     /// [`StoreError::Decode`] when the last event's stored hash is not 32 bytes of hex.
-    pub fn after(events: &[RecordedEvent]) -> Result<Self, StoreError> {
-        let Some(last) = events.last() else {
+    pub fn after(events: &[impl Borrow<RecordedEvent>]) -> Result<Self, StoreError> {
+        let Some(last) = events.last().map(Borrow::borrow) else {
             return Ok(Expected::NoStream);
         };
         let mut hash = [0u8; 32];

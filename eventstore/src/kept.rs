@@ -14,6 +14,7 @@
 //! Events are kept as stored, personal fields sealed: whoever needs one opens a copy, so an
 //! erased customer's data is as unreadable here as in the table.
 
+use std::borrow::Borrow;
 use std::sync::Arc;
 
 use tenantry_domain::TenantId;
@@ -23,8 +24,9 @@ use crate::notified::{NotifiedCache, Subscriber};
 use crate::read::StreamRef;
 use crate::{Expected, RecordedEvent};
 
-/// A kept stream: its events in version order.
-pub type Kept = Arc<[RecordedEvent]>;
+/// A kept stream: its events in version order, each shared (a copy extended by an append
+/// shares the events it had).
+pub type Kept = Arc<[Arc<RecordedEvent>]>;
 
 /// `(tenant, stream type, stream id)`.
 type StreamKey = (Uuid, String, Uuid);
@@ -74,10 +76,15 @@ impl KeptStreams {
     }
 
     /// True when streams of this type may be kept: announced, or guarded by their appends.
-    fn keepable(events: &[RecordedEvent]) -> bool {
+    fn keepable(events: &[impl Borrow<RecordedEvent>]) -> bool {
         events.first().is_some_and(|first| {
-            first.stream_type == GUARDED || Self::announced(&first.stream_type)
-        }) && events.iter().map(estimated_size).sum::<usize>() <= MAX_STREAM_BYTES
+            let stream_type = &first.borrow().stream_type;
+            stream_type == GUARDED || Self::announced(stream_type)
+        }) && events
+            .iter()
+            .map(|e| estimated_size(e.borrow()))
+            .sum::<usize>()
+            <= MAX_STREAM_BYTES
     }
 
     /// True while streams are kept (the server's listener hears announced moves).
@@ -116,7 +123,7 @@ impl KeptStreams {
         streams
             .into_iter()
             .map(|events| {
-                let kept: Kept = events.into();
+                let kept: Kept = events.into_iter().map(Arc::new).collect();
                 if Self::keepable(&kept) {
                     self.0.keep(key_of(&kept[0]), kept.clone(), epoch);
                 }
@@ -147,11 +154,10 @@ impl KeptStreams {
         };
         let next: Option<Kept> = at_head
             .then(|| {
-                let events: Vec<RecordedEvent> = before
+                let events: Vec<Arc<RecordedEvent>> = before
                     .iter()
-                    .flat_map(|kept| kept.iter())
-                    .chain(recorded)
-                    .cloned()
+                    .flat_map(|kept| kept.iter().cloned())
+                    .chain(recorded.iter().cloned().map(Arc::new))
                     .collect();
                 Self::keepable(&events).then(|| events.into())
             })
@@ -267,6 +273,6 @@ mod tests {
         assert!(!KeptStreams::keepable(&[event("bench", "hello")]));
         let long = "x".repeat(MAX_STREAM_BYTES);
         assert!(!KeptStreams::keepable(&[event("conversation", &long)]));
-        assert!(!KeptStreams::keepable(&[]));
+        assert!(!KeptStreams::keepable(&[] as &[RecordedEvent]));
     }
 }
