@@ -2,7 +2,12 @@
 //! organization as this server last read them (kept in memory until a change to them is
 //! announced, see [`tenantry_eventstore::kept`]).
 
+use std::any::Any;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use cqrs_es::Aggregate;
 
 use tenantry_domain::agent_instance::AgentInstance;
 use tenantry_domain::context::{InstanceContext, StoreContext};
@@ -60,6 +65,7 @@ impl CommandBus {
             action: &action,
             request,
             vault: self.event_store().vault(),
+            parents: &self.parents,
         };
         let decision = &decision;
         let from_memory = AtomicBool::new(kept.is_listening());
@@ -167,6 +173,55 @@ fn kept_streams(
     Some([conversation, instance?, store?, organization?])
 }
 
+/// A conversation's parents (agent instance, store, organization) folded from kept streams,
+/// each with the copy it was folded from: while that very copy is what a command decides
+/// from, the fold stands, and the parents' events are not decoded again for every command.
+/// (The fold holds its copy, so no other copy can take its address.)
+#[derive(Clone, Default)]
+pub(crate) struct Parents(Arc<Mutex<HashMap<ParentKey, Folded>>>);
+
+/// `(tenant, stream type, id)`.
+type ParentKey = (Uuid, &'static str, Uuid);
+
+/// A fold and the copy it was folded from.
+type Folded = (Kept, Arc<dyn Any + Send + Sync>);
+
+/// Parents folded at most; all are forgotten when more would be.
+const PARENTS: usize = 4096;
+
+impl std::fmt::Debug for Parents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parents").finish_non_exhaustive()
+    }
+}
+
+impl Parents {
+    /// `A` with id `id` of `tenant`, folded from `kept`.
+    fn fold<A: Aggregate + 'static>(
+        &self,
+        tenant: TenantId,
+        id: Uuid,
+        kept: &Kept,
+    ) -> Result<Arc<A>, CommandError> {
+        let key = (tenant.as_uuid(), A::TYPE, id);
+        let folded = self.0.lock().expect("never poisoned").get(&key).cloned();
+        if let Some((from, state)) = folded {
+            if Arc::ptr_eq(&from, kept) {
+                if let Ok(state) = state.downcast::<A>() {
+                    return Ok(state);
+                }
+            }
+        }
+        let state = Arc::new(fold::<A>(id, kept, None)?.state);
+        let mut folds = self.0.lock().expect("never poisoned");
+        if folds.len() >= PARENTS {
+            folds.clear();
+        }
+        folds.insert(key, (kept.clone(), state.clone()));
+        Ok(state)
+    }
+}
+
 /// What a conversation command decides, apart from the streams it decides from.
 struct Decision<'a> {
     org: OrganizationId,
@@ -175,6 +230,7 @@ struct Decision<'a> {
     action: &'a ConversationAction,
     request: &'a Request,
     vault: &'a Vault,
+    parents: &'a Parents,
 }
 
 impl Decision<'_> {
@@ -193,6 +249,7 @@ impl Decision<'_> {
             action,
             request,
             vault,
+            parents,
         } = *self;
         let tenant = TenantId::from(org);
         // The customer reference is shown in the command's answer: open it (only the first
@@ -218,20 +275,18 @@ impl Decision<'_> {
                 .ok_or_else(|| not_found("conversation"))?,
             None => return Err(not_found("conversation")),
         };
-        let instance = fold::<AgentInstance>(instance_id.as_uuid(), &instance, None)?;
-        if instance.state.organization_id != Some(org) {
+        let instance = parents.fold::<AgentInstance>(tenant, instance_id.as_uuid(), &instance)?;
+        if instance.organization_id != Some(org) {
             return Err(not_found("agent instance"));
         }
         let store_id = instance
-            .state
             .store_id
             .ok_or_else(|| not_found("agent instance"))?;
         // Named by the instance (Start) or the conversation, which records the instance's
         // store: the same stream as `store_id`.
-        let store = fold::<Store>(store_id.as_uuid(), &store, None)?;
-        let organization = fold::<Organization>(org.as_uuid(), &organization, None)?;
+        let store = parents.fold::<Store>(tenant, store_id.as_uuid(), &store)?;
+        let organization = parents.fold::<Organization>(tenant, org.as_uuid(), &organization)?;
         let ctx = organization
-            .state
             .context()
             .map_err(|e| CommandError::rejected(&e))?;
         let action = match action {
@@ -245,7 +300,6 @@ impl Decision<'_> {
                 id: *id,
                 agent_instance_id: instance_id,
                 agent_type: instance
-                    .state
                     .agent_type
                     .ok_or_else(|| not_found("agent instance"))?,
                 store_id,
@@ -258,15 +312,41 @@ impl Decision<'_> {
         let command = ConversationCommand {
             org: ctx,
             store: StoreContext {
-                active: store.state.active,
+                active: store.active,
             },
             instance: InstanceContext {
-                status: instance.state.status,
+                status: instance.status,
             },
             action,
         };
         conversation
             .stage(conn, tenant, command, &request.metadata)
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_parent_is_folded_again_from_any_other_copy() {
+        let parents = Parents::default();
+        let (tenant, id) = (TenantId::new(), Uuid::now_v7());
+        let copy: Kept = Arc::from(Vec::new());
+        let first = parents.fold::<Store>(tenant, id, &copy).unwrap();
+        let again = parents.fold::<Store>(tenant, id, &copy).unwrap();
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "the same copy should not be folded twice"
+        );
+
+        // Another copy of the same stream (read again, or moved) is folded anew.
+        let other: Kept = Arc::from(Vec::new());
+        let refolded = parents.fold::<Store>(tenant, id, &other).unwrap();
+        assert!(!Arc::ptr_eq(&first, &refolded));
+        // And so is the same copy for another tenant's stream of that id.
+        let elsewhere = parents.fold::<Store>(TenantId::new(), id, &copy).unwrap();
+        assert!(!Arc::ptr_eq(&refolded, &elsewhere));
     }
 }

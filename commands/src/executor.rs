@@ -503,12 +503,18 @@ macro_rules! attempt {
 pub struct CommandBus {
     store: EventStore,
     appended: Arc<Notify>,
+    /// Conversations' parents folded from kept streams.
+    pub(crate) parents: crate::conversations::Parents,
 }
 
 impl CommandBus {
     /// `appended` is woken after every commit, so an in-process relay publishes at once.
     pub fn new(store: EventStore, appended: Arc<Notify>) -> Self {
-        Self { store, appended }
+        Self {
+            store,
+            appended,
+            parents: Default::default(),
+        }
     }
 
     pub fn event_store(&self) -> &EventStore {
