@@ -20,6 +20,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
+/// The durable JetStream consumer that feeds the read models.
+pub const PROJECTIONS_CONSUMER: &str = "projections";
+
 /// Everything the application is configured with.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -103,10 +106,14 @@ impl Application {
             pipeline.push(Box::pin(relay.run(stopped.clone())));
         }
         if settings.run_projections {
-            for projection in tenantry_projections::all() {
-                let runner = Runner::new(store.clone(), bus.clone(), projection);
-                pipeline.push(Box::pin(runner.run(stopped.clone())));
-            }
+            // One consumer for all: each event delivered and decoded once.
+            let runner = Runner::feeding(
+                store.clone(),
+                bus.clone(),
+                PROJECTIONS_CONSUMER,
+                tenantry_projections::all(),
+            );
+            pipeline.push(Box::pin(runner.run(stopped.clone())));
             let commands = CommandBus::new(store.clone(), appended.clone());
             workers.spawn(record_usage_alerts(commands, stopped.clone()));
         }

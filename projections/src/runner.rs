@@ -34,14 +34,23 @@ pub enum Outcome {
     Idle,
 }
 
-/// Feeds one projection from its durable JetStream consumer.
+/// Feeds projections from one durable JetStream consumer: each event is delivered and
+/// decoded once, and each projection applies the batch in a transaction of its own, with its
+/// own checkpoint.
 pub struct Runner {
     store: EventStore,
     bus: Bus,
-    projection: Arc<dyn Projection>,
+    /// The durable consumer's name.
+    consumer: String,
+    projections: Vec<Applier>,
     messages: Option<pull::Stream>,
     batch_size: usize,
-    /// The runner's own connection, opened on first use.
+}
+
+/// One projection of a runner.
+struct Applier {
+    projection: Arc<dyn Projection>,
+    /// Its own connection, opened on first use.
     conn: Option<PgConnection>,
     /// Set while a batch's transaction is open on `conn`: still set at the next batch, the
     /// last one was dropped half-way (cancelled), and the connection is discarded with it.
@@ -49,20 +58,41 @@ pub struct Runner {
 }
 
 impl Runner {
+    /// Feeds `projection` alone, from the consumer named after it.
     pub fn new(store: EventStore, bus: Bus, projection: Arc<dyn Projection>) -> Self {
+        let consumer = projection.name().to_owned();
+        Self::feeding(store, bus, &consumer, vec![projection])
+    }
+
+    /// Feeds `projections` from the one consumer `consumer`. They share its deliveries and
+    /// its pace: a batch is acknowledged once every projection has applied it, and a failure
+    /// of any sends the batch back for all (those that applied it skip it then).
+    pub fn feeding(
+        store: EventStore,
+        bus: Bus,
+        consumer: &str,
+        projections: Vec<Arc<dyn Projection>>,
+    ) -> Self {
         Self {
             store,
             bus,
-            projection,
+            consumer: consumer.to_owned(),
+            projections: projections
+                .into_iter()
+                .map(|projection| Applier {
+                    projection,
+                    conn: None,
+                    in_transaction: false,
+                })
+                .collect(),
             messages: None,
             batch_size: 500,
-            conn: None,
-            in_transaction: false,
         }
     }
 
-    pub fn name(&self) -> &'static str {
-        self.projection.name()
+    /// The consumer's name.
+    pub fn name(&self) -> &str {
+        &self.consumer
     }
 
     async fn messages(&mut self) -> Result<&mut pull::Stream, ProjectionError> {
@@ -81,14 +111,15 @@ impl Runner {
         Ok(self.messages.as_mut().expect("just set"))
     }
 
-    /// The projection's durable consumer. It acknowledges a batch by its last message
+    /// The runner's durable consumer. It acknowledges a batch by its last message
     /// (`AckPolicy::All`): one acknowledgement per batch instead of one per event, which cost
     /// NATS and the runner more than delivering the event did. A consumer made before, which
     /// wants each message acknowledged, is replaced by one that starts after its
-    /// acknowledgement floor.
+    /// acknowledgement floor; so are the consumers of projections that had one each before
+    /// they were fed together (from the lowest floor of theirs).
     async fn consumer(&self) -> Result<Consumer<pull::Config>, ProjectionError> {
         let nats = |e: &dyn std::fmt::Display| ProjectionError::Nats(e.to_string());
-        let name = self.projection.name();
+        let name = self.consumer.as_str();
         let stream = self.bus.ensure_stream().await.map_err(|e| nats(&e))?;
         let mut config = pull::Config {
             durable_name: Some(name.to_owned()),
@@ -99,20 +130,36 @@ impl Runner {
             max_ack_pending: 10_000,
             ..Default::default()
         };
-        if let Ok(old) = stream.get_consumer::<pull::Config>(name).await {
+        let mut replaced: Vec<&str> = vec![name];
+        if self.projections.len() > 1 {
+            replaced.extend(self.projections.iter().map(|a| a.projection.name()));
+        }
+        let mut floor: Option<u64> = None;
+        for old_name in replaced {
+            let Ok(old) = stream.get_consumer::<pull::Config>(old_name).await else {
+                continue;
+            };
             let info = old.cached_info();
-            if info.config.ack_policy == AckPolicy::All {
+            if old_name == name && info.config.ack_policy == AckPolicy::All {
                 return Ok(old);
             }
-            config.deliver_policy = DeliverPolicy::ByStartSequence {
-                start_sequence: info.ack_floor.stream_sequence + 1,
-            };
+            let at = info.ack_floor.stream_sequence;
+            floor = Some(floor.map_or(at, |f| f.min(at)));
             tracing::info!(
-                projection = name,
-                from = info.ack_floor.stream_sequence + 1,
-                "replacing the projection's consumer by one acknowledged by batch"
+                consumer = name,
+                replaced = old_name,
+                from = at + 1,
+                "replacing a consumer by one acknowledged by batch"
             );
-            stream.delete_consumer(name).await.map_err(|e| nats(&e))?;
+            stream
+                .delete_consumer(old_name)
+                .await
+                .map_err(|e| nats(&e))?;
+        }
+        if let Some(floor) = floor {
+            config.deliver_policy = DeliverPolicy::ByStartSequence {
+                start_sequence: floor + 1,
+            };
         }
         stream.create_consumer(config).await.map_err(|e| nats(&e))
     }
@@ -123,7 +170,7 @@ impl Runner {
     /// # Errors
     /// On a NATS or database failure; the batch is then neither committed nor acknowledged,
     /// and is negatively acknowledged so NATS redelivers it.
-    #[tracing::instrument(skip_all, err, fields(projection = self.projection.name(), applied, skipped))]
+    #[tracing::instrument(skip_all, err, fields(consumer = %self.consumer, applied, skipped))]
     pub async fn process_next_batch(&mut self, wait: Duration) -> Result<Outcome, ProjectionError> {
         let batch_size = self.batch_size;
         let messages = self.messages().await?;
@@ -154,27 +201,49 @@ impl Runner {
             }
         }
 
-        match self.apply_batch(&batch).await {
-            Ok(outcome) => {
-                // Acknowledges every message up to the last: everything the checkpoint passed
-                // is in the read model (gaps were filled from the store).
+        let delivered = Delivered::parse_all(&self.consumer, &batch);
+        let store = &self.store;
+        // Side by side: each on its own connection.
+        let outcomes = futures::future::join_all(
+            self.projections
+                .iter_mut()
+                .map(|applier| applier.apply(store, &delivered)),
+        )
+        .await;
+        let (mut applied, mut skipped) = (0, 0);
+        let mut failure = None;
+        for (applier, outcome) in self.projections.iter().zip(outcomes) {
+            match outcome {
+                Ok((a, s)) => {
+                    let projection = applier.projection.name();
+                    metrics::counter!("tenantry_projection_applied_total", "projection" => projection)
+                        .increment(a as u64);
+                    metrics::counter!("tenantry_projection_skipped_total", "projection" => projection)
+                        .increment(s as u64);
+                    applied += a;
+                    skipped += s;
+                }
+                Err(err) => {
+                    tracing::warn!(projection = applier.projection.name(), error = %err,
+                        "projection batch failed");
+                    failure.get_or_insert(err);
+                }
+            }
+        }
+        match failure {
+            None => {
+                // Acknowledges every message up to the last: everything the checkpoints
+                // passed is in the read models (gaps were filled from the store).
                 if let Some(last) = batch.last() {
                     last.ack()
                         .await
                         .map_err(|e| ProjectionError::Nats(e.to_string()))?;
                 }
-                if let Outcome::Processed { applied, skipped } = outcome {
-                    tracing::Span::current().record("applied", applied);
-                    tracing::Span::current().record("skipped", skipped);
-                    let projection = self.projection.name();
-                    metrics::counter!("tenantry_projection_applied_total", "projection" => projection)
-                        .increment(applied as u64);
-                    metrics::counter!("tenantry_projection_skipped_total", "projection" => projection)
-                        .increment(skipped as u64);
-                }
-                Ok(outcome)
+                tracing::Span::current().record("applied", applied);
+                tracing::Span::current().record("skipped", skipped);
+                Ok(Outcome::Processed { applied, skipped })
             }
-            Err(err) => {
+            Some(err) => {
                 for message in &batch {
                     let _ = message
                         .ack_with(AckKind::Nak(Some(Duration::from_millis(200))))
@@ -185,25 +254,6 @@ impl Runner {
         }
     }
 
-    async fn apply_batch(&mut self, batch: &[Message]) -> Result<Outcome, ProjectionError> {
-        if self.in_transaction {
-            self.conn = None;
-            self.in_transaction = false;
-        }
-        if self.conn.is_none() {
-            self.conn = Some(self.store.connect_system().await?);
-        }
-        let conn = self.conn.as_mut().expect("just opened");
-        self.in_transaction = true;
-        let result = apply_in_transaction(conn, self.projection.as_ref(), batch).await;
-        self.in_transaction = false;
-        if result.is_err() && conn.execute("ROLLBACK").await.is_err() {
-            // The connection is broken; a new one is opened for the next batch.
-            self.conn = None;
-        }
-        result
-    }
-
     /// Processes batches until `shutdown` turns true.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let mut backoff = Duration::from_millis(100);
@@ -212,7 +262,7 @@ impl Runner {
                 result = self.process_next_batch(Duration::from_millis(500)) => match result {
                     Ok(_) => backoff = Duration::from_millis(100),
                     Err(err) => {
-                        tracing::warn!(projection = self.projection.name(), error = %err, "projection batch failed");
+                        tracing::warn!(consumer = %self.consumer, error = %err, "projection batch failed");
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(Duration::from_secs(5));
                     }
@@ -226,19 +276,86 @@ impl Runner {
     }
 }
 
-/// An event as NATS delivered it, with its predecessor's cursor.
+impl Applier {
+    /// Applies `delivered` in a transaction of the projection's own; `(applied, skipped)`.
+    async fn apply(
+        &mut self,
+        store: &EventStore,
+        delivered: &Delivered,
+    ) -> Result<(usize, usize), ProjectionError> {
+        if self.in_transaction {
+            self.conn = None;
+            self.in_transaction = false;
+        }
+        if self.conn.is_none() {
+            self.conn = Some(store.connect_system().await?);
+        }
+        let conn = self.conn.as_mut().expect("just opened");
+        self.in_transaction = true;
+        let result = apply_in_transaction(conn, self.projection.as_ref(), delivered).await;
+        self.in_transaction = false;
+        if result.is_err() && conn.execute("ROLLBACK").await.is_err() {
+            // The connection is broken; a new one is opened for the next batch.
+            self.conn = None;
+        }
+        result
+    }
+}
+
+/// A batch's events as NATS delivered them, each with its predecessor's cursor
+/// (`prevs[i]` is that of `events[i]`).
 struct Delivered {
-    event: RecordedEvent,
-    prev: Cursor,
+    events: Vec<RecordedEvent>,
+    prevs: Vec<Cursor>,
 }
 
 impl Delivered {
-    fn parse(message: &Message) -> Option<Self> {
+    /// The readable messages of `batch`; an unreadable one is left out (the next shows the
+    /// hole, and the event is filled in from the store).
+    fn parse_all(consumer: &str, batch: &[Message]) -> Self {
+        let mut delivered = Delivered {
+            events: Vec::with_capacity(batch.len()),
+            prevs: Vec::with_capacity(batch.len()),
+        };
+        for message in batch {
+            match Self::parse(message) {
+                Some((event, prev)) => {
+                    delivered.events.push(event);
+                    delivered.prevs.push(prev);
+                }
+                None => {
+                    tracing::error!(consumer, subject = %message.subject, "malformed event message");
+                }
+            }
+        }
+        delivered
+    }
+
+    fn parse(message: &Message) -> Option<(RecordedEvent, Cursor)> {
         let headers = message.headers.as_ref()?;
         let cursor: Cursor = headers.get(HEADER_CURSOR)?.as_str().parse().ok()?;
         let prev: Cursor = headers.get(HEADER_PREV_CURSOR)?.as_str().parse().ok()?;
         let event: RecordedEvent = serde_json::from_slice(&message.payload).ok()?;
-        (event.cursor == cursor && prev < cursor).then_some(Self { event, prev })
+        (event.cursor == cursor && prev < cursor).then_some((event, prev))
+    }
+
+    /// Where the events past `checkpoint` start, when they follow on from it and from each
+    /// other (the usual case): they are then applied as delivered, without a copy.
+    fn follows_on(&self, checkpoint: Cursor) -> Option<usize> {
+        let start = self
+            .events
+            .iter()
+            .position(|e| e.cursor > checkpoint)
+            .unwrap_or(self.events.len());
+        let chained = (start..self.events.len()).all(|i| {
+            let before = if i == start {
+                checkpoint
+            } else {
+                self.events[i - 1].cursor
+            };
+            self.prevs[i] == before
+        });
+        chained.then_some(start)
     }
 }
 
@@ -247,8 +364,8 @@ impl Delivered {
 async fn apply_in_transaction(
     conn: &mut PgConnection,
     projection: &dyn Projection,
-    batch: &[Message],
-) -> Result<Outcome, ProjectionError> {
+    delivered: &Delivered,
+) -> Result<(usize, usize), ProjectionError> {
     let name = projection.name();
     // A projection's name is a constant of its code; quoted all the same.
     let literal = name.replace('\'', "''");
@@ -263,29 +380,35 @@ async fn apply_in_transaction(
     // Through `Executor` (whose futures are `Send`), not `RawSql`'s own methods.
     let begun = conn.fetch_one(sqlx::raw_sql(&begin)).await?;
     let mut checkpoint = Cursor::new(begun.try_get(0)?, begun.try_get(1)?);
-    let (mut applied, mut skipped) = (0, 0);
-    let mut events = Vec::with_capacity(batch.len());
-    for message in batch {
-        let Some(delivered) = Delivered::parse(message) else {
-            // Unreadable: leave it. The next message will show the hole and the event is
-            // filled in from the store.
-            tracing::error!(projection = name, subject = %message.subject, "malformed event message");
-            continue;
-        };
-        if delivered.event.cursor <= checkpoint {
-            skipped += 1;
-            continue;
+    let (applied, skipped) = match delivered.follows_on(checkpoint) {
+        Some(start) => {
+            let events = &delivered.events[start..];
+            projection.apply_batch(&mut *conn, events).await?;
+            if let Some(last) = events.last() {
+                checkpoint = last.cursor;
+            }
+            (events.len(), start)
         }
-        if delivered.prev != checkpoint {
-            // Something between the checkpoint and this event was not delivered (yet): take
-            // it from the store, which holds the feed in the same order.
-            events.extend(read_feed_between(&mut *conn, checkpoint, delivered.event.cursor).await?);
+        None => {
+            let mut skipped = 0;
+            let mut events = Vec::with_capacity(delivered.events.len());
+            for (event, prev) in delivered.events.iter().zip(&delivered.prevs) {
+                if event.cursor <= checkpoint {
+                    skipped += 1;
+                    continue;
+                }
+                if *prev != checkpoint {
+                    // Something between the checkpoint and this event was not delivered (yet):
+                    // take it from the store, which holds the feed in the same order.
+                    events.extend(read_feed_between(&mut *conn, checkpoint, event.cursor).await?);
+                }
+                checkpoint = event.cursor;
+                events.push(event.clone());
+            }
+            projection.apply_batch(&mut *conn, &events).await?;
+            (events.len(), skipped)
         }
-        checkpoint = delivered.event.cursor;
-        events.push(delivered.event);
-    }
-    applied += events.len();
-    projection.apply_batch(&mut *conn, &events).await?;
+    };
     let commit = format!(
         "UPDATE projection_checkpoints \
          SET transaction_id = {}, position = {}, updated_at = now() \
@@ -294,5 +417,5 @@ async fn apply_in_transaction(
         checkpoint.transaction_id, checkpoint.position
     );
     conn.execute(sqlx::raw_sql(&commit)).await?;
-    Ok(Outcome::Processed { applied, skipped })
+    Ok((applied, skipped))
 }

@@ -686,24 +686,19 @@ async fn events_delivered_twice_are_counted_once_by_every_read_model() {
         }
         prev = event.cursor;
     }
-    // Wait until every projection's consumer has nothing left to deliver or acknowledge.
+    // Wait until the projections' consumer has nothing left to deliver or acknowledge.
     let stream = bus.jetstream.get_stream(&bus.stream).await.unwrap();
     let drained = eventually(Duration::from_secs(30), || {
         let stream = stream.clone();
         async move {
-            for projection in tenantry_projections::all() {
-                let mut consumer = stream
-                    .get_consumer::<async_nats::jetstream::consumer::pull::Config>(
-                        projection.name(),
-                    )
-                    .await
-                    .unwrap();
-                let info = consumer.info().await.unwrap();
-                if info.num_pending > 0 || info.num_ack_pending > 0 {
-                    return false;
-                }
-            }
-            true
+            let mut consumer = stream
+                .get_consumer::<async_nats::jetstream::consumer::pull::Config>(
+                    tenantry::app::PROJECTIONS_CONSUMER,
+                )
+                .await
+                .unwrap();
+            let info = consumer.info().await.unwrap();
+            info.num_pending == 0 && info.num_ack_pending == 0
         }
     })
     .await;

@@ -349,3 +349,77 @@ async fn a_consumer_acknowledged_by_message_is_replaced_by_one_acknowledged_by_b
     assert_eq!(info.ack_floor.stream_sequence, 9);
     assert_eq!(info.num_ack_pending, 0);
 }
+
+#[tokio::test]
+async fn projections_fed_by_one_consumer_replace_their_own_from_the_lowest_floor() {
+    use async_nats::jetstream::consumer::{pull, AckPolicy};
+    use futures::StreamExt;
+    use tenantry_projections::directory::Directory;
+
+    let (store, _) = fresh_store().await;
+    let bus = fresh_bus().await;
+    create_organizations(&store, 3).await;
+    let stream = bus.ensure_stream().await.unwrap();
+    let mut relay = Relay::new(store.clone(), bus.clone(), Arc::new(Notify::new()));
+    assert!(relay.try_acquire().await.unwrap());
+    publish(&mut relay, 9).await;
+
+    // Each projection's own consumer, as before they were fed together: one acknowledged up
+    // to the sixth event, the other up to the fourth.
+    for (name, taken) in [("organizations", 6), ("directory", 4)] {
+        let old = stream
+            .create_consumer(pull::Config {
+                durable_name: Some(name.into()),
+                filter_subject: bus.all_events(),
+                ack_policy: AckPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut first = old.fetch().max_messages(taken).messages().await.unwrap();
+        let mut last = None;
+        while let Some(message) = first.next().await {
+            last = Some(message.unwrap());
+        }
+        last.unwrap().double_ack().await.unwrap();
+    }
+
+    let mut runner = Runner::feeding(
+        store.clone(),
+        bus.clone(),
+        "projections",
+        vec![Arc::new(Organizations), Arc::new(Directory)],
+    );
+    // Each projection applies all nine events: what the shared consumer does not deliver
+    // again is filled in from the store.
+    assert_eq!(drain(&mut runner, &store, 3).await, 18);
+    assert_eq!(read_model_count(&store).await, 3);
+    let end = feed_eventually(&store, Cursor::START, 9)
+        .await
+        .last()
+        .unwrap()
+        .cursor;
+    for projection in ["organizations", "directory"] {
+        let checkpoint = tenantry_projections::consistency::checkpoint(store.pool(), projection)
+            .await
+            .unwrap();
+        assert_eq!(checkpoint, end, "{projection} did not catch up");
+        assert!(
+            stream
+                .get_consumer::<pull::Config>(projection)
+                .await
+                .is_err(),
+            "{projection}'s own consumer was kept"
+        );
+    }
+    let mut consumer = stream
+        .get_consumer::<pull::Config>("projections")
+        .await
+        .unwrap();
+    let info = consumer.info().await.unwrap();
+    assert_eq!(
+        info.delivered.consumer_sequence, 5,
+        "the shared consumer should start after the lowest floor"
+    );
+    assert_eq!(info.num_ack_pending, 0);
+}
