@@ -19,7 +19,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::pool::PoolConnection;
 use sqlx::{PgConnection, PgPool, Postgres, Row};
@@ -27,6 +27,7 @@ use tokio::sync::{oneshot, Notify};
 use uuid::Uuid;
 
 use crate::append::Prepared;
+use crate::error::db_error_code;
 use crate::{Cursor, Expected, RecordedEvent, StoreError};
 
 /// The most appends one batch writes.
@@ -47,6 +48,10 @@ const MIN_BATCH: usize = 8;
 
 /// How long a worker keeps its connection with nothing to write.
 const KEEP_CONNECTION: Duration = Duration::from_secs(1);
+
+/// How long a worker holds one connection at most, busy or not, so that the pool's own
+/// rules (its lifetime, its checks) still reach it.
+const HOLD_CONNECTION: Duration = Duration::from_secs(60);
 
 /// A stream as the database keys it.
 type StreamKey = (Uuid, String, Uuid);
@@ -197,7 +202,11 @@ async fn work(shared: Weak<Shared>, wake: Arc<Notify>) {
 }
 
 /// Writes `batch` on the worker's connection `conn` and answers each writer.
-async fn write(pool: &PgPool, conn: &mut Option<PoolConnection<Postgres>>, batch: Vec<Job>) {
+async fn write(
+    pool: &PgPool,
+    conn: &mut Option<(PoolConnection<Postgres>, Instant)>,
+    batch: Vec<Job>,
+) {
     let appends: Vec<&Prepared> = batch.iter().map(|job| &job.append).collect();
     match write_on(pool, conn, &appends).await {
         Ok(cursors) => {
@@ -228,20 +237,30 @@ async fn write(pool: &PgPool, conn: &mut Option<PoolConnection<Postgres>>, batch
     }
 }
 
-/// [`write_batch`] on `conn`, taken from the pool if the worker holds none. A connection that
-/// failed for any reason but the database's refusal of the statement is given back.
+/// [`write_batch`] on `conn`, taken from the pool if the worker holds none (or has held it
+/// for [`HOLD_CONNECTION`]). The connection is kept only after a success or the database's
+/// refusal of the statement itself (its data, a constraint, a serialization failure, the
+/// function's own error); after anything else (a lost connection, an administrator's
+/// termination, a restart) it is given back, and the pool checks it.
 async fn write_on(
     pool: &PgPool,
-    conn: &mut Option<PoolConnection<Postgres>>,
+    conn: &mut Option<(PoolConnection<Postgres>, Instant)>,
     appends: &[&Prepared],
 ) -> Result<Vec<Vec<(i64, Cursor)>>, sqlx::Error> {
-    let mut taken = match conn.take() {
-        Some(taken) => taken,
-        None => pool.acquire().await?,
+    let (mut taken, since) = match conn.take() {
+        Some(held) if held.1.elapsed() < HOLD_CONNECTION => held,
+        _ => (pool.acquire().await?, Instant::now()),
     };
     let written = write_batch(&mut taken, appends).await;
-    if matches!(written, Ok(_) | Err(sqlx::Error::Database(_))) {
-        *conn = Some(taken);
+    let refused = |err: &sqlx::Error| {
+        db_error_code(err).is_some_and(|(code, _)| {
+            ["22", "23", "40", "P0"]
+                .iter()
+                .any(|class| code.starts_with(class))
+        })
+    };
+    if written.as_ref().err().is_none_or(refused) {
+        *conn = Some((taken, since));
     }
     written
 }
