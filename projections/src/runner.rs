@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, Consumer, DeliverPolicy};
 use async_nats::jetstream::message::Message;
-use async_nats::jetstream::AckKind;
 use futures::{FutureExt, StreamExt};
 use sqlx::{Executor, PgConnection, Row};
 use tenantry_eventstore::bus::{Bus, HEADER_CURSOR, HEADER_PREV_CURSOR};
@@ -45,6 +44,8 @@ pub struct Runner {
     projections: Vec<Applier>,
     messages: Option<pull::Stream>,
     batch_size: usize,
+    /// A batch that failed, applied again before anything else.
+    failed: Option<Vec<Message>>,
 }
 
 /// One projection of a runner.
@@ -87,6 +88,7 @@ impl Runner {
                 .collect(),
             messages: None,
             batch_size: 500,
+            failed: None,
         }
     }
 
@@ -164,43 +166,24 @@ impl Runner {
         stream.create_consumer(config).await.map_err(|e| nats(&e))
     }
 
-    /// Waits up to `wait` for messages, then applies what arrived (up to a batch) in one
-    /// transaction with the checkpoint, and acknowledges it after the commit.
+    /// Waits up to `wait` for messages, then applies what arrived (up to a batch): each
+    /// projection in one transaction with its checkpoint. The batch is acknowledged once all
+    /// committed.
     ///
     /// # Errors
-    /// On a NATS or database failure; the batch is then neither committed nor acknowledged,
-    /// and is negatively acknowledged so NATS redelivers it.
+    /// On a NATS or database failure. A batch that failed is neither acknowledged nor given
+    /// back: the next call applies it again, before anything delivered after it (the
+    /// projections that committed it skip it then). Acknowledging a later batch, which
+    /// acknowledges every message before it, can then never pass over one not applied.
     #[tracing::instrument(skip_all, err, fields(consumer = %self.consumer, applied, skipped))]
     pub async fn process_next_batch(&mut self, wait: Duration) -> Result<Outcome, ProjectionError> {
-        let batch_size = self.batch_size;
-        let messages = self.messages().await?;
-        let first = match tokio::time::timeout(wait, messages.next()).await {
-            Err(_) => return Ok(Outcome::Idle),
-            Ok(None) => {
-                self.messages = None;
-                return Ok(Outcome::Idle);
-            }
-            Ok(Some(Err(err))) => {
-                self.messages = None;
-                return Err(ProjectionError::Nats(err.to_string()));
-            }
-            Ok(Some(Ok(message))) => message,
+        let batch = match self.failed.take() {
+            Some(batch) => batch,
+            None => match self.next_batch(wait).await? {
+                Some(batch) => batch,
+                None => return Ok(Outcome::Idle),
+            },
         };
-        // Whatever else arrives within a few milliseconds joins the batch: under load, fewer
-        // and larger transactions (each costs the checkpoint's round trips) for a little lag.
-        let mut batch = vec![first];
-        let linger = tokio::time::Instant::now() + LINGER;
-        while batch.len() < batch_size {
-            match messages.next().now_or_never() {
-                Some(Some(Ok(message))) => batch.push(message),
-                Some(_) => break,
-                None => match tokio::time::timeout_at(linger, messages.next()).await {
-                    Ok(Some(Ok(message))) => batch.push(message),
-                    _ => break,
-                },
-            }
-        }
-
         let delivered = Delivered::parse_all(&self.consumer, &batch);
         let store = &self.store;
         // Side by side: each on its own connection.
@@ -230,28 +213,62 @@ impl Runner {
                 }
             }
         }
-        match failure {
-            None => {
-                // Acknowledges every message up to the last: everything the checkpoints
-                // passed is in the read models (gaps were filled from the store).
-                if let Some(last) = batch.last() {
-                    last.ack()
-                        .await
-                        .map_err(|e| ProjectionError::Nats(e.to_string()))?;
-                }
-                tracing::Span::current().record("applied", applied);
-                tracing::Span::current().record("skipped", skipped);
-                Ok(Outcome::Processed { applied, skipped })
+        if let Some(err) = failure {
+            self.failed = Some(batch);
+            return Err(err);
+        }
+        // Acknowledges every message up to the batch's highest: everything the checkpoints
+        // passed is in the read models (gaps were filled from the store).
+        let highest = batch
+            .iter()
+            .max_by_key(|m| m.info().map_or(0, |info| info.stream_sequence));
+        if let Some(highest) = highest {
+            highest
+                .ack()
+                .await
+                .map_err(|e| ProjectionError::Nats(e.to_string()))?;
+        }
+        tracing::Span::current().record("applied", applied);
+        tracing::Span::current().record("skipped", skipped);
+        Ok(Outcome::Processed { applied, skipped })
+    }
+
+    /// The next batch: what arrives within `wait` and a few milliseconds after it; `None`
+    /// when nothing does.
+    async fn next_batch(
+        &mut self,
+        wait: Duration,
+    ) -> Result<Option<Vec<Message>>, ProjectionError> {
+        let batch_size = self.batch_size;
+        let messages = self.messages().await?;
+        let first = match tokio::time::timeout(wait, messages.next()).await {
+            Err(_) => return Ok(None),
+            Ok(None) => {
+                self.messages = None;
+                return Ok(None);
             }
-            Some(err) => {
-                for message in &batch {
-                    let _ = message
-                        .ack_with(AckKind::Nak(Some(Duration::from_millis(200))))
-                        .await;
-                }
-                Err(err)
+            Ok(Some(Err(err))) => {
+                self.messages = None;
+                return Err(ProjectionError::Nats(err.to_string()));
+            }
+            Ok(Some(Ok(message))) => message,
+        };
+        // Whatever else arrives within a few milliseconds joins the batch: under load, fewer
+        // and larger transactions (each costs the checkpoint's round trips) for a little lag.
+        let mut batch = vec![first];
+        let linger = tokio::time::Instant::now() + LINGER;
+        while batch.len() < batch_size {
+            match messages.next().now_or_never() {
+                Some(Some(Ok(message))) => batch.push(message),
+                Some(_) => break,
+                None => match tokio::time::timeout_at(linger, messages.next()).await {
+                    Ok(Some(Ok(message))) => batch.push(message),
+                    _ => break,
+                },
             }
         }
+
+        Ok(Some(batch))
     }
 
     /// Processes batches until `shutdown` turns true.
