@@ -5,7 +5,7 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use cqrs_es::Aggregate;
 
@@ -176,7 +176,8 @@ fn kept_streams(
 /// A conversation's parents (agent instance, store, organization) folded from kept streams,
 /// each with the copy it was folded from: while that very copy is what a command decides
 /// from, the fold stands, and the parents' events are not decoded again for every command.
-/// (The fold holds its copy, so no other copy can take its address.)
+/// (The fold holds its copy weakly: the events go when the copy is forgotten, but its
+/// allocation stays, so no other copy can take its address.)
 #[derive(Clone, Default)]
 pub(crate) struct Parents(Arc<Mutex<HashMap<ParentKey, Folded>>>);
 
@@ -184,7 +185,7 @@ pub(crate) struct Parents(Arc<Mutex<HashMap<ParentKey, Folded>>>);
 type ParentKey = (Uuid, &'static str, Uuid);
 
 /// A fold and the copy it was folded from.
-type Folded = (Kept, Arc<dyn Any + Send + Sync>);
+type Folded = (Weak<[Arc<RecordedEvent>]>, Arc<dyn Any + Send + Sync>);
 
 /// Parents folded at most; all are forgotten when more would be.
 const PARENTS: usize = 4096;
@@ -206,7 +207,7 @@ impl Parents {
         let key = (tenant.as_uuid(), A::TYPE, id);
         let folded = self.0.lock().expect("never poisoned").get(&key).cloned();
         if let Some((from, state)) = folded {
-            if Arc::ptr_eq(&from, kept) {
+            if std::ptr::addr_eq(from.as_ptr(), Arc::as_ptr(kept)) {
                 if let Ok(state) = state.downcast::<A>() {
                     return Ok(state);
                 }
@@ -217,7 +218,7 @@ impl Parents {
         if folds.len() >= PARENTS {
             folds.clear();
         }
-        folds.insert(key, (kept.clone(), state.clone()));
+        folds.insert(key, (Arc::downgrade(kept), state.clone()));
         Ok(state)
     }
 }
