@@ -7,6 +7,7 @@ use tenantry_domain::personal::PersonalKind;
 use tenantry_domain::TenantId;
 use tenantry_eventstore::notified;
 use tenantry_eventstore::read::{read_streams, StreamRef};
+use tenantry_eventstore::scope::Connect;
 use tenantry_eventstore::{EventStore, NewEvent, Vault};
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -46,17 +47,24 @@ fn sealed_email(event: &NewEvent) -> String {
 
 /// `value` opened by `vault` in `tenant`'s transaction.
 async fn opened(store: &EventStore, vault: &Vault, tenant: TenantId, value: &str) -> String {
-    let mut value = value.to_owned();
     let mut tx = store.begin_tenant(tenant).await.unwrap();
+    let value = opened_on(&mut tx, vault, tenant, value).await;
+    tx.commit().await.unwrap();
+    value
+}
+
+/// `value` of `tenant` opened by `vault` on `conn`.
+async fn opened_on(
+    conn: &mut impl Connect,
+    vault: &Vault,
+    tenant: TenantId,
+    value: &str,
+) -> String {
+    let mut value = value.to_owned();
     vault
-        .open(
-            &mut tx,
-            Some(tenant),
-            vec![(&mut value, PersonalKind::Email)],
-        )
+        .open(conn, Some(tenant), vec![(&mut value, PersonalKind::Email)])
         .await
         .unwrap();
-    tx.commit().await.unwrap();
     value
 }
 
@@ -118,29 +126,18 @@ async fn kept_keys_seal_and_open_without_taking_a_connection() {
         .seal(&mut conn, tenant, &mut None, &mut events)
         .await
         .unwrap();
-    let mut opened = value.clone();
-    vault
-        .open(
-            &mut conn,
-            Some(tenant),
-            vec![(&mut opened, PersonalKind::Email)],
-        )
-        .await
-        .unwrap();
-    assert_eq!(opened, "b@example.com");
+    assert_eq!(
+        opened_on(&mut conn, &vault, tenant, &value).await,
+        "b@example.com"
+    );
     assert!(!conn.is_taken(), "a connection was taken for kept keys");
 
     // A vault that keeps nothing takes one, outside any transaction, and opens the same.
-    let mut opened = sealed_email(&events[0]);
-    test_vault()
-        .open(
-            &mut conn,
-            Some(tenant),
-            vec![(&mut opened, PersonalKind::Email)],
-        )
-        .await
-        .unwrap();
-    assert_eq!(opened, "c@example.com");
+    let sealed = sealed_email(&events[0]);
+    assert_eq!(
+        opened_on(&mut conn, &test_vault(), tenant, &sealed).await,
+        "c@example.com"
+    );
     assert!(conn.is_taken());
 }
 
