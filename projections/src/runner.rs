@@ -14,7 +14,7 @@ use async_nats::jetstream::message::Message;
 use futures::{FutureExt, StreamExt};
 use sqlx::{Executor, PgConnection, Row};
 use tenantry_eventstore::bus::{Bus, HEADER_CURSOR, HEADER_PREV_CURSOR};
-use tenantry_eventstore::read::read_feed_between;
+use tenantry_eventstore::read::{read_feed, read_feed_between};
 use tenantry_eventstore::{Cursor, EventStore, RecordedEvent};
 use tokio::sync::watch;
 
@@ -22,6 +22,9 @@ use crate::{Projection, ProjectionError};
 
 /// How long a batch waits for more events after its first one.
 const LINGER: Duration = Duration::from_millis(5);
+
+/// The most events a projection catches up on from the store in one transaction.
+const CATCH_UP: i64 = 500;
 
 /// What one step of the runner did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,8 +47,9 @@ pub struct Runner {
     projections: Vec<Applier>,
     messages: Option<pull::Stream>,
     batch_size: usize,
-    /// A batch that failed, applied again before anything else.
-    failed: Option<Vec<Message>>,
+    /// The highest cursor delivered so far: a projection whose checkpoint is below it when
+    /// nothing arrives catches up from the store.
+    seen: Cursor,
 }
 
 /// One projection of a runner.
@@ -56,6 +60,12 @@ struct Applier {
     /// Set while a batch's transaction is open on `conn`: still set at the next batch, the
     /// last one was dropped half-way (cancelled), and the connection is discarded with it.
     in_transaction: bool,
+    /// Its checkpoint as its last commit left it (`None` before the first).
+    checkpoint: Option<Cursor>,
+    /// After a failure: how many in a row, and when to try again (batches delivered before
+    /// then pass it by, and it takes what it missed from the store).
+    failures: u32,
+    retry_at: Option<tokio::time::Instant>,
 }
 
 impl Runner {
@@ -65,9 +75,9 @@ impl Runner {
         Self::feeding(store, bus, &consumer, vec![projection])
     }
 
-    /// Feeds `projections` from the one consumer `consumer`. They share its deliveries and
-    /// its pace: a batch is acknowledged once every projection has applied it, and a failure
-    /// of any sends the batch back for all (those that applied it skip it then).
+    /// Feeds `projections` from the one consumer `consumer`. They share its deliveries; each
+    /// applies them in transactions of its own, and one that fails catches up from the store
+    /// on its own (see [`Runner::process_next_batch`]).
     pub fn feeding(
         store: EventStore,
         bus: Bus,
@@ -84,11 +94,14 @@ impl Runner {
                     projection,
                     conn: None,
                     in_transaction: false,
+                    checkpoint: None,
+                    failures: 0,
+                    retry_at: None,
                 })
                 .collect(),
             messages: None,
             batch_size: 500,
-            failed: None,
+            seen: Cursor::START,
         }
     }
 
@@ -167,38 +180,48 @@ impl Runner {
     }
 
     /// Waits up to `wait` for messages, then applies what arrived (up to a batch): each
-    /// projection in one transaction with its checkpoint. The batch is acknowledged once all
-    /// committed.
+    /// projection in one transaction with its checkpoint. The batch is then acknowledged
+    /// (up to its highest message), whatever happened: a projection that failed, or that
+    /// waits to try again after a failure, takes what it missed from the store, as it does
+    /// for any hole, with the next batch it applies, or as soon as nothing arrives. So one
+    /// failing projection never holds back the others, and nothing acknowledged is lost.
     ///
     /// # Errors
-    /// On a NATS or database failure. A batch that failed is neither acknowledged nor given
-    /// back: the next call applies it again, before anything delivered after it (the
-    /// projections that committed it skip it then). Acknowledging a later batch, which
-    /// acknowledges every message before it, can then never pass over one not applied.
+    /// On a NATS failure; or the first projection's failure, once the batch is acknowledged.
     #[tracing::instrument(skip_all, err, fields(consumer = %self.consumer, applied, skipped))]
     pub async fn process_next_batch(&mut self, wait: Duration) -> Result<Outcome, ProjectionError> {
-        let batch = match self.failed.take() {
-            Some(batch) => batch,
-            None => match self.next_batch(wait).await? {
-                Some(batch) => batch,
-                None => return Ok(Outcome::Idle),
-            },
-        };
-        let delivered = Delivered::parse_all(&self.consumer, &batch);
-        let store = &self.store;
+        let batch = self.next_batch(wait).await?;
+        let delivered = batch
+            .as_deref()
+            .map(|batch| Delivered::parse_all(&self.consumer, batch));
+        if let Some(last) = delivered.as_ref().and_then(|d| d.events.last()) {
+            self.seen = self.seen.max(last.cursor);
+        }
+        let (store, seen, now) = (&self.store, self.seen, tokio::time::Instant::now());
         // Side by side: each on its own connection.
-        let outcomes = futures::future::join_all(
-            self.projections
-                .iter_mut()
-                .map(|applier| applier.apply(store, &delivered)),
-        )
+        let outcomes = futures::future::join_all(self.projections.iter_mut().map(|applier| {
+            let due = applier.retry_at.is_none_or(|at| at <= now);
+            let behind = applier.checkpoint.is_none_or(|c| c < seen);
+            let source = match &delivered {
+                Some(delivered) if due => Some(Source::Delivered(delivered)),
+                // Nothing arrived: catch up with what was seen, from the store.
+                None if due && behind => Some(Source::Store),
+                _ => None,
+            };
+            async move {
+                match source {
+                    Some(source) => Some(applier.apply(store, source).await),
+                    None => None,
+                }
+            }
+        }))
         .await;
         let (mut applied, mut skipped) = (0, 0);
         let mut failure = None;
         for (applier, outcome) in self.projections.iter().zip(outcomes) {
+            let projection = applier.projection.name();
             match outcome {
-                Ok((a, s)) => {
-                    let projection = applier.projection.name();
+                Some(Ok((a, s))) => {
                     metrics::counter!("tenantry_projection_applied_total", "projection" => projection)
                         .increment(a as u64);
                     metrics::counter!("tenantry_projection_skipped_total", "projection" => projection)
@@ -206,27 +229,31 @@ impl Runner {
                     applied += a;
                     skipped += s;
                 }
-                Err(err) => {
-                    tracing::warn!(projection = applier.projection.name(), error = %err,
-                        "projection batch failed");
+                Some(Err(err)) => {
+                    tracing::warn!(projection, error = %err, failures = applier.failures,
+                        "projection batch failed; it will catch up from the store");
                     failure.get_or_insert(err);
                 }
+                None => {}
+            }
+        }
+        if let Some(batch) = &batch {
+            // Acknowledges every message up to the batch's highest.
+            let highest = batch
+                .iter()
+                .max_by_key(|m| m.info().map_or(0, |info| info.stream_sequence));
+            if let Some(highest) = highest {
+                highest
+                    .ack()
+                    .await
+                    .map_err(|e| ProjectionError::Nats(e.to_string()))?;
             }
         }
         if let Some(err) = failure {
-            self.failed = Some(batch);
             return Err(err);
         }
-        // Acknowledges every message up to the batch's highest: everything the checkpoints
-        // passed is in the read models (gaps were filled from the store).
-        let highest = batch
-            .iter()
-            .max_by_key(|m| m.info().map_or(0, |info| info.stream_sequence));
-        if let Some(highest) = highest {
-            highest
-                .ack()
-                .await
-                .map_err(|e| ProjectionError::Nats(e.to_string()))?;
+        if batch.is_none() && applied == 0 {
+            return Ok(Outcome::Idle);
         }
         tracing::Span::current().record("applied", applied);
         tracing::Span::current().record("skipped", skipped);
@@ -278,6 +305,8 @@ impl Runner {
             tokio::select! {
                 result = self.process_next_batch(Duration::from_millis(500)) => match result {
                     Ok(_) => backoff = Duration::from_millis(100),
+                    // A projection's failure is already logged; it waits on its own.
+                    Err(ProjectionError::Store(_)) => backoff = Duration::from_millis(100),
                     Err(err) => {
                         tracing::warn!(consumer = %self.consumer, error = %err, "projection batch failed");
                         tokio::time::sleep(backoff).await;
@@ -293,12 +322,43 @@ impl Runner {
     }
 }
 
+/// What a projection applies.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    /// A batch as NATS delivered it (holes filled from the store).
+    Delivered(&'a Delivered),
+    /// The feed past its checkpoint, from the store (up to a batch).
+    Store,
+}
+
 impl Applier {
-    /// Applies `delivered` in a transaction of the projection's own; `(applied, skipped)`.
+    /// Applies `source` in a transaction of the projection's own; `(applied, skipped)`. After
+    /// a failure the projection waits (0.1 s, doubling to 5 s) before it tries again.
     async fn apply(
         &mut self,
         store: &EventStore,
-        delivered: &Delivered,
+        source: Source<'_>,
+    ) -> Result<(usize, usize), ProjectionError> {
+        let result = self.apply_once(store, source).await;
+        match &result {
+            Ok(_) => {
+                self.failures = 0;
+                self.retry_at = None;
+            }
+            Err(_) => {
+                let wait = Duration::from_millis(100) * 2u32.pow(self.failures.min(6));
+                self.failures += 1;
+                self.retry_at =
+                    Some(tokio::time::Instant::now() + wait.min(Duration::from_secs(5)));
+            }
+        }
+        result
+    }
+
+    async fn apply_once(
+        &mut self,
+        store: &EventStore,
+        source: Source<'_>,
     ) -> Result<(usize, usize), ProjectionError> {
         if self.in_transaction {
             self.conn = None;
@@ -309,13 +369,21 @@ impl Applier {
         }
         let conn = self.conn.as_mut().expect("just opened");
         self.in_transaction = true;
-        let result = apply_in_transaction(conn, self.projection.as_ref(), delivered).await;
+        let result = apply_in_transaction(conn, self.projection.as_ref(), source).await;
         self.in_transaction = false;
-        if result.is_err() && conn.execute("ROLLBACK").await.is_err() {
-            // The connection is broken; a new one is opened for the next batch.
-            self.conn = None;
+        match result {
+            Ok((applied, skipped, checkpoint)) => {
+                self.checkpoint = Some(checkpoint);
+                Ok((applied, skipped))
+            }
+            Err(err) => {
+                if conn.execute("ROLLBACK").await.is_err() {
+                    // The connection is broken; a new one is opened for the next batch.
+                    self.conn = None;
+                }
+                Err(err)
+            }
         }
-        result
     }
 }
 
@@ -381,8 +449,8 @@ impl Delivered {
 async fn apply_in_transaction(
     conn: &mut PgConnection,
     projection: &dyn Projection,
-    delivered: &Delivered,
-) -> Result<(usize, usize), ProjectionError> {
+    source: Source<'_>,
+) -> Result<(usize, usize, Cursor), ProjectionError> {
     let name = projection.name();
     // A projection's name is a constant of its code; quoted all the same.
     let literal = name.replace('\'', "''");
@@ -397,34 +465,46 @@ async fn apply_in_transaction(
     // Through `Executor` (whose futures are `Send`), not `RawSql`'s own methods.
     let begun = conn.fetch_one(sqlx::raw_sql(&begin)).await?;
     let mut checkpoint = Cursor::new(begun.try_get(0)?, begun.try_get(1)?);
-    let (applied, skipped) = match delivered.follows_on(checkpoint) {
-        Some(start) => {
-            let events = &delivered.events[start..];
-            projection.apply_batch(&mut *conn, events).await?;
+    let (applied, skipped) = match source {
+        Source::Store => {
+            // The feed past the checkpoint, below the horizon.
+            let events = read_feed(&mut *conn, checkpoint, CATCH_UP).await?;
+            projection.apply_batch(&mut *conn, &events).await?;
             if let Some(last) = events.last() {
                 checkpoint = last.cursor;
             }
-            (events.len(), start)
+            (events.len(), 0)
         }
-        None => {
-            let mut skipped = 0;
-            let mut events = Vec::with_capacity(delivered.events.len());
-            for (event, prev) in delivered.events.iter().zip(&delivered.prevs) {
-                if event.cursor <= checkpoint {
-                    skipped += 1;
-                    continue;
+        Source::Delivered(delivered) => match delivered.follows_on(checkpoint) {
+            Some(start) => {
+                let events = &delivered.events[start..];
+                projection.apply_batch(&mut *conn, events).await?;
+                if let Some(last) = events.last() {
+                    checkpoint = last.cursor;
                 }
-                if *prev != checkpoint {
-                    // Something between the checkpoint and this event was not delivered (yet):
-                    // take it from the store, which holds the feed in the same order.
-                    events.extend(read_feed_between(&mut *conn, checkpoint, event.cursor).await?);
-                }
-                checkpoint = event.cursor;
-                events.push(event.clone());
+                (events.len(), start)
             }
-            projection.apply_batch(&mut *conn, &events).await?;
-            (events.len(), skipped)
-        }
+            None => {
+                let mut skipped = 0;
+                let mut events = Vec::with_capacity(delivered.events.len());
+                for (event, prev) in delivered.events.iter().zip(&delivered.prevs) {
+                    if event.cursor <= checkpoint {
+                        skipped += 1;
+                        continue;
+                    }
+                    if *prev != checkpoint {
+                        // Something between the checkpoint and this event was not delivered (yet):
+                        // take it from the store, which holds the feed in the same order.
+                        events
+                            .extend(read_feed_between(&mut *conn, checkpoint, event.cursor).await?);
+                    }
+                    checkpoint = event.cursor;
+                    events.push(event.clone());
+                }
+                projection.apply_batch(&mut *conn, &events).await?;
+                (events.len(), skipped)
+            }
+        },
     };
     let commit = format!(
         "UPDATE projection_checkpoints \
@@ -434,5 +514,5 @@ async fn apply_in_transaction(
         checkpoint.transaction_id, checkpoint.position
     );
     conn.execute(sqlx::raw_sql(&commit)).await?;
-    Ok((applied, skipped))
+    Ok((applied, skipped, checkpoint))
 }

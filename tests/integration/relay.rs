@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::stream::Stream;
 use tenantry_commands::organizations::NewOrganization;
 use tenantry_commands::{CommandBus, Relay, Request};
 use tenantry_domain::{Email, OrganizationName, Slug, Tier};
-use tenantry_eventstore::bus::{HEADER_CURSOR, HEADER_PREV_CURSOR};
+use tenantry_eventstore::bus::{Bus, HEADER_CURSOR, HEADER_PREV_CURSOR};
 use tenantry_eventstore::{Cursor, EventStore};
 use tenantry_projections::organizations::Organizations;
 use tenantry_projections::{Outcome, Runner};
@@ -78,6 +79,19 @@ async fn drain(runner: &mut Runner, store: &EventStore, expected: i64) -> usize 
             Outcome::Idle => {}
         }
     }
+}
+
+/// A fresh store (and its URL) and bus, with three organizations' nine events published on
+/// the bus's stream.
+async fn three_organizations_published() -> (EventStore, String, Bus, Stream) {
+    let (store, url) = fresh_store().await;
+    let bus = fresh_bus().await;
+    create_organizations(&store, 3).await;
+    let stream = bus.ensure_stream().await.unwrap();
+    let mut relay = Relay::new(store.clone(), bus.clone(), Arc::new(Notify::new()));
+    assert!(relay.try_acquire().await.unwrap());
+    publish(&mut relay, 9).await;
+    (store, url, bus, stream)
 }
 
 #[tokio::test]
@@ -259,14 +273,8 @@ async fn only_one_relay_publishes_at_a_time() {
 }
 
 #[tokio::test]
-async fn a_batch_that_fails_is_applied_again_and_once() {
-    let (store, url) = fresh_store().await;
-    let bus = fresh_bus().await;
-    create_organizations(&store, 3).await;
-    bus.ensure_stream().await.unwrap();
-    let mut relay = Relay::new(store.clone(), bus.clone(), Arc::new(Notify::new()));
-    assert!(relay.try_acquire().await.unwrap());
-    publish(&mut relay, 9).await;
+async fn a_failed_batch_is_taken_from_the_store_and_counted_once() {
+    let (store, url, bus, _) = three_organizations_published().await;
 
     // The read model refuses writes for a while: the batch fails and rolls back.
     let mut su = crate::helpers::superuser(&url).await;
@@ -289,9 +297,10 @@ async fn a_batch_that_fails_is_applied_again_and_once() {
         .unwrap();
     assert_eq!(checkpoint, Cursor::START, "a failed batch moves nothing");
 
-    // Meanwhile the first event is published again (past NATS's dedupe window, say): a
-    // message after the failed ones that follows on from the checkpoint. Applied and
-    // acknowledged before them, it would acknowledge them too, and leave them unapplied.
+    // The failed batch was acknowledged all the same. Meanwhile the first event is published
+    // again (past NATS's dedupe window, say): a message after the failed ones that follows on
+    // from the checkpoint. Nothing will deliver the other eight again: the projection takes
+    // them from the store, as soon as nothing more arrives.
     let feed = feed_eventually(&store, Cursor::START, 9).await;
     let first = &feed[0];
     let message = PublishMessage::build()
@@ -306,7 +315,7 @@ async fn a_batch_that_fails_is_applied_again_and_once() {
         .await
         .unwrap();
 
-    // Once writes work again, the batch is applied again, and counts once.
+    // Once writes work again, the projection catches up, and each event counts once.
     sqlx::query("GRANT INSERT ON organizations TO tenantry_system")
         .execute(&mut su)
         .await
@@ -320,13 +329,7 @@ async fn a_consumer_acknowledged_by_message_is_replaced_by_one_acknowledged_by_b
     use async_nats::jetstream::consumer::{pull, AckPolicy};
     use futures::StreamExt;
 
-    let (store, _) = fresh_store().await;
-    let bus = fresh_bus().await;
-    create_organizations(&store, 3).await;
-    let stream = bus.ensure_stream().await.unwrap();
-    let mut relay = Relay::new(store.clone(), bus.clone(), Arc::new(Notify::new()));
-    assert!(relay.try_acquire().await.unwrap());
-    publish(&mut relay, 9).await;
+    let (store, _, bus, stream) = three_organizations_published().await;
 
     // The projection's consumer as an earlier version made it: each message acknowledged on
     // its own, the first four of them so.
@@ -373,13 +376,7 @@ async fn projections_fed_by_one_consumer_replace_their_own_from_the_lowest_floor
     use futures::StreamExt;
     use tenantry_projections::directory::Directory;
 
-    let (store, _) = fresh_store().await;
-    let bus = fresh_bus().await;
-    create_organizations(&store, 3).await;
-    let stream = bus.ensure_stream().await.unwrap();
-    let mut relay = Relay::new(store.clone(), bus.clone(), Arc::new(Notify::new()));
-    assert!(relay.try_acquire().await.unwrap());
-    publish(&mut relay, 9).await;
+    let (store, _, bus, stream) = three_organizations_published().await;
 
     // Each projection's own consumer, as before they were fed together: one acknowledged up
     // to the sixth event, the other up to the fourth.
@@ -439,4 +436,67 @@ async fn projections_fed_by_one_consumer_replace_their_own_from_the_lowest_floor
         "the shared consumer should start after the lowest floor"
     );
     assert_eq!(info.num_ack_pending, 0);
+}
+
+#[tokio::test]
+async fn a_failing_projection_holds_back_no_other_and_catches_up_from_the_store() {
+    use tenantry_projections::consistency::checkpoint;
+    use tenantry_projections::directory::Directory;
+
+    let (store, url, bus, stream) = three_organizations_published().await;
+    let end = feed_eventually(&store, Cursor::START, 9)
+        .await
+        .last()
+        .unwrap()
+        .cursor;
+    // The organizations read model refuses writes: that projection fails, the other goes on.
+    let mut su = crate::helpers::superuser(&url).await;
+    sqlx::query("REVOKE INSERT ON organizations FROM tenantry_system")
+        .execute(&mut su)
+        .await
+        .unwrap();
+    let mut runner = Runner::feeding(
+        store.clone(),
+        bus.clone(),
+        "projections",
+        vec![Arc::new(Organizations), Arc::new(Directory)],
+    );
+    let mut failures = 0;
+    for _ in 0..50 {
+        if runner
+            .process_next_batch(Duration::from_secs(1))
+            .await
+            .is_err()
+        {
+            failures += 1;
+        }
+        if checkpoint(store.pool(), "directory").await.unwrap() == end {
+            break;
+        }
+    }
+    assert!(
+        failures > 0,
+        "the organizations projection should have failed"
+    );
+    assert_eq!(checkpoint(store.pool(), "directory").await.unwrap(), end);
+    assert_eq!(read_model_count(&store).await, 0);
+    // Every message was acknowledged all the same: NATS will deliver none of them again.
+    let mut consumer = stream
+        .get_consumer::<async_nats::jetstream::consumer::pull::Config>("projections")
+        .await
+        .unwrap();
+    let info = consumer.info().await.unwrap();
+    assert_eq!((info.num_pending, info.num_ack_pending), (0, 0));
+
+    // Once writes work again, it catches up from the store, with nothing delivered.
+    sqlx::query("GRANT INSERT ON organizations TO tenantry_system")
+        .execute(&mut su)
+        .await
+        .unwrap();
+    drain(&mut runner, &store, 3).await;
+    assert_eq!(read_model_count(&store).await, 3);
+    assert_eq!(
+        checkpoint(store.pool(), "organizations").await.unwrap(),
+        end
+    );
 }
