@@ -174,7 +174,7 @@ pub async fn read_feed_saving(
 ///
 /// Every event below a cursor that the feed has handed out is committed, so this range is
 /// complete without the snapshot bound; projections use it to fill a hole in what NATS
-/// delivered.
+/// delivered. At most `limit` of them, the first.
 ///
 /// # Errors
 /// On a database or decoding failure.
@@ -182,18 +182,20 @@ pub async fn read_feed_between(
     conn: &mut PgConnection,
     after: Cursor,
     before: Cursor,
+    limit: i64,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
     let sql = format!(
         "SELECT {EVENT_COLUMNS} FROM events \
          WHERE (transaction_id, position) > ($1::text::xid8, $2) \
            AND (transaction_id, position) < ($3::text::xid8, $4) \
-         ORDER BY events.transaction_id, events.position"
+         ORDER BY events.transaction_id, events.position LIMIT $5"
     );
     let rows = sqlx::query(&sql)
         .bind(after.transaction_id.to_string())
         .bind(after.position)
         .bind(before.transaction_id.to_string())
         .bind(before.position)
+        .bind(limit)
         .fetch_all(conn)
         .await?;
     decode_all(rows)

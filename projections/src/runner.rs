@@ -62,6 +62,8 @@ struct Applier {
     in_transaction: bool,
     /// Its checkpoint as its last commit left it (`None` before the first).
     checkpoint: Option<Cursor>,
+    /// Set while the store holds more than its last read from it took (a full read).
+    catching_up: bool,
     /// After a failure: how many in a row, and when to try again (batches delivered before
     /// then pass it by, and it takes what it missed from the store).
     failures: u32,
@@ -95,6 +97,7 @@ impl Runner {
                     conn: None,
                     in_transaction: false,
                     checkpoint: None,
+                    catching_up: false,
                     failures: 0,
                     retry_at: None,
                 })
@@ -188,20 +191,26 @@ impl Runner {
     ///
     /// # Errors
     /// On a NATS failure; or the first projection's failure, once the batch is acknowledged.
-    #[tracing::instrument(skip_all, err, fields(consumer = %self.consumer, applied, skipped))]
+    #[tracing::instrument(skip_all, fields(consumer = %self.consumer, applied, skipped))]
     pub async fn process_next_batch(&mut self, wait: Duration) -> Result<Outcome, ProjectionError> {
+        // A projection still catching up from the store does not wait for messages.
+        let wait = if self.projections.iter().any(|a| a.catching_up) {
+            Duration::ZERO
+        } else {
+            wait
+        };
         let batch = self.next_batch(wait).await?;
         let delivered = batch
             .as_deref()
             .map(|batch| Delivered::parse_all(&self.consumer, batch));
-        if let Some(last) = delivered.as_ref().and_then(|d| d.events.last()) {
-            self.seen = self.seen.max(last.cursor);
+        if let Some(highest) = delivered.as_ref().and_then(|d| d.highest) {
+            self.seen = self.seen.max(highest);
         }
         let (store, seen, now) = (&self.store, self.seen, tokio::time::Instant::now());
         // Side by side: each on its own connection.
         let outcomes = futures::future::join_all(self.projections.iter_mut().map(|applier| {
             let due = applier.retry_at.is_none_or(|at| at <= now);
-            let behind = applier.checkpoint.is_none_or(|c| c < seen);
+            let behind = applier.catching_up || applier.checkpoint.is_none_or(|c| c < seen);
             let source = match &delivered {
                 Some(delivered) if due => Some(Source::Delivered(delivered)),
                 // Nothing arrived: catch up with what was seen, from the store.
@@ -230,7 +239,7 @@ impl Runner {
                     skipped += s;
                 }
                 Some(Err(err)) => {
-                    tracing::warn!(projection, error = %err, failures = applier.failures,
+                    tracing::warn!(projection, error = %err, failures_in_a_row = applier.failures,
                         "projection batch failed; it will catch up from the store");
                     failure.get_or_insert(err);
                 }
@@ -372,8 +381,14 @@ impl Applier {
         let result = apply_in_transaction(conn, self.projection.as_ref(), source).await;
         self.in_transaction = false;
         match result {
-            Ok((applied, skipped, checkpoint)) => {
+            Ok(Applied {
+                applied,
+                skipped,
+                checkpoint,
+                more,
+            }) => {
                 self.checkpoint = Some(checkpoint);
+                self.catching_up = more;
                 Ok((applied, skipped))
             }
             Err(err) => {
@@ -392,6 +407,8 @@ impl Applier {
 struct Delivered {
     events: Vec<RecordedEvent>,
     prevs: Vec<Cursor>,
+    /// The highest cursor the batch names, unreadable messages' included.
+    highest: Option<Cursor>,
 }
 
 impl Delivered {
@@ -401,8 +418,14 @@ impl Delivered {
         let mut delivered = Delivered {
             events: Vec::with_capacity(batch.len()),
             prevs: Vec::with_capacity(batch.len()),
+            highest: None,
         };
         for message in batch {
+            let named = message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(HEADER_CURSOR)?.as_str().parse::<Cursor>().ok());
+            delivered.highest = delivered.highest.max(named);
             match Self::parse(message) {
                 Some((event, prev)) => {
                     delivered.events.push(event);
@@ -446,11 +469,21 @@ impl Delivered {
 
 /// Applies `batch` in one transaction on `conn`, with the projection's checkpoint: locked and
 /// read in the round trip that begins the transaction, moved in the one that commits it.
+/// What a projection's transaction did.
+struct Applied {
+    applied: usize,
+    skipped: usize,
+    /// The checkpoint it committed.
+    checkpoint: Cursor,
+    /// Whether the store held more than it read (a read as long as its limit).
+    more: bool,
+}
+
 async fn apply_in_transaction(
     conn: &mut PgConnection,
     projection: &dyn Projection,
     source: Source<'_>,
-) -> Result<(usize, usize, Cursor), ProjectionError> {
+) -> Result<Applied, ProjectionError> {
     let name = projection.name();
     // A projection's name is a constant of its code; quoted all the same.
     let literal = name.replace('\'', "''");
@@ -465,10 +498,12 @@ async fn apply_in_transaction(
     // Through `Executor` (whose futures are `Send`), not `RawSql`'s own methods.
     let begun = conn.fetch_one(sqlx::raw_sql(&begin)).await?;
     let mut checkpoint = Cursor::new(begun.try_get(0)?, begun.try_get(1)?);
+    let mut more = false;
     let (applied, skipped) = match source {
         Source::Store => {
             // The feed past the checkpoint, below the horizon.
             let events = read_feed(&mut *conn, checkpoint, CATCH_UP).await?;
+            more = events.len() as i64 == CATCH_UP;
             projection.apply_batch(&mut *conn, &events).await?;
             if let Some(last) = events.last() {
                 checkpoint = last.cursor;
@@ -494,9 +529,19 @@ async fn apply_in_transaction(
                     }
                     if *prev != checkpoint {
                         // Something between the checkpoint and this event was not delivered (yet):
-                        // take it from the store, which holds the feed in the same order.
-                        events
-                            .extend(read_feed_between(&mut *conn, checkpoint, event.cursor).await?);
+                        // take it from the store, which holds the feed in the same order, a
+                        // batch at most; the rest of a longer hole (and of this batch) later.
+                        let hole =
+                            read_feed_between(&mut *conn, checkpoint, event.cursor, CATCH_UP)
+                                .await?;
+                        if let Some(last) = hole.last() {
+                            checkpoint = last.cursor;
+                        }
+                        events.extend(hole);
+                        if *prev != checkpoint {
+                            more = true;
+                            break;
+                        }
                     }
                     checkpoint = event.cursor;
                     events.push(event.clone());
@@ -514,5 +559,10 @@ async fn apply_in_transaction(
         checkpoint.transaction_id, checkpoint.position
     );
     conn.execute(sqlx::raw_sql(&commit)).await?;
-    Ok((applied, skipped, checkpoint))
+    Ok(Applied {
+        applied,
+        skipped,
+        checkpoint,
+        more,
+    })
 }

@@ -81,9 +81,18 @@ async fn drain(runner: &mut Runner, store: &EventStore, expected: i64) -> usize 
     }
 }
 
-/// A fresh store (and its URL) and bus, with three organizations' nine events published on
-/// the bus's stream.
-async fn three_organizations_published() -> (EventStore, String, Bus, Stream) {
+/// What [`three_organizations_published`] sets up.
+struct Published {
+    store: EventStore,
+    url: String,
+    bus: Bus,
+    stream: Stream,
+    relay: Relay,
+}
+
+/// A fresh store and bus, with three organizations' nine events published on the bus's
+/// stream by the relay (which holds the relay lock).
+async fn three_organizations_published() -> Published {
     let (store, url) = fresh_store().await;
     let bus = fresh_bus().await;
     create_organizations(&store, 3).await;
@@ -91,7 +100,26 @@ async fn three_organizations_published() -> (EventStore, String, Bus, Stream) {
     let mut relay = Relay::new(store.clone(), bus.clone(), Arc::new(Notify::new()));
     assert!(relay.try_acquire().await.unwrap());
     publish(&mut relay, 9).await;
-    (store, url, bus, stream)
+    Published {
+        store,
+        url,
+        bus,
+        stream,
+        relay,
+    }
+}
+
+/// True once the consumer `name` has nothing left to deliver or to be acknowledged.
+async fn drained(stream: &Stream, name: &str) -> bool {
+    eventually(Duration::from_secs(10), || async {
+        let mut consumer = stream
+            .get_consumer::<async_nats::jetstream::consumer::pull::Config>(name)
+            .await
+            .unwrap();
+        let info = consumer.info().await.unwrap();
+        (info.num_pending, info.num_ack_pending) == (0, 0)
+    })
+    .await
 }
 
 #[tokio::test]
@@ -274,7 +302,13 @@ async fn only_one_relay_publishes_at_a_time() {
 
 #[tokio::test]
 async fn a_failed_batch_is_taken_from_the_store_and_counted_once() {
-    let (store, url, bus, _) = three_organizations_published().await;
+    let Published {
+        store,
+        url,
+        bus,
+        stream,
+        ..
+    } = three_organizations_published().await;
 
     // The read model refuses writes for a while: the batch fails and rolls back.
     let mut su = crate::helpers::superuser(&url).await;
@@ -296,6 +330,10 @@ async fn a_failed_batch_is_taken_from_the_store_and_counted_once() {
         .await
         .unwrap();
     assert_eq!(checkpoint, Cursor::START, "a failed batch moves nothing");
+    assert!(
+        drained(&stream, "organizations").await,
+        "the failed batch should be acknowledged all the same"
+    );
 
     // The failed batch was acknowledged all the same. Meanwhile the first event is published
     // again (past NATS's dedupe window, say): a message after the failed ones that follows on
@@ -329,7 +367,9 @@ async fn a_consumer_acknowledged_by_message_is_replaced_by_one_acknowledged_by_b
     use async_nats::jetstream::consumer::{pull, AckPolicy};
     use futures::StreamExt;
 
-    let (store, _, bus, stream) = three_organizations_published().await;
+    let Published {
+        store, bus, stream, ..
+    } = three_organizations_published().await;
 
     // The projection's consumer as an earlier version made it: each message acknowledged on
     // its own, the first four of them so.
@@ -376,7 +416,9 @@ async fn projections_fed_by_one_consumer_replace_their_own_from_the_lowest_floor
     use futures::StreamExt;
     use tenantry_projections::directory::Directory;
 
-    let (store, _, bus, stream) = three_organizations_published().await;
+    let Published {
+        store, bus, stream, ..
+    } = three_organizations_published().await;
 
     // Each projection's own consumer, as before they were fed together: one acknowledged up
     // to the sixth event, the other up to the fourth.
@@ -443,7 +485,13 @@ async fn a_failing_projection_holds_back_no_other_and_catches_up_from_the_store(
     use tenantry_projections::consistency::checkpoint;
     use tenantry_projections::directory::Directory;
 
-    let (store, url, bus, stream) = three_organizations_published().await;
+    let Published {
+        store,
+        url,
+        bus,
+        stream,
+        mut relay,
+    } = three_organizations_published().await;
     let end = feed_eventually(&store, Cursor::START, 9)
         .await
         .last()
@@ -480,23 +528,44 @@ async fn a_failing_projection_holds_back_no_other_and_catches_up_from_the_store(
     );
     assert_eq!(checkpoint(store.pool(), "directory").await.unwrap(), end);
     assert_eq!(read_model_count(&store).await, 0);
+
+    // It goes on failing, and the other goes on with what comes next.
+    create_organizations_named(&store, &["later"]).await;
+    publish(&mut relay, 3).await;
+    let end = feed_eventually(&store, end, 3).await.last().unwrap().cursor;
+    for _ in 0..50 {
+        let _ = runner.process_next_batch(Duration::from_secs(1)).await;
+        if checkpoint(store.pool(), "directory").await.unwrap() == end {
+            break;
+        }
+    }
+    assert_eq!(checkpoint(store.pool(), "directory").await.unwrap(), end);
+    assert_eq!(read_model_count(&store).await, 0);
     // Every message was acknowledged all the same: NATS will deliver none of them again.
-    let mut consumer = stream
-        .get_consumer::<async_nats::jetstream::consumer::pull::Config>("projections")
-        .await
-        .unwrap();
-    let info = consumer.info().await.unwrap();
-    assert_eq!((info.num_pending, info.num_ack_pending), (0, 0));
+    assert!(drained(&stream, "projections").await);
 
     // Once writes work again, it catches up from the store, with nothing delivered.
     sqlx::query("GRANT INSERT ON organizations TO tenantry_system")
         .execute(&mut su)
         .await
         .unwrap();
-    drain(&mut runner, &store, 3).await;
-    assert_eq!(read_model_count(&store).await, 3);
+    drain(&mut runner, &store, 4).await;
+    assert_eq!(read_model_count(&store).await, 4);
     assert_eq!(
         checkpoint(store.pool(), "organizations").await.unwrap(),
         end
     );
+}
+
+#[tokio::test]
+async fn a_projection_catches_up_from_the_store_with_nothing_delivered() {
+    // Six hundred events nothing published (a relay that is down, or a runner restarted
+    // after its projection failed on all of them): more than one read from the store takes.
+    let (store, _) = fresh_store().await;
+    let bus = fresh_bus().await;
+    bus.ensure_stream().await.unwrap();
+    create_organizations(&store, 200).await;
+    let mut runner = Runner::new(store.clone(), bus.clone(), Arc::new(Organizations));
+    drain(&mut runner, &store, 200).await;
+    assert_eq!(read_model_count(&store).await, 200);
 }
