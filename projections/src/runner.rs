@@ -1,11 +1,12 @@
 //! The projection runner.
 //!
-//! Each runner has a PostgreSQL connection of its own, `tenantry_system` for its whole
-//! session, and applies a batch in `2 + k` round trips, where `k` is the number of statements
+//! Each projection a runner feeds has a PostgreSQL connection of its own, `tenantry_system`
+//! for its whole session, and applies a batch in `2 + k` round trips, where `k` is the number of statements
 //! the projection writes it with: the first begins the transaction and locks and reads the
 //! checkpoint, the last moves the checkpoint and commits. A batch that fails is rolled back
 //! on the same connection (or the connection is dropped), so no transaction outlives it.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +26,11 @@ const LINGER: Duration = Duration::from_millis(5);
 
 /// The most events a projection catches up on from the store in one transaction.
 const CATCH_UP: i64 = 500;
+
+/// How long to wait after `failures` failures in a row: 0.1 s, doubling to 5 s.
+fn backoff(failures: u32) -> Duration {
+    (Duration::from_millis(100) * 2u32.pow(failures.min(6))).min(Duration::from_secs(5))
+}
 
 /// What one step of the runner did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -309,17 +315,16 @@ impl Runner {
 
     /// Processes batches until `shutdown` turns true.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        let mut backoff = Duration::from_millis(100);
+        let mut failures = 0;
         while !*shutdown.borrow() {
             tokio::select! {
                 result = self.process_next_batch(Duration::from_millis(500)) => match result {
-                    Ok(_) => backoff = Duration::from_millis(100),
                     // A projection's failure is already logged; it waits on its own.
-                    Err(ProjectionError::Store(_)) => backoff = Duration::from_millis(100),
+                    Ok(_) | Err(ProjectionError::Store(_)) => failures = 0,
                     Err(err) => {
                         tracing::warn!(consumer = %self.consumer, error = %err, "projection batch failed");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        tokio::time::sleep(backoff(failures)).await;
+                        failures += 1;
                     }
                 },
                 changed = shutdown.changed() => if changed.is_err() {
@@ -355,10 +360,8 @@ impl Applier {
                 self.retry_at = None;
             }
             Err(_) => {
-                let wait = Duration::from_millis(100) * 2u32.pow(self.failures.min(6));
+                self.retry_at = Some(tokio::time::Instant::now() + backoff(self.failures));
                 self.failures += 1;
-                self.retry_at =
-                    Some(tokio::time::Instant::now() + wait.min(Duration::from_secs(5)));
             }
         }
         result
@@ -421,12 +424,12 @@ impl Delivered {
             highest: None,
         };
         for message in batch {
-            let named = message
+            let cursor = message
                 .headers
                 .as_ref()
                 .and_then(|h| h.get(HEADER_CURSOR)?.as_str().parse::<Cursor>().ok());
-            delivered.highest = delivered.highest.max(named);
-            match Self::parse(message) {
+            delivered.highest = delivered.highest.max(cursor);
+            match cursor.and_then(|cursor| Self::parse(message, cursor)) {
                 Some((event, prev)) => {
                     delivered.events.push(event);
                     delivered.prevs.push(prev);
@@ -439,9 +442,9 @@ impl Delivered {
         delivered
     }
 
-    fn parse(message: &Message) -> Option<(RecordedEvent, Cursor)> {
+    /// The event of `message`, whose cursor header named `cursor`, and its predecessor's.
+    fn parse(message: &Message, cursor: Cursor) -> Option<(RecordedEvent, Cursor)> {
         let headers = message.headers.as_ref()?;
-        let cursor: Cursor = headers.get(HEADER_CURSOR)?.as_str().parse().ok()?;
         let prev: Cursor = headers.get(HEADER_PREV_CURSOR)?.as_str().parse().ok()?;
         let event: RecordedEvent = serde_json::from_slice(&message.payload).ok()?;
         (event.cursor == cursor && prev < cursor).then_some((event, prev))
@@ -467,8 +470,6 @@ impl Delivered {
     }
 }
 
-/// Applies `batch` in one transaction on `conn`, with the projection's checkpoint: locked and
-/// read in the round trip that begins the transaction, moved in the one that commits it.
 /// What a projection's transaction did.
 struct Applied {
     applied: usize,
@@ -479,6 +480,8 @@ struct Applied {
     more: bool,
 }
 
+/// Applies `source` in one transaction on `conn`, with the projection's checkpoint: locked and
+/// read in the round trip that begins the transaction, moved in the one that commits it.
 async fn apply_in_transaction(
     conn: &mut PgConnection,
     projection: &dyn Projection,
@@ -499,26 +502,15 @@ async fn apply_in_transaction(
     let begun = conn.fetch_one(sqlx::raw_sql(&begin)).await?;
     let mut checkpoint = Cursor::new(begun.try_get(0)?, begun.try_get(1)?);
     let mut more = false;
-    let (applied, skipped) = match source {
+    let (events, skipped): (Cow<'_, [RecordedEvent]>, usize) = match source {
         Source::Store => {
             // The feed past the checkpoint, below the horizon.
             let events = read_feed(&mut *conn, checkpoint, CATCH_UP).await?;
             more = events.len() as i64 == CATCH_UP;
-            projection.apply_batch(&mut *conn, &events).await?;
-            if let Some(last) = events.last() {
-                checkpoint = last.cursor;
-            }
-            (events.len(), 0)
+            (events.into(), 0)
         }
         Source::Delivered(delivered) => match delivered.follows_on(checkpoint) {
-            Some(start) => {
-                let events = &delivered.events[start..];
-                projection.apply_batch(&mut *conn, events).await?;
-                if let Some(last) = events.last() {
-                    checkpoint = last.cursor;
-                }
-                (events.len(), start)
-            }
+            Some(start) => (delivered.events[start..].into(), start),
             None => {
                 let mut skipped = 0;
                 let mut events = Vec::with_capacity(delivered.events.len());
@@ -546,11 +538,14 @@ async fn apply_in_transaction(
                     checkpoint = event.cursor;
                     events.push(event.clone());
                 }
-                projection.apply_batch(&mut *conn, &events).await?;
-                (events.len(), skipped)
+                (events.into(), skipped)
             }
         },
     };
+    projection.apply_batch(&mut *conn, &events).await?;
+    if let Some(last) = events.last() {
+        checkpoint = last.cursor;
+    }
     let commit = format!(
         "UPDATE projection_checkpoints \
          SET transaction_id = {}, position = {}, updated_at = now() \
@@ -560,7 +555,7 @@ async fn apply_in_transaction(
     );
     conn.execute(sqlx::raw_sql(&commit)).await?;
     Ok(Applied {
-        applied,
+        applied: events.len(),
         skipped,
         checkpoint,
         more,
