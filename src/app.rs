@@ -20,9 +20,6 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
-/// The durable JetStream consumer that feeds the read models.
-pub const PROJECTIONS_CONSUMER: &str = "projections";
-
 /// Everything the application is configured with.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -110,7 +107,7 @@ impl Application {
             let runner = Runner::feeding(
                 store.clone(),
                 bus.clone(),
-                PROJECTIONS_CONSUMER,
+                tenantry_projections::CONSUMER,
                 tenantry_projections::all(),
             );
             pipeline.push(Box::pin(runner.run(stopped.clone())));

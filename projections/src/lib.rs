@@ -84,6 +84,9 @@ pub fn by_name(name: &str) -> Option<std::sync::Arc<dyn Projection>> {
     all().into_iter().find(|p| p.name() == name)
 }
 
+/// The durable JetStream consumer that feeds all of [`all`] ([`Runner::feeding`]).
+pub const CONSUMER: &str = "projections";
+
 /// Every projection of the platform.
 pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
     vec![

@@ -693,7 +693,7 @@ async fn events_delivered_twice_are_counted_once_by_every_read_model() {
         async move {
             let mut consumer = stream
                 .get_consumer::<async_nats::jetstream::consumer::pull::Config>(
-                    tenantry::app::PROJECTIONS_CONSUMER,
+                    tenantry_projections::CONSUMER,
                 )
                 .await
                 .unwrap();
