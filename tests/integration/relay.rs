@@ -569,3 +569,38 @@ async fn a_projection_catches_up_from_the_store_with_nothing_delivered() {
     drain(&mut runner, &store, 200).await;
     assert_eq!(read_model_count(&store).await, 200);
 }
+
+#[tokio::test]
+async fn a_long_hole_is_filled_a_batch_at_a_time() {
+    let (store, _) = fresh_store().await;
+    let bus = fresh_bus().await;
+    bus.ensure_stream().await.unwrap();
+    create_organizations(&store, 200).await;
+    // Of six hundred events NATS only ever sees the last.
+    let feed = feed_eventually(&store, Cursor::START, 600).await;
+    let (last, before) = (&feed[599], &feed[598]);
+    let message = PublishMessage::build()
+        .payload(serde_json::to_vec(last).unwrap().into())
+        .message_id(last.event_id.to_string())
+        .header(HEADER_CURSOR, last.cursor.to_string().as_str())
+        .header(HEADER_PREV_CURSOR, before.cursor.to_string().as_str());
+    bus.jetstream
+        .send_publish(bus.subject_for(last), message)
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+
+    let mut runner = Runner::new(store.clone(), bus.clone(), Arc::new(Organizations));
+    match runner
+        .process_next_batch(Duration::from_secs(5))
+        .await
+        .unwrap()
+    {
+        Outcome::Processed { applied, .. } => assert_eq!(applied, 500, "one transaction's worth"),
+        Outcome::Idle => panic!("the event should have been delivered"),
+    }
+    // The rest of the hole, and the delivered event, follow from the store.
+    assert_eq!(drain(&mut runner, &store, 200).await, 100);
+    assert_eq!(read_model_count(&store).await, 200);
+}
