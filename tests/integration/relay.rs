@@ -10,7 +10,7 @@ use tenantry_commands::organizations::NewOrganization;
 use tenantry_commands::{CommandBus, Relay, Request};
 use tenantry_domain::{Email, OrganizationName, Slug, Tier};
 use tenantry_eventstore::bus::{Bus, HEADER_CURSOR, HEADER_PREV_CURSOR};
-use tenantry_eventstore::{Cursor, EventStore};
+use tenantry_eventstore::{Cursor, EventStore, RecordedEvent};
 use tenantry_projections::organizations::Organizations;
 use tenantry_projections::{Outcome, Runner};
 use tokio::sync::{watch, Notify};
@@ -79,6 +79,21 @@ async fn drain(runner: &mut Runner, store: &EventStore, expected: i64) -> usize 
             Outcome::Idle => {}
         }
     }
+}
+
+/// Publishes `event` on its own, as the relay would after `prev`, under `message_id`.
+async fn publish_one(bus: &Bus, event: &RecordedEvent, prev: Cursor, message_id: String) {
+    let message = PublishMessage::build()
+        .payload(serde_json::to_vec(event).unwrap().into())
+        .message_id(message_id)
+        .header(HEADER_CURSOR, event.cursor.to_string().as_str())
+        .header(HEADER_PREV_CURSOR, prev.to_string().as_str());
+    bus.jetstream
+        .send_publish(bus.subject_for(event), message)
+        .await
+        .unwrap()
+        .await
+        .unwrap();
 }
 
 /// What [`three_organizations_published`] sets up.
@@ -202,17 +217,7 @@ async fn re_published_events_are_not_applied_twice_and_holes_are_filled() {
 
     // An old event published again under a new message id (past NATS's dedupe) is skipped.
     let old = &feed[2];
-    let message = PublishMessage::build()
-        .payload(serde_json::to_vec(old).unwrap().into())
-        .message_id(format!("again-{}", old.event_id))
-        .header(HEADER_CURSOR, old.cursor.to_string().as_str())
-        .header(HEADER_PREV_CURSOR, feed[1].cursor.to_string().as_str());
-    bus.jetstream
-        .send_publish(bus.subject_for(old), message)
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    publish_one(&bus, old, feed[1].cursor, format!("again-{}", old.event_id)).await;
     match runner
         .process_next_batch(Duration::from_secs(5))
         .await
@@ -228,17 +233,7 @@ async fn re_published_events_are_not_applied_twice_and_holes_are_filled() {
     create_organizations_named(&store, &["late-1", "late-2"]).await;
     let new = feed_eventually(&store, feed.last().unwrap().cursor, 6).await;
     assert_eq!(new.len(), 6);
-    let message = PublishMessage::build()
-        .payload(serde_json::to_vec(&new[5]).unwrap().into())
-        .message_id(new[5].event_id.to_string())
-        .header(HEADER_CURSOR, new[5].cursor.to_string().as_str())
-        .header(HEADER_PREV_CURSOR, new[4].cursor.to_string().as_str());
-    bus.jetstream
-        .send_publish(bus.subject_for(&new[5]), message)
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    publish_one(&bus, &new[5], new[4].cursor, new[5].event_id.to_string()).await;
     match runner
         .process_next_batch(Duration::from_secs(5))
         .await
@@ -341,17 +336,13 @@ async fn a_failed_batch_is_taken_from_the_store_and_counted_once() {
     // them from the store, as soon as nothing more arrives.
     let feed = feed_eventually(&store, Cursor::START, 9).await;
     let first = &feed[0];
-    let message = PublishMessage::build()
-        .payload(serde_json::to_vec(first).unwrap().into())
-        .message_id(format!("again-{}", first.event_id))
-        .header(HEADER_CURSOR, first.cursor.to_string().as_str())
-        .header(HEADER_PREV_CURSOR, Cursor::START.to_string().as_str());
-    bus.jetstream
-        .send_publish(bus.subject_for(first), message)
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    publish_one(
+        &bus,
+        first,
+        Cursor::START,
+        format!("again-{}", first.event_id),
+    )
+    .await;
 
     // Once writes work again, the projection catches up, and each event counts once.
     sqlx::query("GRANT INSERT ON organizations TO tenantry_system")
@@ -579,17 +570,7 @@ async fn a_long_hole_is_filled_a_batch_at_a_time() {
     // Of six hundred events NATS only ever sees the last.
     let feed = feed_eventually(&store, Cursor::START, 600).await;
     let (last, before) = (&feed[599], &feed[598]);
-    let message = PublishMessage::build()
-        .payload(serde_json::to_vec(last).unwrap().into())
-        .message_id(last.event_id.to_string())
-        .header(HEADER_CURSOR, last.cursor.to_string().as_str())
-        .header(HEADER_PREV_CURSOR, before.cursor.to_string().as_str());
-    bus.jetstream
-        .send_publish(bus.subject_for(last), message)
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    publish_one(&bus, last, before.cursor, last.event_id.to_string()).await;
 
     let mut runner = Runner::new(store.clone(), bus.clone(), Arc::new(Organizations));
     match runner
