@@ -666,23 +666,7 @@ async fn events_delivered_twice_are_counted_once_by_every_read_model() {
             event.event_id.to_string(),
             format!("again-{}", event.event_id),
         ] {
-            let message = async_nats::jetstream::message::PublishMessage::build()
-                .payload(serde_json::to_vec(event).unwrap().into())
-                .message_id(id)
-                .header(
-                    tenantry_eventstore::bus::HEADER_CURSOR,
-                    event.cursor.to_string().as_str(),
-                )
-                .header(
-                    tenantry_eventstore::bus::HEADER_PREV_CURSOR,
-                    prev.to_string().as_str(),
-                );
-            bus.jetstream
-                .send_publish(bus.subject_for(event), message)
-                .await
-                .unwrap()
-                .await
-                .unwrap();
+            crate::helpers::publish_one(&bus, event, prev, id).await;
         }
         prev = event.cursor;
     }

@@ -6,9 +6,10 @@
 use std::future::Future;
 use std::time::Duration;
 
+use async_nats::jetstream::message::PublishMessage;
 use sqlx::{Connection, Executor, PgConnection, PgPool};
 use tenantry::{Application, Settings};
-use tenantry_eventstore::bus::Bus;
+use tenantry_eventstore::bus::{Bus, HEADER_CURSOR, HEADER_PREV_CURSOR};
 use tenantry_eventstore::read::read_feed;
 use tenantry_eventstore::{Cursor, EventStore, MasterKey, RecordedEvent, Vault, MIGRATOR};
 use tokio::sync::oneshot;
@@ -288,4 +289,19 @@ pub async fn feed_eventually(
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Publishes `event` on its own, as the relay would after `prev`, under `message_id`.
+pub async fn publish_one(bus: &Bus, event: &RecordedEvent, prev: Cursor, message_id: String) {
+    let message = PublishMessage::build()
+        .payload(serde_json::to_vec(event).unwrap().into())
+        .message_id(message_id)
+        .header(HEADER_CURSOR, event.cursor.to_string().as_str())
+        .header(HEADER_PREV_CURSOR, prev.to_string().as_str());
+    bus.jetstream
+        .send_publish(bus.subject_for(event), message)
+        .await
+        .unwrap()
+        .await
+        .unwrap();
 }

@@ -4,18 +4,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::Stream;
 use tenantry_commands::organizations::NewOrganization;
 use tenantry_commands::{CommandBus, Relay, Request};
 use tenantry_domain::{Email, OrganizationName, Slug, Tier};
-use tenantry_eventstore::bus::{Bus, HEADER_CURSOR, HEADER_PREV_CURSOR};
-use tenantry_eventstore::{Cursor, EventStore, RecordedEvent};
+use tenantry_eventstore::bus::Bus;
+use tenantry_eventstore::{Cursor, EventStore};
 use tenantry_projections::organizations::Organizations;
 use tenantry_projections::{Outcome, Runner};
 use tokio::sync::{watch, Notify};
 
-use crate::helpers::{eventually, feed_eventually, fresh_bus, fresh_store};
+use crate::helpers::{eventually, feed_eventually, fresh_bus, fresh_store, publish_one};
 
 async fn create_organizations(store: &EventStore, count: usize) {
     let slugs: Vec<String> = (0..count).map(|i| format!("org-{i}")).collect();
@@ -79,21 +78,6 @@ async fn drain(runner: &mut Runner, store: &EventStore, expected: i64) -> usize 
             Outcome::Idle => {}
         }
     }
-}
-
-/// Publishes `event` on its own, as the relay would after `prev`, under `message_id`.
-async fn publish_one(bus: &Bus, event: &RecordedEvent, prev: Cursor, message_id: String) {
-    let message = PublishMessage::build()
-        .payload(serde_json::to_vec(event).unwrap().into())
-        .message_id(message_id)
-        .header(HEADER_CURSOR, event.cursor.to_string().as_str())
-        .header(HEADER_PREV_CURSOR, prev.to_string().as_str());
-    bus.jetstream
-        .send_publish(bus.subject_for(event), message)
-        .await
-        .unwrap()
-        .await
-        .unwrap();
 }
 
 /// What [`three_organizations_published`] sets up.
