@@ -264,7 +264,7 @@ async fn record_usage_alerts(commands: CommandBus, mut shutdown: watch::Receiver
             for (tenant, month, threshold) in pending {
                 let org = tenantry_domain::OrganizationId::from_uuid(tenant);
                 let command = OrganizationCommand::RecordUsageAlert { month, threshold };
-                commands.organization(org, command, &request).await?;
+                commands.execute(org, command, &request).await?;
                 let mut tx = store.begin_system().await?;
                 alert_recorded(&mut tx, tenant, month, threshold).await?;
                 tx.commit().await?;
@@ -285,7 +285,7 @@ async fn record_usage_alerts(commands: CommandBus, mut shutdown: watch::Receiver
 async fn purge_idempotency_keys(store: EventStore, mut shutdown: watch::Receiver<bool>) {
     const KEEP: Duration = Duration::from_secs(48 * 3600);
     while !*shutdown.borrow() {
-        match tenantry_commands::executor::purge_idempotency_keys(&store, KEEP).await {
+        match tenantry_commands::idempotency::purge_idempotency_keys(&store, KEEP).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "purged expired idempotency keys"),
             Err(err) => tracing::warn!(error = %err, "purging idempotency keys failed"),

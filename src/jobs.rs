@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
-use tenantry_commands::{CommandBus, Request};
+use tenantry_commands::{CommandBus, Erase, Request};
 use tenantry_domain::billing::Month;
 use tenantry_eventstore::{EventStore, MasterKey, Metadata, Vault, MIGRATOR};
 use tokio::sync::Notify;
@@ -158,7 +158,7 @@ async fn audit(
         scope,
     };
     commands
-        .organization(
+        .execute(
             tenantry_domain::OrganizationId::from_uuid(tenant),
             command,
             &request,
@@ -279,11 +279,13 @@ pub async fn erase(url: &str, tenant: uuid::Uuid, customer: Option<&str>) -> any
     let request = cli_request();
     let org = tenantry_domain::OrganizationId::from_uuid(tenant);
     let (_, destroyed) = match customer {
-        None => commands.erase_tenant(org, &request).await,
+        None => commands.execute(org, Erase::Tenant, &request).await,
         Some(customer) => {
             let customer = tenantry_domain::CustomerRef::parse(customer)
                 .map_err(|e| anyhow!("--customer: {e}"))?;
-            commands.erase_customer(org, &customer, &request).await
+            commands
+                .execute(org, Erase::Customer(customer), &request)
+                .await
         }
     }
     .map_err(|e| anyhow!("{e}"))?;

@@ -252,7 +252,7 @@ async fn deploy(
     };
     let done = state
         .commands
-        .agent_instance(org, id, action, &command.request)
+        .execute((org, id), action, &command.request)
         .await?;
     Ok(answer(
         StatusCode::CREATED,
@@ -270,7 +270,7 @@ async fn run(
     let (org, id) = find(state, &command.principal, raw, Role::Developer).await?;
     let done = state
         .commands
-        .agent_instance(org, id, action, &command.request)
+        .execute((org, id), action, &command.request)
         .await?;
     Ok(answer(
         StatusCode::OK,
@@ -371,7 +371,7 @@ async fn issue_widget_key(
     };
     let done = state
         .commands
-        .agent_instance(org, instance, action, &command.request)
+        .execute((org, instance), action, &command.request)
         .await?;
     let view = if done.replayed {
         // Only the hash was kept: the secret cannot be shown again.
@@ -408,7 +408,7 @@ async fn revoke_widget_key(
     let action = AgentInstanceAction::RevokeWidgetKey { key_id };
     let done = state
         .commands
-        .agent_instance(org, instance, action, &command.request)
+        .execute((org, instance), action, &command.request)
         .await?;
     // Refused from now on here; other servers hear of it from PostgreSQL.
     state.credentials.forget_all();

@@ -10,6 +10,8 @@ use tenantry_domain::{ApiKeyId, KeyName, Role, TenantId};
 use tenantry_projections::directory::NAME as DIRECTORY;
 use uuid::Uuid;
 
+use tenantry_commands::NewApiKey;
+
 use crate::auth::Principal;
 use crate::command::{Command, CommandWith};
 use crate::consistency::MinPosition;
@@ -123,7 +125,14 @@ async fn issue(
     }
     let (done, key_id, secret) = state
         .commands
-        .issue_api_key(org, command.body.name, command.body.role, &command.request)
+        .execute(
+            org,
+            NewApiKey {
+                name: command.body.name,
+                role: command.body.role,
+            },
+            &command.request,
+        )
         .await?;
     if done.replayed {
         // Only the hash was kept: the secret cannot be shown again.
@@ -155,10 +164,7 @@ async fn revoke(
     let key = ApiKeyId::from_uuid(parse_id(&key, "api key")?);
     command.principal.require(org, Role::Admin)?;
     let what = OrganizationCommand::RevokeApiKey { key_id: key };
-    let done = state
-        .commands
-        .organization(org, what, &command.request)
-        .await?;
+    let done = state.commands.execute(org, what, &command.request).await?;
     // Refused from now on here; other servers hear of it from PostgreSQL.
     state.credentials.forget_all();
     Ok(answer(

@@ -215,7 +215,7 @@ async fn start(
     };
     let done = state
         .commands
-        .conversation(org, id, action, &command.request)
+        .execute((org, id), action, &command.request)
         .await?;
     Ok(answer(
         StatusCode::CREATED,
@@ -270,7 +270,7 @@ async fn append(
     };
     let done = state
         .commands
-        .conversation(org, id, action, &command.request)
+        .execute((org, id), action, &command.request)
         .await?;
     Ok(answer(
         StatusCode::CREATED,
@@ -314,7 +314,7 @@ async fn end(
     };
     let done = state
         .commands
-        .conversation(org, id, action, &command.request)
+        .execute((org, id), action, &command.request)
         .await?;
     Ok(answer(
         StatusCode::OK,

@@ -4,6 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
+use tenantry_commands::Erase;
 use tenantry_domain::organization::ErasureScope;
 use tenantry_domain::{CustomerRef, Role};
 
@@ -54,7 +55,10 @@ async fn erase_tenant(
 ) -> Result<Response, ApiError> {
     let org = org_of(&org)?;
     command.principal.require(org, Role::Owner)?;
-    let (done, keys_destroyed) = state.commands.erase_tenant(org, &command.request).await?;
+    let (done, keys_destroyed) = state
+        .commands
+        .execute(org, Erase::Tenant, &command.request)
+        .await?;
     let view = Erasure {
         organization_id: org.as_uuid(),
         scope: ErasureScope::Tenant,
@@ -78,7 +82,11 @@ async fn erase_customer(
     command.principal.require(org, Role::Owner)?;
     let (done, keys_destroyed) = state
         .commands
-        .erase_customer(org, &command.body.customer_ref, &command.request)
+        .execute(
+            org,
+            Erase::Customer(command.body.customer_ref.clone()),
+            &command.request,
+        )
         .await?;
     let view = Erasure {
         organization_id: org.as_uuid(),

@@ -88,7 +88,7 @@ async fn audit(
     };
     state
         .commands
-        .organization(org, record, &command.request)
+        .execute(org, record, &command.request)
         .await?;
     Ok(())
 }

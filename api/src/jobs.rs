@@ -102,7 +102,7 @@ pub async fn close_month(
             total: draft.total,
         };
         match commands
-            .organization(OrganizationId::from_uuid(tenant), command, request)
+            .execute(OrganizationId::from_uuid(tenant), command, request)
             .await
         {
             Ok(_) => report.finalized += 1,

@@ -142,10 +142,7 @@ async fn invite(
         email: command.body.email,
         role: command.body.role,
     };
-    let done = state
-        .commands
-        .organization(org, what, &command.request)
-        .await?;
+    let done = state.commands.execute(org, what, &command.request).await?;
     // A replay answers with the member the first request invited.
     let id = if done.replayed {
         *done
@@ -199,10 +196,7 @@ async fn change_role(
         member_id: member,
         role: command.body.role,
     };
-    let done = state
-        .commands
-        .organization(org, what, &command.request)
-        .await?;
+    let done = state.commands.execute(org, what, &command.request).await?;
     let view = MemberView::of(&done.aggregate, member)?;
     Ok(answer(StatusCode::OK, &done, view))
 }
@@ -220,10 +214,7 @@ async fn remove(
         .principal
         .require(org, role_needed_to_manage(current))?;
     let what = OrganizationCommand::RemoveMember { member_id: member };
-    let done = state
-        .commands
-        .organization(org, what, &command.request)
-        .await?;
+    let done = state.commands.execute(org, what, &command.request).await?;
     Ok(answer(
         StatusCode::OK,
         &done,

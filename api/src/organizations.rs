@@ -227,7 +227,7 @@ async fn create(
     let request = command
         .request
         .with_idempotency_scope(TenantId::from_uuid(Uuid::nil()));
-    let (done, key_id, secret) = state.commands.create_organization(new, &request).await?;
+    let (done, key_id, secret) = state.commands.execute((), new, &request).await?;
     let organization = OrganizationView::of(&state, &done.aggregate, done.version).await?;
     // A replay cannot show the secret again: only its hash was kept.
     let api_key = (!done.replayed).then(|| crate::api_keys::IssuedKey {
@@ -325,10 +325,7 @@ async fn run(
 ) -> Result<Response, ApiError> {
     let org = OrganizationId::from_uuid(parse_id(org, "organization")?);
     command.principal.require(org, role)?;
-    let done = state
-        .commands
-        .organization(org, what, &command.request)
-        .await?;
+    let done = state.commands.execute(org, what, &command.request).await?;
     let view = OrganizationView::of(state, &done.aggregate, done.version).await?;
     Ok(answer(StatusCode::OK, &done, view))
 }

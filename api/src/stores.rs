@@ -197,7 +197,7 @@ async fn create(
     };
     let done = state
         .commands
-        .store(org, id, action, &command.request)
+        .execute((org, id), action, &command.request)
         .await?;
     Ok(answer(
         StatusCode::CREATED,
@@ -223,7 +223,7 @@ async fn run(
     let (org, store) = find(state, &command.principal, raw, Role::Admin).await?;
     let done = state
         .commands
-        .store(org, store, action, &command.request)
+        .execute((org, store), action, &command.request)
         .await?;
     Ok(answer(
         StatusCode::OK,

@@ -11,26 +11,30 @@ use tenantry_domain::organization::{Organization, OrganizationCommand};
 use tenantry_domain::store::Store;
 use tenantry_domain::{AgentInstanceId, OrganizationId, StoreId, TenantId};
 
-use crate::executor::{load, Request};
+use crate::aggregate::load;
 use crate::keys::{insert_credential, revoke_credential, Grant};
-use crate::stores::not_found;
-use crate::{CommandBus, CommandError, Executed};
+use crate::{CommandBus, CommandError, Execute, Executed, Request};
 
-impl CommandBus {
-    /// Runs `action` on agent instance `instance_id` of organization `org` (for `Deploy`, the
-    /// id and store inside the action).
+impl Execute for AgentInstanceAction {
+    /// The organization and the agent instance (for `Deploy`, the id and store inside the
+    /// action).
+    type Target = (OrganizationId, AgentInstanceId);
+    type Output = Executed<AgentInstance>;
+
+    /// Runs the action on the agent instance.
     ///
     /// # Errors
     /// As [`CommandBus::transact`]; tier refusals for the instance limit, agent types and
     /// prompt overrides.
-    #[tracing::instrument(skip_all, err(level = "debug"), fields(tenant_id = %org, instance_id = %instance_id))]
-    pub async fn agent_instance(
-        &self,
-        org: OrganizationId,
-        instance_id: AgentInstanceId,
-        action: AgentInstanceAction,
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(tenant_id = %target.0, instance_id = %target.1))]
+    async fn execute(
+        self,
+        bus: &CommandBus,
+        target: Self::Target,
         request: &Request,
     ) -> Result<Executed<AgentInstance>, CommandError> {
+        let (org, instance_id) = target;
+        let action = self;
         let tenant = TenantId::from(org);
         let (instance_id, deploy_store) = match &action {
             AgentInstanceAction::Deploy {
@@ -39,12 +43,14 @@ impl CommandBus {
                 organization_id,
                 ..
             } if *organization_id == org => (*id, Some(*store_id)),
-            AgentInstanceAction::Deploy { .. } => return Err(not_found("organization")),
+            AgentInstanceAction::Deploy { .. } => {
+                return Err(CommandError::not_found("organization"))
+            }
             _ => (instance_id, None),
         };
         let metadata = &request.metadata;
         let action = &action;
-        self.transact(
+        bus.transact(
             tenant,
             request,
             crate::attempt!(|tx| {
@@ -60,12 +66,12 @@ impl CommandBus {
                     None if instance.state.organization_id == Some(org) => instance
                         .state
                         .store_id
-                        .ok_or_else(|| not_found("agent instance"))?,
-                    None => return Err(not_found("agent instance")),
+                        .ok_or_else(|| CommandError::not_found("agent instance"))?,
+                    None => return Err(CommandError::not_found("agent instance")),
                 };
                 let store = load::<Store>(tx, tenant, store_id.as_uuid()).await?;
                 if store.state.organization_id != Some(org) {
-                    return Err(not_found("store"));
+                    return Err(CommandError::not_found("store"));
                 }
                 let was_active =
                     instance.state.exists() && instance.state.status == InstanceStatus::Active;
@@ -89,7 +95,7 @@ impl CommandBus {
                         agent_type: instance
                             .state
                             .agent_type
-                            .ok_or_else(|| not_found("agent instance"))?,
+                            .ok_or_else(|| CommandError::not_found("agent instance"))?,
                     }),
                     AgentInstanceAction::Pause => {
                         Some(OrganizationCommand::ReleaseInstanceSlot { instance_id })

@@ -2,12 +2,7 @@
 //! organization as this server last read them (kept in memory until a change to them is
 //! announced, see [`tenantry_eventstore::kept`]).
 
-use std::any::Any;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
-
-use cqrs_es::Aggregate;
 
 use tenantry_domain::agent_instance::AgentInstance;
 use tenantry_domain::context::{InstanceContext, StoreContext};
@@ -23,13 +18,16 @@ use tenantry_eventstore::scope::Connect;
 use tenantry_eventstore::vault::{self, Vault};
 use tenantry_eventstore::RecordedEvent;
 
-use crate::executor::{fold, fold_opened, Request, Staged};
-use crate::stores::not_found;
-use crate::{CommandBus, CommandError, Executed};
+use crate::aggregate::{fold_opened, Staged};
+use crate::folds::Folds;
+use crate::{CommandBus, CommandError, Execute, Executed, Request};
 
-impl CommandBus {
-    /// Runs `action` on conversation `conversation_id` of organization `org` (for `Start`, the
-    /// id and agent instance inside the action).
+impl Execute for ConversationAction {
+    /// The organization and the conversation (for `Start`, the id inside the action).
+    type Target = (OrganizationId, ConversationId);
+    type Output = Executed<Conversation>;
+
+    /// Runs the action on the conversation.
     ///
     /// The first attempt decides from the streams this server keeps in memory
     /// ([`tenantry_eventstore::kept`]) when it keeps them all, and reads nothing. A decision
@@ -39,14 +37,15 @@ impl CommandBus {
     ///
     /// # Errors
     /// As [`CommandBus::transact`].
-    #[tracing::instrument(skip_all, err(level = "debug"), fields(tenant_id = %org, conversation_id = %conversation_id))]
-    pub async fn conversation(
-        &self,
-        org: OrganizationId,
-        conversation_id: ConversationId,
-        action: ConversationAction,
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(tenant_id = %target.0, conversation_id = %target.1))]
+    async fn execute(
+        self,
+        bus: &CommandBus,
+        target: Self::Target,
         request: &Request,
     ) -> Result<Executed<Conversation>, CommandError> {
+        let (org, conversation_id) = target;
+        let action = self;
         let tenant = TenantId::from(org);
         let (conversation_id, start_instance) = match &action {
             ConversationAction::Start {
@@ -57,20 +56,20 @@ impl CommandBus {
             _ => (conversation_id, None),
         };
         let c = conversation_id.as_uuid();
-        let kept = self.event_store().kept();
+        let kept = bus.event_store().kept();
         let decision = Decision {
             org,
             conversation_id: c,
             start_instance,
             action: &action,
             request,
-            vault: self.event_store().vault(),
-            parents: &self.parents,
+            vault: bus.event_store().vault(),
+            folds: &bus.folds,
         };
         let decision = &decision;
         let from_memory = AtomicBool::new(kept.is_listening());
         let from_memory = &from_memory;
-        let executed = self
+        let executed = bus
             .transact_grouped(
                 tenant,
                 request,
@@ -128,8 +127,9 @@ impl CommandBus {
                             read_streams(session.connection().await?, tenant, &wanted).await?,
                             epoch,
                         );
-                        let streams: [Kept; 4] =
-                            streams.try_into().map_err(|_| not_found("conversation"))?;
+                        let streams: [Kept; 4] = streams
+                            .try_into()
+                            .map_err(|_| CommandError::not_found("conversation"))?;
                         decision.decide(session, streams).await
                     }
                 ),
@@ -173,56 +173,6 @@ fn kept_streams(
     Some([conversation, instance?, store?, organization?])
 }
 
-/// A conversation's parents (agent instance, store, organization) folded from kept streams,
-/// each with the copy it was folded from: while that very copy is what a command decides
-/// from, the fold stands, and the parents' events are not decoded again for every command.
-/// (The fold holds its copy weakly: the events go when the copy is forgotten, but its
-/// allocation stays, so no other copy can take its address.)
-#[derive(Clone, Default)]
-pub(crate) struct Parents(Arc<Mutex<HashMap<ParentKey, Folded>>>);
-
-/// `(tenant, stream type, id)`.
-type ParentKey = (Uuid, &'static str, Uuid);
-
-/// A fold and the copy it was folded from.
-type Folded = (Weak<[Arc<RecordedEvent>]>, Arc<dyn Any + Send + Sync>);
-
-/// Parents folded at most; all are forgotten when more would be.
-const PARENTS: usize = 4096;
-
-impl std::fmt::Debug for Parents {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Parents").finish_non_exhaustive()
-    }
-}
-
-impl Parents {
-    /// `A` with id `id` of `tenant`, folded from `kept`.
-    fn fold<A: Aggregate + 'static>(
-        &self,
-        tenant: TenantId,
-        id: Uuid,
-        kept: &Kept,
-    ) -> Result<Arc<A>, CommandError> {
-        let key = (tenant.as_uuid(), A::TYPE, id);
-        let folded = self.0.lock().expect("never poisoned").get(&key).cloned();
-        if let Some((from, state)) = folded {
-            if std::ptr::addr_eq(from.as_ptr(), Arc::as_ptr(kept)) {
-                if let Ok(state) = state.downcast::<A>() {
-                    return Ok(state);
-                }
-            }
-        }
-        let state = Arc::new(fold::<A>(id, kept, None)?.state);
-        let mut folds = self.0.lock().expect("never poisoned");
-        if folds.len() >= PARENTS {
-            folds.clear();
-        }
-        folds.insert(key, (Arc::downgrade(kept), state.clone()));
-        Ok(state)
-    }
-}
-
 /// What a conversation command decides, apart from the streams it decides from.
 struct Decision<'a> {
     org: OrganizationId,
@@ -231,7 +181,7 @@ struct Decision<'a> {
     action: &'a ConversationAction,
     request: &'a Request,
     vault: &'a Vault,
-    parents: &'a Parents,
+    folds: &'a Folds,
 }
 
 impl Decision<'_> {
@@ -250,7 +200,7 @@ impl Decision<'_> {
             action,
             request,
             vault,
-            parents,
+            folds,
         } = *self;
         let tenant = TenantId::from(org);
         // The customer reference is shown in the command's answer: open it (only the first
@@ -273,20 +223,20 @@ impl Decision<'_> {
             None if conversation.state.organization_id == Some(org) => conversation
                 .state
                 .agent_instance_id
-                .ok_or_else(|| not_found("conversation"))?,
-            None => return Err(not_found("conversation")),
+                .ok_or_else(|| CommandError::not_found("conversation"))?,
+            None => return Err(CommandError::not_found("conversation")),
         };
-        let instance = parents.fold::<AgentInstance>(tenant, instance_id.as_uuid(), &instance)?;
+        let instance = folds.fold::<AgentInstance>(tenant, instance_id.as_uuid(), &instance)?;
         if instance.organization_id != Some(org) {
-            return Err(not_found("agent instance"));
+            return Err(CommandError::not_found("agent instance"));
         }
         let store_id = instance
             .store_id
-            .ok_or_else(|| not_found("agent instance"))?;
+            .ok_or_else(|| CommandError::not_found("agent instance"))?;
         // Named by the instance (Start) or the conversation, which records the instance's
         // store: the same stream as `store_id`.
-        let store = parents.fold::<Store>(tenant, store_id.as_uuid(), &store)?;
-        let organization = parents.fold::<Organization>(tenant, org.as_uuid(), &organization)?;
+        let store = folds.fold::<Store>(tenant, store_id.as_uuid(), &store)?;
+        let organization = folds.fold::<Organization>(tenant, org.as_uuid(), &organization)?;
         let ctx = organization
             .context()
             .map_err(|e| CommandError::rejected(&e))?;
@@ -302,7 +252,7 @@ impl Decision<'_> {
                 agent_instance_id: instance_id,
                 agent_type: instance
                     .agent_type
-                    .ok_or_else(|| not_found("agent instance"))?,
+                    .ok_or_else(|| CommandError::not_found("agent instance"))?,
                 store_id,
                 organization_id: org,
                 customer_ref: customer_ref.clone(),
@@ -323,31 +273,5 @@ impl Decision<'_> {
         conversation
             .stage(conn, tenant, command, &request.metadata)
             .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_parent_is_folded_again_from_any_other_copy() {
-        let parents = Parents::default();
-        let (tenant, id) = (TenantId::new(), Uuid::now_v7());
-        let copy: Kept = Arc::from(Vec::new());
-        let first = parents.fold::<Store>(tenant, id, &copy).unwrap();
-        let again = parents.fold::<Store>(tenant, id, &copy).unwrap();
-        assert!(
-            Arc::ptr_eq(&first, &again),
-            "the same copy should not be folded twice"
-        );
-
-        // Another copy of the same stream (read again, or moved) is folded anew.
-        let other: Kept = Arc::from(Vec::new());
-        let refolded = parents.fold::<Store>(tenant, id, &other).unwrap();
-        assert!(!Arc::ptr_eq(&first, &refolded));
-        // And so is the same copy for another tenant's stream of that id.
-        let elsewhere = parents.fold::<Store>(TenantId::new(), id, &copy).unwrap();
-        assert!(!Arc::ptr_eq(&refolded, &elsewhere));
     }
 }

@@ -3,54 +3,48 @@
 use tenantry_domain::organization::{ErasureScope, Organization, OrganizationCommand};
 use tenantry_domain::{CustomerRef, OrganizationId, TenantId};
 
-use crate::executor::{load, Request};
-use crate::stores::not_found;
-use crate::{CommandBus, CommandError, Executed};
+use crate::aggregate::load;
+use crate::{CommandBus, CommandError, Execute, Executed, Request};
 
-impl CommandBus {
-    /// Erases the personal data `org` recorded until now (its members' and billing emails,
-    /// its customers' references and every message): its data keys and all its customers'
-    /// are destroyed and `PersonalDataErased` is recorded, in one transaction. Accepted in any
-    /// status; personal data recorded afterwards is sealed under new keys. Returns how many
-    /// keys were destroyed.
-    ///
-    /// # Errors
-    /// Not found for an unknown organization; otherwise as [`CommandBus::transact`].
-    #[tracing::instrument(skip_all, err(level = "debug"), fields(tenant_id = %org))]
-    pub async fn erase_tenant(
-        &self,
-        org: OrganizationId,
-        request: &Request,
-    ) -> Result<(Executed<Organization>, u64), CommandError> {
-        self.erase(org, None, request).await
-    }
-
-    /// Erases what `org` holds of one end customer: the key their reference and their
+/// What an erasure destroys.
+#[derive(Clone, Debug)]
+pub enum Erase {
+    /// The personal data the organization recorded until now (its members' and billing
+    /// emails, its customers' references and every message): its data keys and all its
+    /// customers' are destroyed. Accepted in any status; personal data recorded afterwards is
+    /// sealed under new keys.
+    Tenant,
+    /// What the organization holds of one end customer: the key their reference and their
     /// conversations' messages were sealed under.
+    Customer(CustomerRef),
+}
+
+impl Execute for Erase {
+    type Target = OrganizationId;
+    /// The organization after `PersonalDataErased`, and how many keys were destroyed.
+    type Output = (Executed<Organization>, u64);
+
+    /// Destroys the keys and records `PersonalDataErased`, in one transaction.
     ///
     /// # Errors
-    /// Not found when no personal data of that customer is held (never recorded, or erased
-    /// already); otherwise as [`CommandBus::erase_tenant`].
+    /// Not found for an unknown organization, or (for a customer) when no personal data of
+    /// that customer is held (never recorded, or erased already); otherwise as
+    /// [`CommandBus::transact`].
     #[tracing::instrument(skip_all, err(level = "debug"), fields(tenant_id = %org))]
-    pub async fn erase_customer(
-        &self,
+    async fn execute(
+        self,
+        bus: &CommandBus,
         org: OrganizationId,
-        customer: &CustomerRef,
         request: &Request,
-    ) -> Result<(Executed<Organization>, u64), CommandError> {
-        self.erase(org, Some(customer), request).await
-    }
-
-    async fn erase(
-        &self,
-        org: OrganizationId,
-        customer: Option<&CustomerRef>,
-        request: &Request,
-    ) -> Result<(Executed<Organization>, u64), CommandError> {
+    ) -> Result<Self::Output, CommandError> {
+        let customer = match &self {
+            Erase::Tenant => None,
+            Erase::Customer(customer) => Some(customer),
+        };
         let tenant = TenantId::from(org);
         let metadata = &request.metadata;
-        let vault = self.event_store().vault();
-        let done = self
+        let vault = bus.event_store().vault();
+        let done = bus
             .transact(
                 tenant,
                 request,
@@ -58,7 +52,7 @@ impl CommandBus {
                     // Read before the first write (the feed's ordering rule).
                     let mut organization = load::<Organization>(tx, tenant, org.as_uuid()).await?;
                     if !organization.state.exists() {
-                        return Err(not_found("organization"));
+                        return Err(CommandError::not_found("organization"));
                     }
                     let command = match customer {
                         None => OrganizationCommand::RecordErasure {
@@ -70,7 +64,7 @@ impl CommandBus {
                             let key = vault
                                 .erase_customer(tx, tenant, customer.as_str())
                                 .await?
-                                .ok_or_else(|| not_found("customer"))?;
+                                .ok_or_else(|| CommandError::not_found("customer"))?;
                             OrganizationCommand::RecordErasure {
                                 scope: ErasureScope::Customer,
                                 key_id: Some(key),

@@ -32,6 +32,12 @@ pub enum CommandError {
 }
 
 impl CommandError {
+    /// The refusal for something that does not exist in this organization (or at all: the
+    /// same answer).
+    pub fn not_found(what: &'static str) -> Self {
+        Self::rejected(&tenantry_domain::DomainError::NotFound(what))
+    }
+
     pub fn rejected<E: Rejection>(err: &E) -> Self {
         CommandError::Rejected {
             code: err.code(),

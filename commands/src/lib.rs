@@ -10,15 +10,23 @@
 //!   what NATS acknowledged.
 
 pub mod agent_instances;
+pub mod aggregate;
 pub mod conversations;
 pub mod erasure;
 pub mod error;
 pub mod executor;
+mod folds;
+pub mod idempotency;
 pub mod keys;
 pub mod organizations;
 pub mod relay;
+pub mod request;
+pub mod session;
 pub mod stores;
 
+pub use erasure::Erase;
 pub use error::CommandError;
-pub use executor::{CommandBus, Executed, Request};
+pub use executor::{CommandBus, Execute};
+pub use organizations::{NewApiKey, NewOrganization};
 pub use relay::Relay;
+pub use request::{Executed, Request};

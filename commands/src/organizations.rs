@@ -8,9 +8,9 @@ use tenantry_domain::{
 };
 use tenantry_eventstore::error::is_unique_violation;
 
-use crate::executor::{load_revealed, Request};
+use crate::aggregate::load_revealed;
 use crate::keys::{insert_credential, revoke_credential, Grant, Secret, API_KEY_PREFIX};
-use crate::{CommandBus, CommandError, Executed};
+use crate::{CommandBus, CommandError, Execute, Executed, Request};
 
 /// What a new organization is made of.
 #[derive(Clone, Debug)]
@@ -42,7 +42,12 @@ impl NewOrganization {
     }
 }
 
-impl CommandBus {
+impl Execute for NewOrganization {
+    /// Nothing: the organization does not exist yet.
+    type Target = ();
+    /// The organization, its owner key's id and the owner key's secret (shown once).
+    type Output = (Executed<Organization>, ApiKeyId, Secret);
+
     /// Opens a new organization: reserves its slug platform-wide and records
     /// `OrganizationCreated`, its first owner and the owner's API key, in one transaction, so
     /// a slug is never held by an organization that does not exist. The owner key's secret is
@@ -51,12 +56,14 @@ impl CommandBus {
     /// # Errors
     /// [`CommandError::SlugTaken`] when another organization has the slug; otherwise as
     /// [`CommandBus::transact`].
-    #[tracing::instrument(skip_all, err(level = "debug"), fields(slug = %new.slug))]
-    pub async fn create_organization(
-        &self,
-        new: NewOrganization,
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(slug = %self.slug))]
+    async fn execute(
+        self,
+        bus: &CommandBus,
+        _: (),
         request: &Request,
-    ) -> Result<(Executed<Organization>, ApiKeyId, Secret), CommandError> {
+    ) -> Result<Self::Output, CommandError> {
+        let new = self;
         let id = OrganizationId::new();
         let tenant = TenantId::from(id);
         let owner = MemberId::new();
@@ -64,9 +71,9 @@ impl CommandBus {
         let owner_secret = Secret::generate(API_KEY_PREFIX);
         let secret = &owner_secret;
         let metadata = &request.metadata;
-        let vault = self.event_store().vault();
+        let vault = bus.event_store().vault();
         let new = &new;
-        let done = self
+        let done = bus
             .transact(
                 tenant,
                 request,
@@ -118,6 +125,11 @@ impl CommandBus {
             .await?;
         Ok((done, owner_key, owner_secret))
     }
+}
+
+impl Execute for OrganizationCommand {
+    type Target = OrganizationId;
+    type Output = Executed<Organization>;
 
     /// Any command on the organization itself (details, tier, subscription, suspension,
     /// closing, members, API keys). Issuing and revoking an API key also writes its
@@ -125,18 +137,19 @@ impl CommandBus {
     ///
     /// # Errors
     /// As [`CommandBus::transact`].
-    #[tracing::instrument(skip_all, err(level = "debug"), fields(tenant_id = %id))]
-    pub async fn organization(
-        &self,
-        id: OrganizationId,
-        command: OrganizationCommand,
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(tenant_id = %target))]
+    async fn execute(
+        self,
+        bus: &CommandBus,
+        target: OrganizationId,
         request: &Request,
     ) -> Result<Executed<Organization>, CommandError> {
+        let id = target;
         let tenant = TenantId::from(id);
         let metadata = &request.metadata;
-        let vault = self.event_store().vault();
-        let command = &command;
-        self.transact(
+        let vault = bus.event_store().vault();
+        let command = &self;
+        bus.transact(
             tenant,
             request,
             crate::attempt!(|tx| {
@@ -161,28 +174,41 @@ impl CommandBus {
         )
         .await
     }
+}
 
-    /// Issues an API key with `role`; the secret is in the returned [`Secret`], shown once.
+/// A new API key with a role, for the organization it is run on.
+#[derive(Clone, Debug)]
+pub struct NewApiKey {
+    pub name: KeyName,
+    pub role: Role,
+}
+
+impl Execute for NewApiKey {
+    type Target = OrganizationId;
+    /// The organization, the key's id and its secret (shown once).
+    type Output = (Executed<Organization>, ApiKeyId, Secret);
+
+    /// Issues the key: `IssueApiKey` with a secret generated here, of which only the hash and
+    /// a display prefix are recorded.
     ///
     /// # Errors
-    /// As [`CommandBus::organization`].
-    pub async fn issue_api_key(
-        &self,
+    /// As [`OrganizationCommand`]'s.
+    async fn execute(
+        self,
+        bus: &CommandBus,
         org: OrganizationId,
-        name: KeyName,
-        role: Role,
         request: &Request,
-    ) -> Result<(Executed<Organization>, ApiKeyId, Secret), CommandError> {
+    ) -> Result<Self::Output, CommandError> {
         let key_id = ApiKeyId::new();
         let secret = Secret::generate(API_KEY_PREFIX);
         let command = OrganizationCommand::IssueApiKey {
             key_id,
-            name,
-            role,
+            name: self.name,
+            role: self.role,
             prefix: secret.prefix.clone(),
             hash: secret.hash.clone(),
         };
-        let done = self.organization(org, command, request).await?;
+        let done = bus.execute(org, command, request).await?;
         Ok((done, key_id, secret))
     }
 }

@@ -5,24 +5,28 @@ use tenantry_domain::organization::{Organization, OrganizationCommand};
 use tenantry_domain::store::{Store, StoreAction, StoreCommand};
 use tenantry_domain::{OrganizationId, StoreId, TenantId};
 
-use crate::executor::{load, Request};
-use crate::{CommandBus, CommandError, Executed};
+use crate::aggregate::load;
+use crate::{CommandBus, CommandError, Execute, Executed, Request};
 
-impl CommandBus {
-    /// Runs `action` on store `store_id` of organization `org` (for `Create`, the id inside
-    /// the action).
+impl Execute for StoreAction {
+    /// The organization and the store (for `Create`, the id inside the action).
+    type Target = (OrganizationId, StoreId);
+    type Output = Executed<Store>;
+
+    /// Runs the action on the store.
     ///
     /// # Errors
     /// As [`CommandBus::transact`]; [`tenantry_domain::DomainError::TierLimitReached`] when the
     /// tier's store limit is reached.
-    #[tracing::instrument(skip_all, err(level = "debug"), fields(tenant_id = %org, store_id = %store_id))]
-    pub async fn store(
-        &self,
-        org: OrganizationId,
-        store_id: StoreId,
-        action: StoreAction,
+    #[tracing::instrument(skip_all, err(level = "debug"), fields(tenant_id = %target.0, store_id = %target.1))]
+    async fn execute(
+        self,
+        bus: &CommandBus,
+        target: Self::Target,
         request: &Request,
     ) -> Result<Executed<Store>, CommandError> {
+        let (org, store_id) = target;
+        let action = self;
         let tenant = TenantId::from(org);
         let store_id = match &action {
             StoreAction::Create {
@@ -30,12 +34,12 @@ impl CommandBus {
                 organization_id,
                 ..
             } if *organization_id == org => *id,
-            StoreAction::Create { .. } => return Err(not_found("organization")),
+            StoreAction::Create { .. } => return Err(CommandError::not_found("organization")),
             _ => store_id,
         };
         let metadata = &request.metadata;
         let action = &action;
-        self.transact(
+        bus.transact(
             tenant,
             request,
             crate::attempt!(|tx| {
@@ -50,7 +54,7 @@ impl CommandBus {
                     && store.state.organization_id != Some(org)
                 {
                     // Not this organization's store (or none at all): the same answer.
-                    return Err(not_found("store"));
+                    return Err(CommandError::not_found("store"));
                 }
                 store
                     .execute(
@@ -80,9 +84,4 @@ impl CommandBus {
         )
         .await
     }
-}
-
-/// The refusal for something that does not exist in this organization.
-pub(crate) fn not_found(what: &'static str) -> CommandError {
-    CommandError::rejected(&tenantry_domain::DomainError::NotFound(what))
 }

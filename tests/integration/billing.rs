@@ -393,7 +393,8 @@ async fn rebuilt_tables_equal_the_live_ones_row_for_row() {
     let mut tenants = Vec::new();
     for t in 0..20 {
         let (done, _, _) = bus
-            .create_organization(
+            .execute(
+                (),
                 tenantry_commands::organizations::NewOrganization::new(
                     OrganizationName::parse(format!("Tenant {t}")).unwrap(),
                     Slug::parse(format!("tenant-{t}")).unwrap(),
@@ -409,7 +410,7 @@ async fn rebuilt_tables_equal_the_live_ones_row_for_row() {
     }
     // Tier changes for half of them.
     for org in tenants.iter().step_by(2) {
-        bus.organization(
+        bus.execute(
             *org,
             tenantry_domain::organization::OrganizationCommand::ChangeTier {
                 tier: Tier::Pro,

@@ -35,7 +35,8 @@ pub(crate) fn request(actor: &str) -> Request {
 
 pub(crate) async fn organization(bus: &CommandBus, slug: &str, tier: Tier) -> OrganizationId {
     let done = bus
-        .create_organization(
+        .execute(
+            (),
             NewOrganization::new(
                 OrganizationName::parse(slug).unwrap(),
                 Slug::parse(slug).unwrap(),
@@ -58,7 +59,7 @@ pub(crate) async fn store(bus: &CommandBus, org: OrganizationId) -> Result<Store
         domain: StoreDomain::parse("shop.example.com").unwrap(),
         platform: Platform::Custom,
     };
-    bus.store(org, id, action, &request("key:test"))
+    bus.execute((org, id), action, &request("key:test"))
         .await
         .map(|_| id)
 }
@@ -78,7 +79,7 @@ pub(crate) async fn deploy(
         version: None,
         config: Default::default(),
     };
-    bus.agent_instance(org, id, action, &request("key:test"))
+    bus.execute((org, id), action, &request("key:test"))
         .await
         .map(|_| id)
 }
@@ -155,28 +156,30 @@ async fn pausing_frees_a_slot_and_resuming_takes_one() {
         &deploy(&bus, org, store, AgentType::CustomerService).await,
         "tier-required"
     ));
-    bus.agent_instance(org, instances[0], AgentInstanceAction::Pause, &request("k"))
-        .await
-        .unwrap();
+    bus.execute(
+        (org, instances[0]),
+        AgentInstanceAction::Pause,
+        &request("k"),
+    )
+    .await
+    .unwrap();
     let fourth = deploy(&bus, org, store, AgentType::CustomerService)
         .await
         .unwrap();
     let resumed = bus
-        .agent_instance(
-            org,
-            instances[0],
+        .execute(
+            (org, instances[0]),
             AgentInstanceAction::Resume,
             &request("k"),
         )
         .await;
     assert!(is_code(&resumed, "tier-required"), "{resumed:?}");
-    bus.agent_instance(org, fourth, AgentInstanceAction::Archive, &request("k"))
+    bus.execute((org, fourth), AgentInstanceAction::Archive, &request("k"))
         .await
         .unwrap();
     let resumed = bus
-        .agent_instance(
-            org,
-            instances[0],
+        .execute(
+            (org, instances[0]),
             AgentInstanceAction::Resume,
             &request("k"),
         )
@@ -184,7 +187,7 @@ async fn pausing_frees_a_slot_and_resuming_takes_one() {
         .unwrap();
     assert_eq!(resumed.aggregate.status, InstanceStatus::Active);
     let archived = bus
-        .agent_instance(org, fourth, AgentInstanceAction::Pause, &request("k"))
+        .execute((org, fourth), AgentInstanceAction::Pause, &request("k"))
         .await;
     assert!(is_code(&archived, "agent-instance-archived"));
 }
@@ -198,7 +201,7 @@ async fn tier_limits_for_stores_agent_types_and_downgrades() {
     deploy(&bus, org, first, AgentType::Sales).await.unwrap();
 
     let downgrade = bus
-        .organization(
+        .execute(
             org,
             OrganizationCommand::ChangeTier {
                 tier: Tier::Basic,
@@ -227,12 +230,12 @@ async fn tier_limits_for_stores_agent_types_and_downgrades() {
         "tier-required"
     ));
     // Deactivating the store frees its slot.
-    bus.store(basic, only, StoreAction::Deactivate, &request("k"))
+    bus.execute((basic, only), StoreAction::Deactivate, &request("k"))
         .await
         .unwrap();
     store(&bus, basic).await.unwrap();
     let reactivate = bus
-        .store(basic, only, StoreAction::Reactivate, &request("k"))
+        .execute((basic, only), StoreAction::Reactivate, &request("k"))
         .await;
     assert!(is_code(&reactivate, "tier-required"), "{reactivate:?}");
 }
@@ -255,11 +258,11 @@ async fn a_suspended_organization_refuses_commands_on_everything_it_owns() {
         customer_ref: None,
         channel: Channel::Web,
     };
-    bus.conversation(org, conversation, start.clone(), &request("k"))
+    bus.execute((org, conversation), start.clone(), &request("k"))
         .await
         .unwrap();
 
-    bus.organization(
+    bus.execute(
         org,
         OrganizationCommand::Suspend {
             reason: "unpaid".into(),
@@ -271,7 +274,7 @@ async fn a_suspended_organization_refuses_commands_on_everything_it_owns() {
     .unwrap();
     assert!(is_code(&store(&bus, org).await, "organization-suspended"));
     assert!(is_code(
-        &bus.agent_instance(org, instance, AgentInstanceAction::Pause, &request("k"))
+        &bus.execute((org, instance), AgentInstanceAction::Pause, &request("k"))
             .await,
         "organization-suspended"
     ));
@@ -283,12 +286,12 @@ async fn a_suspended_organization_refuses_commands_on_everything_it_owns() {
         tokens_out: 0,
     };
     assert!(is_code(
-        &bus.conversation(org, conversation, message.clone(), &request("k"))
+        &bus.execute((org, conversation), message.clone(), &request("k"))
             .await,
         "organization-suspended"
     ));
 
-    bus.organization(
+    bus.execute(
         org,
         OrganizationCommand::Reactivate {
             by_platform_admin: true,
@@ -298,7 +301,7 @@ async fn a_suspended_organization_refuses_commands_on_everything_it_owns() {
     .await
     .unwrap();
     let done = bus
-        .conversation(org, conversation, message, &request("k"))
+        .execute((org, conversation), message, &request("k"))
         .await
         .unwrap();
     assert_eq!(done.aggregate.messages, 1);
@@ -321,29 +324,29 @@ async fn conversations_need_an_active_instance_and_store() {
         customer_ref: Some(CustomerRef::parse("c-1").unwrap()),
         channel: Channel::Email,
     };
-    bus.agent_instance(org, instance, AgentInstanceAction::Pause, &request("k"))
+    bus.execute((org, instance), AgentInstanceAction::Pause, &request("k"))
         .await
         .unwrap();
     let id = ConversationId::new();
     assert!(is_code(
-        &bus.conversation(org, id, start(id), &request("k")).await,
+        &bus.execute((org, id), start(id), &request("k")).await,
         "agent-instance-not-active"
     ));
-    bus.agent_instance(org, instance, AgentInstanceAction::Resume, &request("k"))
+    bus.execute((org, instance), AgentInstanceAction::Resume, &request("k"))
         .await
         .unwrap();
-    bus.store(org, store_id, StoreAction::Deactivate, &request("k"))
+    bus.execute((org, store_id), StoreAction::Deactivate, &request("k"))
         .await
         .unwrap();
     assert!(is_code(
-        &bus.conversation(org, id, start(id), &request("k")).await,
+        &bus.execute((org, id), start(id), &request("k")).await,
         "store-inactive"
     ));
-    bus.store(org, store_id, StoreAction::Reactivate, &request("k"))
+    bus.execute((org, store_id), StoreAction::Reactivate, &request("k"))
         .await
         .unwrap();
     let done = bus
-        .conversation(org, id, start(id), &request("k"))
+        .execute((org, id), start(id), &request("k"))
         .await
         .unwrap();
     assert_eq!(done.version, 1);
@@ -354,7 +357,7 @@ async fn conversations_need_an_active_instance_and_store() {
         resolution: Resolution::Resolved,
     };
     assert!(is_code(
-        &bus.conversation(other, id, end, &request("k")).await,
+        &bus.execute((other, id), end, &request("k")).await,
         "not-found"
     ));
 }
@@ -372,7 +375,7 @@ async fn concurrent_commands_on_one_stream_all_land_through_retries() {
                     email: Email::parse(format!("dev{i}@busy.example.com")).unwrap(),
                     role: Role::Developer,
                 };
-                bus.organization(org, command, &request("k")).await
+                bus.execute(org, command, &request("k")).await
             })
         })
         .collect();
@@ -399,12 +402,12 @@ async fn an_idempotency_key_replays_the_first_result_and_appends_nothing() {
     };
     let keyed = request("k").with_idempotency("invite-1", "fingerprint-a");
     let first = bus
-        .organization(org, invite("a@careful.example.com"), &keyed)
+        .execute(org, invite("a@careful.example.com"), &keyed)
         .await
         .unwrap();
     assert!(!first.replayed);
     let again = bus
-        .organization(org, invite("a@careful.example.com"), &keyed)
+        .execute(org, invite("a@careful.example.com"), &keyed)
         .await
         .unwrap();
     assert!(again.replayed);
@@ -421,7 +424,7 @@ async fn an_idempotency_key_replays_the_first_result_and_appends_nothing() {
 
     let reused = request("k").with_idempotency("invite-1", "fingerprint-b");
     let conflict = bus
-        .organization(org, invite("b@careful.example.com"), &reused)
+        .execute(org, invite("b@careful.example.com"), &reused)
         .await;
     assert!(
         matches!(conflict, Err(CommandError::IdempotencyConflict(_))),
@@ -440,7 +443,7 @@ async fn an_idempotency_key_replays_the_first_result_and_appends_nothing() {
                     email: Email::parse("c@careful.example.com").unwrap(),
                     role: Role::Admin,
                 };
-                bus.organization(org, command, &keyed).await
+                bus.execute(org, command, &keyed).await
             })
         })
         .collect();
@@ -460,7 +463,7 @@ async fn an_idempotency_key_replays_the_first_result_and_appends_nothing() {
     // Keys are scoped by organization: another one may use the same key.
     let other = organization(&bus, "other-careful", Tier::Pro).await;
     let fresh = bus
-        .organization(
+        .execute(
             other,
             invite("a@other.example.com"),
             &request("k").with_idempotency("invite-1", "fingerprint-a"),
@@ -507,7 +510,7 @@ async fn store_with(bus: &CommandBus, org: OrganizationId, request: &Request) {
         domain: StoreDomain::parse("shop.example.com").unwrap(),
         platform: Platform::Custom,
     };
-    bus.store(org, id, action, request).await.unwrap();
+    bus.execute((org, id), action, request).await.unwrap();
 }
 
 #[tokio::test]
@@ -542,9 +545,8 @@ async fn an_event_stored_under_an_old_schema_still_loads() {
     tx.commit().await.unwrap();
 
     let updated = bus
-        .store(
-            org,
-            store_id,
+        .execute(
+            (org, store_id),
             StoreAction::Update {
                 name: Some(StoreName::parse("Renamed").unwrap()),
                 domain: None,

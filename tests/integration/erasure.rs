@@ -427,7 +427,7 @@ async fn a_process_without_the_master_key_records_no_personal_data_but_still_wor
         threshold: 80,
     };
     commands
-        .organization(org, alert, &request)
+        .execute(org, alert, &request)
         .await
         .expect("a usage alert carries no personal data");
     let invite = OrganizationCommand::InviteMember {
@@ -435,7 +435,7 @@ async fn a_process_without_the_master_key_records_no_personal_data_but_still_wor
         email: Email::parse("nobody@keyless.example.com").unwrap(),
         role: Role::Member,
     };
-    let refused = commands.organization(org, invite, &request).await;
+    let refused = commands.execute(org, invite, &request).await;
     assert!(
         refused.unwrap_err().to_string().contains("master key"),
         "personal data is never written unsealed"

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::Executor;
-use tenantry_commands::{CommandBus, CommandError, Request};
+use tenantry_commands::{CommandBus, CommandError, Erase, Request};
 use tenantry_domain::agent_instance::AgentInstanceAction;
 use tenantry_domain::conversation::ConversationAction;
 use tenantry_domain::store::StoreAction;
@@ -86,7 +86,7 @@ async fn say(
     text: &str,
     request: &Request,
 ) -> Result<i64, CommandError> {
-    bus.conversation(org, id, message(text), request)
+    bus.execute((org, id), message(text), request)
         .await
         .map(|done| done.version)
 }
@@ -128,7 +128,7 @@ async fn two_servers(slug: &str) -> TwoServers {
     let parents = deployed(&a, slug).await;
     let org = parents.0;
     let id = ConversationId::new();
-    a.conversation(org, id, start(parents, id), &request("k"))
+    a.execute((org, id), start(parents, id), &request("k"))
         .await
         .unwrap();
     TwoServers {
@@ -159,7 +159,7 @@ async fn a_decision_from_a_stale_conversation_never_stands() {
     // B moves the conversation behind A's copy; A's next append still lands, after it.
     assert_eq!(say(&b, org, id, "two", &request("k")).await.unwrap(), 3);
     let done = a
-        .conversation(org, id, message("three"), &request("k"))
+        .execute((org, id), message("three"), &request("k"))
         .await
         .unwrap();
     assert_eq!((done.version, done.aggregate.messages), (4, 3));
@@ -176,9 +176,8 @@ async fn a_decision_from_a_stale_conversation_never_stands() {
     assert_eq!(say(&a, org, id, "five", &expecting).await.unwrap(), 6);
 
     // Ended on B: A's copy (open, version 6) must not accept another message.
-    b.conversation(
-        org,
-        id,
+    b.execute(
+        (org, id),
         ConversationAction::End {
             resolution: Resolution::Resolved,
         },
@@ -199,7 +198,7 @@ async fn a_decision_from_a_stale_conversation_never_stands() {
 /// parents of a conversation it starts.
 async fn settled(url: &str, bus: &CommandBus, parents: (OrganizationId, StoreId, AgentInstanceId)) {
     let id = ConversationId::new();
-    bus.conversation(parents.0, id, start(parents, id), &request("k"))
+    bus.execute((parents.0, id), start(parents, id), &request("k"))
         .await
         .unwrap();
     // Announcements arrive in the order they were made: once one made now is heard (it
@@ -234,7 +233,7 @@ async fn start_new(
     parents: (OrganizationId, StoreId, AgentInstanceId),
 ) -> Result<i64, CommandError> {
     let id = ConversationId::new();
-    bus.conversation(parents.0, id, start(parents, id), &request("k"))
+    bus.execute((parents.0, id), start(parents, id), &request("k"))
         .await
         .map(|done| done.version)
 }
@@ -255,7 +254,7 @@ async fn parents_are_kept_until_their_move_is_announced() {
     // Paused on B without an announcement: A decides from its copy (the instance active),
     // which proves it keeps it.
     announcements(&url, false).await;
-    b.agent_instance(org, instance, AgentInstanceAction::Pause, &request("k"))
+    b.execute((org, instance), AgentInstanceAction::Pause, &request("k"))
         .await
         .unwrap();
     assert_eq!(start_new(&a, parents).await.unwrap(), 1);
@@ -263,7 +262,7 @@ async fn parents_are_kept_until_their_move_is_announced() {
     // An announced move (the store deactivated on B) reaches A, which reads again and
     // refuses.
     announcements(&url, true).await;
-    b.store(org, store_id, StoreAction::Deactivate, &request("k"))
+    b.execute((org, store_id), StoreAction::Deactivate, &request("k"))
         .await
         .unwrap();
     let refused = eventually(Duration::from_secs(5), || async {
@@ -284,14 +283,18 @@ async fn the_server_that_moves_a_parent_forgets_before_it_answers() {
     let (org, _, instance) = parents;
     let bystander = deployed(&a, "bystander").await;
     let theirs = ConversationId::new();
-    a.conversation(bystander.0, theirs, start(bystander, theirs), &request("k"))
-        .await
-        .unwrap();
+    a.execute(
+        (bystander.0, theirs),
+        start(bystander, theirs),
+        &request("k"),
+    )
+    .await
+    .unwrap();
     settled(&url, &a, parents).await;
 
     // No announcement will come: only A's own forgetting can stop its copy being used.
     announcements(&url, false).await;
-    a.agent_instance(org, instance, AgentInstanceAction::Pause, &request("k"))
+    a.execute((org, instance), AgentInstanceAction::Pause, &request("k"))
         .await
         .unwrap();
     assert!(is_code(
@@ -320,20 +323,23 @@ async fn a_customer_erased_elsewhere_is_not_shown_from_a_kept_copy() {
             .map(|r| r.as_str().to_owned())
     };
     let done = a
-        .conversation(org, id, message("before"), &request("k"))
+        .execute((org, id), message("before"), &request("k"))
         .await
         .unwrap();
     assert_eq!(customer(&done).as_deref(), Some("c-42"));
 
-    b.erase_customer(org, &CustomerRef::parse("c-42").unwrap(), &request("k"))
-        .await
-        .unwrap();
+    b.execute(
+        org,
+        Erase::Customer(CustomerRef::parse("c-42").unwrap()),
+        &request("k"),
+    )
+    .await
+    .unwrap();
     // Once A hears of the erasure, nothing new can be sealed for the customer (a message
     // accepted before then is sealed under the destroyed key: unreadable too)...
     let heard = eventually(Duration::from_secs(5), || async {
         matches!(
-            a.conversation(org, id, message("after"), &request("k"))
-                .await,
+            a.execute((org, id), message("after"), &request("k")).await,
             Err(CommandError::Store(StoreError::SubjectErased))
         )
     })
@@ -345,9 +351,8 @@ async fn a_customer_erased_elsewhere_is_not_shown_from_a_kept_copy() {
         "A should answer from its kept copy"
     );
     let done = a
-        .conversation(
-            org,
-            id,
+        .execute(
+            (org, id),
             ConversationAction::End {
                 resolution: Resolution::Resolved,
             },
@@ -382,9 +387,8 @@ async fn a_served_api_decides_from_the_streams_it_keeps() {
     let other = CommandBus::new(app.store.clone(), Arc::new(Notify::new()));
     let instance = AgentInstanceId::from_uuid(agent.parse().unwrap());
     other
-        .agent_instance(
-            OrganizationId::from_uuid(org.parse().unwrap()),
-            instance,
+        .execute(
+            (OrganizationId::from_uuid(org.parse().unwrap()), instance),
             AgentInstanceAction::Pause,
             &request("k"),
         )

@@ -237,7 +237,8 @@ async fn re_published_events_are_not_applied_twice_and_holes_are_filled() {
 async fn create_organizations_named(store: &EventStore, slugs: &[&str]) {
     let bus = CommandBus::new(store.clone(), Arc::new(Notify::new()));
     for slug in slugs {
-        bus.create_organization(
+        bus.execute(
+            (),
             NewOrganization::new(
                 OrganizationName::parse(*slug).unwrap(),
                 Slug::parse(*slug).unwrap(),
