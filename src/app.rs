@@ -82,7 +82,8 @@ impl Application {
         let store = EventStore::connect(&settings.database_url, settings.db_max_connections)
             .await
             .context("connecting to PostgreSQL")?
-            .with_vault(settings.vault.clone());
+            .with_vault(settings.vault.clone())
+            .keeping(tenantry_commands::conversations::KEPT);
         MIGRATOR
             .run(store.pool())
             .await

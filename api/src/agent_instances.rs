@@ -173,7 +173,7 @@ pub async fn find(
     role: Role,
 ) -> Result<(OrganizationId, AgentInstanceId), ApiError> {
     let id = parse_id(raw, "agent instance")?;
-    let org = owner_of(state, principal, "agent_instance", id, "agent instance").await?;
+    let org = owner_of::<AgentInstance>(state, principal, id, "agent instance").await?;
     principal.require(org, role)?;
     Ok((org, AgentInstanceId::from_uuid(id)))
 }

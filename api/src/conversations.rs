@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use tenantry_domain::agent_instance::AgentInstance;
 use tenantry_domain::conversation::{Conversation, ConversationAction};
 use tenantry_domain::personal::PersonalKind;
 use tenantry_domain::{
@@ -166,7 +167,7 @@ async fn conversation(
     raw: &str,
 ) -> Result<(OrganizationId, ConversationId, Conversation), ApiError> {
     let id = parse_id(raw, "conversation")?;
-    let org = owner_of(state, principal, "conversation", id, "conversation").await?;
+    let org = owner_of::<Conversation>(state, principal, id, "conversation").await?;
     let (state_now, _) = state
         .commands
         .load::<Conversation>(TenantId::from(org), id)
@@ -190,14 +191,8 @@ async fn start(
     let org = match talking_key(&command.principal) {
         Some(org) => org,
         None => {
-            owner_of(
-                &state,
-                &command.principal,
-                "agent_instance",
-                instance,
-                "agent instance",
-            )
-            .await?
+            owner_of::<AgentInstance>(&state, &command.principal, instance, "agent instance")
+                .await?
         }
     };
     let instance = AgentInstanceId::from_uuid(instance);
@@ -297,14 +292,8 @@ async fn end(
         ),
         None => {
             let id = parse_id(&id, "conversation")?;
-            let org = owner_of(
-                &state,
-                &command.principal,
-                "conversation",
-                id,
-                "conversation",
-            )
-            .await?;
+            let org =
+                owner_of::<Conversation>(&state, &command.principal, id, "conversation").await?;
             command.principal.require(org, Role::Developer)?;
             (org, ConversationId::from_uuid(id))
         }
@@ -337,7 +326,7 @@ async fn show(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let raw = parse_id(&id, "conversation")?;
-    let org = owner_of(&state, &principal, "conversation", raw, "conversation").await?;
+    let org = owner_of::<Conversation>(&state, &principal, raw, "conversation").await?;
     principal.require(org, Role::Member)?;
     min_position.wait(&state, &[DIRECTORY]).await?;
     let mut tx = state.store.begin_tenant(TenantId::from(org)).await?;

@@ -225,10 +225,10 @@ async fn time_travel(
     // Known stream types only (before any read: a NUL in the path never reaches PostgreSQL).
     let fold: fn(&[RecordedEvent]) -> Result<serde_json::Value, ApiError> =
         match stream_type.as_str() {
-            "organization" => fold::<Organization>,
-            "store" => fold::<Store>,
-            "agent_instance" => fold::<AgentInstance>,
-            "conversation" => fold::<Conversation>,
+            Organization::TYPE => fold::<Organization>,
+            Store::TYPE => fold::<Store>,
+            AgentInstance::TYPE => fold::<AgentInstance>,
+            Conversation::TYPE => fold::<Conversation>,
             _ => return Err(ApiError::NotFound("stream type")),
         };
     let mut tx = state.store.begin_tenant(TenantId::from(org)).await?;

@@ -5,12 +5,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use chrono::Utc;
+use cqrs_es::Aggregate;
 use futures::StreamExt;
 use serde::Serialize;
 use tenantry_commands::{CommandBus, CommandError, Request};
 use tenantry_domain::billing::{apply_to_timeline, bill, segment_of, segments, Month, TermsChange};
-use tenantry_domain::conversation::ConversationEvent;
-use tenantry_domain::organization::{OrganizationCommand, OrganizationEvent};
+use tenantry_domain::conversation::{Conversation, ConversationEvent};
+use tenantry_domain::organization::{Organization, OrganizationCommand, OrganizationEvent};
 use tenantry_domain::OrganizationId;
 use tenantry_eventstore::read::stream_recorded;
 use tenantry_eventstore::{Cursor, EventStore};
@@ -166,7 +167,7 @@ pub async fn reconcile(
     let mut timelines: BTreeMap<Uuid, Vec<TermsChange>> = BTreeMap::new();
     let mut tx = store.begin_system().await?;
     {
-        let mut events = stream_recorded(&mut tx, "organization", tenant, None, month.end());
+        let mut events = stream_recorded(&mut tx, Organization::TYPE, tenant, None, month.end());
         while let Some(event) = events.next().await {
             let event = event?;
             tick(&mut scanned);
@@ -192,7 +193,7 @@ pub async fn reconcile(
     {
         let mut events = stream_recorded(
             &mut tx,
-            "conversation",
+            Conversation::TYPE,
             tenant,
             Some(month.start()),
             month.end(),

@@ -11,7 +11,12 @@ use axum::http::Method;
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, patch, post};
 use axum::Router;
+use cqrs_es::Aggregate;
 use serde_json::{json, Map, Value};
+use tenantry_domain::agent_instance::AgentInstance;
+use tenantry_domain::conversation::Conversation;
+use tenantry_domain::organization::Organization;
+use tenantry_domain::store::Store;
 
 use crate::AppState;
 
@@ -154,7 +159,7 @@ fn parameters(op: &Op) -> Vec<Value> {
             let schema = if name == "month" {
                 json!({ "type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$" })
             } else if name == "stream_type" {
-                json!({ "type": "string", "enum": ["organization", "store", "agent_instance", "conversation"] })
+                json!({ "type": "string", "enum": [Organization::TYPE, Store::TYPE, AgentInstance::TYPE, Conversation::TYPE] })
             } else {
                 json!({ "type": "string", "format": "uuid" })
             };

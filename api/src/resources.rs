@@ -3,6 +3,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 use tenantry_commands::Executed;
 use tenantry_domain::{OrganizationId, TenantId};
@@ -13,18 +14,18 @@ use crate::command::etag;
 use crate::consistency::position_headers;
 use crate::{ApiError, AppState};
 
-/// The organization that owns stream `stream_type`/`id`, as the caller may see it: a key
+/// The organization that owns aggregate `A` with id `id`, as the caller may see it: a key
 /// sees only its own organization's resources; anything else is 404.
 ///
 /// # Errors
 /// 404 when there is no such resource for this caller.
-pub async fn owner_of(
+pub async fn owner_of<A: Aggregate>(
     state: &AppState,
     principal: &Principal,
-    stream_type: &str,
     id: Uuid,
     what: &'static str,
 ) -> Result<OrganizationId, ApiError> {
+    let stream_type = A::TYPE;
     let row: Option<(Uuid,)> = match principal.org() {
         Some(org) => {
             let mut tx = state.store.begin_tenant(TenantId::from(org)).await?;

@@ -121,7 +121,7 @@ pub async fn find(
     role: Role,
 ) -> Result<(OrganizationId, StoreId), ApiError> {
     let id = parse_id(raw, "store")?;
-    let org = owner_of(state, principal, "store", id, "store").await?;
+    let org = owner_of::<Store>(state, principal, id, "store").await?;
     principal.require(org, role)?;
     Ok((org, StoreId::from_uuid(id)))
 }

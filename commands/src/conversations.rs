@@ -4,6 +4,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use cqrs_es::Aggregate;
 use tenantry_domain::agent_instance::AgentInstance;
 use tenantry_domain::context::{InstanceContext, StoreContext};
 use tenantry_domain::conversation::{Conversation, ConversationAction, ConversationCommand};
@@ -12,7 +13,7 @@ use tenantry_domain::store::Store;
 use tenantry_domain::{AgentInstanceId, ConversationId, OrganizationId, TenantId};
 use uuid::Uuid;
 
-use tenantry_eventstore::kept::{Kept, KeptStreams};
+use tenantry_eventstore::kept::{KeepPolicy, Kept, KeptStreams};
 use tenantry_eventstore::read::{read_streams, StreamRef};
 use tenantry_eventstore::scope::Connect;
 use tenantry_eventstore::vault::{self, Vault};
@@ -21,6 +22,15 @@ use tenantry_eventstore::RecordedEvent;
 use crate::aggregate::{fold_opened, Staged};
 use crate::folds::Folds;
 use crate::{CommandBus, CommandError, Execute, Executed, Request};
+
+/// The streams conversation commands decide from, for the server to keep in memory
+/// ([`EventStore::keeping`](tenantry_eventstore::EventStore::keeping)): conversations,
+/// guarded by their own appends, and their parents, whose moves the trigger of migration 0015
+/// announces.
+pub const KEPT: KeepPolicy = KeepPolicy {
+    guarded: &[Conversation::TYPE],
+    announced: &[Organization::TYPE, Store::TYPE, AgentInstance::TYPE],
+};
 
 impl Execute for ConversationAction {
     /// The organization and the conversation (for `Start`, the id inside the action).
@@ -79,26 +89,26 @@ impl Execute for ConversationAction {
                         // named by the first event of the stream below them, and never change.
                         let wanted = match start_instance {
                             Some(instance) => [
-                                StreamRef::Id("conversation", c),
-                                StreamRef::Id("agent_instance", instance.as_uuid()),
+                                StreamRef::Id(Conversation::TYPE, c),
+                                StreamRef::Id(AgentInstance::TYPE, instance.as_uuid()),
                                 StreamRef::NamedBy(
-                                    "store",
-                                    "agent_instance",
+                                    Store::TYPE,
+                                    AgentInstance::TYPE,
                                     instance.as_uuid(),
                                     "store_id",
                                 ),
-                                StreamRef::Id("organization", org.as_uuid()),
+                                StreamRef::Id(Organization::TYPE, org.as_uuid()),
                             ],
                             None => [
-                                StreamRef::Id("conversation", c),
+                                StreamRef::Id(Conversation::TYPE, c),
                                 StreamRef::NamedBy(
-                                    "agent_instance",
-                                    "conversation",
+                                    AgentInstance::TYPE,
+                                    Conversation::TYPE,
                                     c,
                                     "agent_instance_id",
                                 ),
-                                StreamRef::NamedBy("store", "conversation", c, "store_id"),
-                                StreamRef::Id("organization", org.as_uuid()),
+                                StreamRef::NamedBy(Store::TYPE, Conversation::TYPE, c, "store_id"),
+                                StreamRef::Id(Organization::TYPE, org.as_uuid()),
                             ],
                         };
                         if from_memory.swap(false, Ordering::Relaxed) {
@@ -114,7 +124,7 @@ impl Execute for ConversationAction {
                                     ) => {
                                         tracing::debug!(error = %err,
                                         "refused from memory; deciding from what is stored");
-                                        kept.forget(tenant, "conversation", c);
+                                        kept.forget(tenant, Conversation::TYPE, c);
                                     }
                                     Err(err) => return Err(err),
                                 }
@@ -140,7 +150,7 @@ impl Execute for ConversationAction {
             // (most often one on an ended conversation) leaves nothing worth keeping.
             Ok(done) if done.aggregate.ended.is_none() => {}
             Ok(_) | Err(CommandError::Rejected { .. }) => {
-                kept.forget(tenant, "conversation", c);
+                kept.forget(tenant, Conversation::TYPE, c);
             }
             Err(_) => {}
         }

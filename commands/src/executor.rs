@@ -20,7 +20,6 @@ use cqrs_es::Aggregate;
 use rand::Rng;
 use sqlx::PgConnection;
 use tenantry_domain::TenantId;
-use tenantry_eventstore::kept::KeptStreams;
 use tenantry_eventstore::{EventStore, StoreError};
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -258,7 +257,7 @@ where
         tx.commit().await?;
         if done.position.is_some() {
             let kept = bus.store.kept();
-            if KeptStreams::announced(A::TYPE) {
+            if kept.announced(A::TYPE) {
                 // Announced to the other servers on commit; this one forgets before it
                 // answers (it cannot tell which of the tenant's streams moved).
                 kept.forget_tenant(tenant);

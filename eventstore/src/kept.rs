@@ -1,14 +1,15 @@
 //! Streams kept in memory between commands, so that a conversation command usually decides
 //! without reading anything (migration 0015 tells the rules).
 //!
-//! - A conversation stream is kept when it is read, extended when this server appends to it
-//!   ([`KeptStreams::appended`]), and forgotten when it ends. Nothing announces its changes: a
-//!   command decided from a stale copy fails its compare-and-set append (or is refused), and
-//!   the command decides again from what is stored.
-//! - An organization, store or agent instance stream (a conversation's parents, which its
-//!   commands only read) is kept when read and forgotten when PostgreSQL announces that its
-//!   head moved, as [`NotifiedCache`] does for credentials; the server that moves one forgets
-//!   every stream of that tenant before it answers.
+//! Which stream types are kept is the application's [`KeepPolicy`]:
+//! - A *guarded* stream (a conversation) is kept when it is read, extended when this server
+//!   appends to it ([`KeptStreams::appended`]), and forgotten when it ends. Nothing announces
+//!   its changes: a command decided from a stale copy fails its compare-and-set append (or is
+//!   refused), and the command decides again from what is stored.
+//! - An *announced* stream (an organization, store or agent instance: a conversation's
+//!   parents, which its commands only read) is kept when read and forgotten when PostgreSQL
+//!   announces that its head moved, as [`NotifiedCache`] does for credentials; the server that
+//!   moves one forgets every stream of that tenant before it answers.
 //! - A stream of any other type, or longer than 32 KiB, is never kept.
 //!
 //! Events are kept as stored, personal fields sealed: whoever needs one opens a copy, so an
@@ -38,17 +39,20 @@ const CAPACITY: usize = 2048;
 /// 64 MiB. A longer stream (a conversation of many long messages, say) is read each time.
 const MAX_STREAM_BYTES: usize = 32 * 1024;
 
-/// The stream type kept without announcements: only its own compare-and-set appends move it
-/// (see the module's rules).
-const GUARDED: &str = "conversation";
-
-/// The stream types whose moves migration 0015 announces. A stream of any other type (and
-/// not [`GUARDED`]) is never kept.
-const ANNOUNCED: [&str; 3] = ["organization", "store", "agent_instance"];
+/// Which stream types are kept: the application's to say, since only it knows which of its
+/// types nothing but their own compare-and-set appends move, and which of them the trigger of
+/// migration 0015 announces. The default keeps nothing.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KeepPolicy {
+    /// Kept without announcements: only their own appends move them (see the module's rules).
+    pub guarded: &'static [&'static str],
+    /// Kept until PostgreSQL announces a move (the types migration 0015's trigger names).
+    pub announced: &'static [&'static str],
+}
 
 /// The kept streams; cheap to clone (shared).
 #[derive(Clone)]
-pub struct KeptStreams(NotifiedCache<StreamKey, Kept>);
+pub struct KeptStreams(NotifiedCache<StreamKey, Kept>, KeepPolicy);
 
 impl std::fmt::Debug for KeptStreams {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -59,27 +63,37 @@ impl std::fmt::Debug for KeptStreams {
 }
 
 impl Default for KeptStreams {
+    /// Keeps nothing.
     fn default() -> Self {
-        Self(NotifiedCache::with_capacity(
-            "tenantry_streams",
-            parse_key,
-            CAPACITY,
-        ))
+        Self::new(KeepPolicy::default())
     }
 }
 
 impl KeptStreams {
+    /// Keeps the streams `policy` names.
+    pub fn new(policy: KeepPolicy) -> Self {
+        Self(
+            NotifiedCache::with_capacity("tenantry_streams", parse_key, CAPACITY),
+            policy,
+        )
+    }
+
     /// True when a move of `stream_type`'s streams is announced (migration 0015), so that a
     /// server that moves one must forget what it keeps before it answers.
-    pub fn announced(stream_type: &str) -> bool {
-        ANNOUNCED.contains(&stream_type)
+    pub fn announced(&self, stream_type: &str) -> bool {
+        self.1.announced.contains(&stream_type)
+    }
+
+    /// True when `stream_type` is guarded by its own appends.
+    fn guarded(&self, stream_type: &str) -> bool {
+        self.1.guarded.contains(&stream_type)
     }
 
     /// True when streams of this type may be kept: announced, or guarded by their appends.
-    fn keepable(events: &[impl Borrow<RecordedEvent>]) -> bool {
+    fn keepable(&self, events: &[impl Borrow<RecordedEvent>]) -> bool {
         events.first().is_some_and(|first| {
             let stream_type = &first.borrow().stream_type;
-            stream_type == GUARDED || Self::announced(stream_type)
+            self.guarded(stream_type) || self.announced(stream_type)
         }) && events
             .iter()
             .map(|e| estimated_size(e.borrow()))
@@ -124,7 +138,7 @@ impl KeptStreams {
             .into_iter()
             .map(|events| {
                 let kept: Kept = events.into_iter().map(Arc::new).collect();
-                if Self::keepable(&kept) {
+                if self.keepable(&kept) {
                     self.0.keep(key_of(&kept[0]), kept.clone(), epoch);
                 }
                 kept
@@ -138,7 +152,7 @@ impl KeptStreams {
         let Some(first) = recorded.first() else {
             return;
         };
-        if first.stream_type != GUARDED {
+        if !self.guarded(&first.stream_type) {
             return;
         }
         let key = key_of(first);
@@ -159,7 +173,7 @@ impl KeptStreams {
                     .flat_map(|kept| kept.iter().cloned())
                     .chain(recorded.iter().cloned().map(Arc::new))
                     .collect();
-                Self::keepable(&events).then(|| events.into())
+                self.keepable(&events).then(|| events.into())
             })
             .flatten();
         self.0.update(key, |now| {
@@ -267,12 +281,18 @@ mod tests {
 
     #[test]
     fn only_short_streams_of_kept_types_are_kept() {
-        assert!(KeptStreams::keepable(&[event("conversation", "hello")]));
-        assert!(KeptStreams::keepable(&[event("agent_instance", "hello")]));
+        let kept = KeptStreams::new(KeepPolicy {
+            guarded: &["conversation"],
+            announced: &["agent_instance"],
+        });
+        assert!(kept.keepable(&[event("conversation", "hello")]));
+        assert!(kept.keepable(&[event("agent_instance", "hello")]));
         // Nothing would announce its moves, and no append of a command guards it.
-        assert!(!KeptStreams::keepable(&[event("bench", "hello")]));
+        assert!(!kept.keepable(&[event("bench", "hello")]));
         let long = "x".repeat(MAX_STREAM_BYTES);
-        assert!(!KeptStreams::keepable(&[event("conversation", &long)]));
-        assert!(!KeptStreams::keepable(&[] as &[RecordedEvent]));
+        assert!(!kept.keepable(&[event("conversation", &long)]));
+        assert!(!kept.keepable(&[] as &[RecordedEvent]));
+        // The default keeps nothing.
+        assert!(!KeptStreams::default().keepable(&[event("conversation", "hello")]));
     }
 }

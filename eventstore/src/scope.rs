@@ -15,7 +15,7 @@ use tenantry_domain::TenantId;
 
 use crate::append::Prepared;
 use crate::group::GroupCommit;
-use crate::kept::KeptStreams;
+use crate::kept::{KeepPolicy, KeptStreams};
 use crate::{RecordedEvent, StoreError, Vault};
 
 /// The event store: its connection pools and the scopes work runs in.
@@ -87,6 +87,13 @@ impl EventStore {
     /// The store with `vault` sealing and opening personal data.
     pub fn with_vault(mut self, vault: Vault) -> Self {
         self.vault = vault;
+        self
+    }
+
+    /// The store keeping in memory the streams `policy` names (see [`crate::kept`]); set it
+    /// before the store is cloned, so the server's listener and its commands share one cache.
+    pub fn keeping(mut self, policy: KeepPolicy) -> Self {
+        self.kept = KeptStreams::new(policy);
         self
     }
 

@@ -6,10 +6,11 @@ use async_trait::async_trait;
 use std::collections::HashMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
+use cqrs_es::Aggregate;
 use sqlx::PgConnection;
 use tenantry_domain::billing::{apply_to_timeline, bill, segments, Bill, Line, Month, TermsChange};
-use tenantry_domain::conversation::ConversationEvent;
-use tenantry_domain::organization::OrganizationEvent;
+use tenantry_domain::conversation::{Conversation, ConversationEvent};
+use tenantry_domain::organization::{Organization, OrganizationEvent};
 use tenantry_domain::{Money, Terms};
 use tenantry_eventstore::RecordedEvent;
 use uuid::Uuid;
@@ -60,11 +61,11 @@ impl Projection for Billing {
         let mut usage = Usage::default();
         for event in events {
             match event.stream_type.as_str() {
-                "organization" => {
+                Organization::TYPE => {
                     usage.write(conn).await?;
                     organization(conn, event).await?;
                 }
-                "conversation" => usage.add(event)?,
+                Conversation::TYPE => usage.add(event)?,
                 _ => {}
             }
         }

@@ -5,11 +5,12 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use cqrs_es::Aggregate;
 use sqlx::PgConnection;
-use tenantry_domain::agent_instance::AgentInstanceEvent;
-use tenantry_domain::conversation::ConversationEvent;
-use tenantry_domain::organization::OrganizationEvent;
-use tenantry_domain::store::StoreEvent;
+use tenantry_domain::agent_instance::{AgentInstance, AgentInstanceEvent};
+use tenantry_domain::conversation::{Conversation, ConversationEvent};
+use tenantry_domain::organization::{Organization, OrganizationEvent};
+use tenantry_domain::store::{Store, StoreEvent};
 use tenantry_eventstore::RecordedEvent;
 use uuid::Uuid;
 
@@ -57,15 +58,15 @@ impl Projection for Directory {
     ) -> Result<(), ProjectionError> {
         let mut conversations = Conversations::default();
         for event in events {
-            if event.stream_type == "conversation" {
+            if event.stream_type == Conversation::TYPE {
                 conversations.add(event)?;
                 continue;
             }
             conversations.write(conn).await?;
             match event.stream_type.as_str() {
-                "organization" => organization(conn, event).await?,
-                "store" => store(conn, event).await?,
-                "agent_instance" => agent_instance(conn, event).await?,
+                Organization::TYPE => organization(conn, event).await?,
+                Store::TYPE => store(conn, event).await?,
+                AgentInstance::TYPE => agent_instance(conn, event).await?,
                 _ => {}
             }
         }

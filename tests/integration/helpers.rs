@@ -124,7 +124,12 @@ pub async fn superuser(url: &str) -> PgConnection {
 pub async fn fresh_store() -> (EventStore, String) {
     let url = fresh_database().await;
     let store = EventStore::connect(&url, 40).await.unwrap();
-    (store.with_vault(test_vault()), url)
+    (
+        store
+            .with_vault(test_vault())
+            .keeping(tenantry_commands::conversations::KEPT),
+        url,
+    )
 }
 
 /// A NATS connection and a bus (stream and prefix) of its own.
@@ -187,7 +192,8 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         store: EventStore::connect(&database_url, 10)
             .await
             .unwrap()
-            .with_vault(test_vault()),
+            .with_vault(test_vault())
+            .keeping(tenantry_commands::conversations::KEPT),
         database_url,
         client: reqwest::Client::new(),
         stop: Some(stop),

@@ -25,7 +25,8 @@ async fn keeping_server(url: &str) -> (CommandBus, watch::Sender<bool>) {
     let store = EventStore::connect(url, 8)
         .await
         .unwrap()
-        .with_vault(test_vault());
+        .with_vault(test_vault())
+        .keeping(tenantry_commands::conversations::KEPT);
     let (stop, stopped) = watch::channel(false);
     // As a server does: one listener for the kept streams and keys.
     tokio::spawn(notified::listen(
