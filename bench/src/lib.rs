@@ -1,8 +1,8 @@
 //! `tenantry-bench`: the platform measured against the raw database, on this machine.
 //!
 //! Each figure with a physical reference is printed beside it, measured in the same run on
-//! the same database: `pgbench` inserting one event-shaped row per transaction (and ten) at
-//! the same concurrency. Scenarios: append (event store alone), commands over HTTP,
+//! the same database: `pgbench -M prepared` inserting one event-shaped row per transaction
+//! (and ten) at the same concurrency. Scenarios: append (event store alone), commands over HTTP,
 //! projection lag under half that load, rebuild, replay, and resident memory.
 //!
 //! A tool beside the product: it starts the platform in-process through the `tenantry`
@@ -125,12 +125,12 @@ async fn scenarios(
 
     f.pgbench_one_row_tps = pgbench::run(database_url, 16, seconds, 1)?;
     println!(
-        "pgbench, 1 row/tx, 16 clients   {:>10.0} tx/s",
+        "pgbench -M prepared, 1 row/tx, 16 clients   {:>10.0} tx/s",
         f.pgbench_one_row_tps
     );
     f.pgbench_ten_rows_events_per_s = pgbench::run(database_url, 16, seconds, 10)? * 10.0;
     println!(
-        "pgbench, 10 rows/tx, 16 clients {:>10.0} rows/s",
+        "pgbench -M prepared, 10 rows/tx, 16 clients {:>10.0} rows/s",
         f.pgbench_ten_rows_events_per_s
     );
     let pg = f.pgbench_one_row_tps;
