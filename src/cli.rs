@@ -70,8 +70,6 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Measure the platform against the raw database on this machine.
-    Bench(crate::bench::BenchArgs),
     /// A tenant's history as NDJSON in feed order (or `--verify` its hash chains).
     Replay(ReplayArgs),
     /// Write a tenant's events and a manifest into a directory.

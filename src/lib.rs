@@ -5,7 +5,6 @@
 //! binary does can be built and driven from tests.
 
 pub mod app;
-pub mod bench;
 pub mod cli;
 pub mod dev;
 pub mod jobs;

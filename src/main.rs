@@ -65,7 +65,6 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Bench(args) => tenantry::bench::run(args).await,
         Command::Replay(args) => {
             let clean = tenantry::jobs::replay(args).await?;
             if !clean {

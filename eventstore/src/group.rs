@@ -39,7 +39,8 @@ const WORKERS: usize = 4;
 
 /// While a batch is in flight, another starts only for at least this many appends, and at
 /// least as many as are in flight: small batches side by side cost more in statements and
-/// commits than they save in waiting. Measured with `tenantry bench` (2 cores): a fixed
+/// commits than they save in waiting. Measured with the bench (2 cores; pgbench then ran the
+/// simple protocol, ~0.72 of its `-M prepared` figure, see PERFORMANCE.md): a fixed
 /// minimum of 1 → ~60 % of pgbench's one-row figure with 16 writers, 4 → ~75 %, 8 → ~95 %,
 /// 12 → ~78 %; with 32 HTTP clients (decisions from memory), a fixed 8 made batches of 6.6
 /// events and ~2,400 commands/s, 16 made 10.5 and ~2,900 but cost 16 writers 60 %; growing
