@@ -5,6 +5,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+use cqrs_es::Aggregate;
+use tenantry_domain::conversation::Conversation;
 use tenantry_domain::TenantId;
 use tenantry_eventstore::{append, EventStore, Expected, Metadata, NewEvent};
 use uuid::Uuid;
@@ -89,7 +91,7 @@ pub(crate) async fn generate_volume(
                     append(
                         &mut tx,
                         id,
-                        "conversation",
+                        Conversation::TYPE,
                         Uuid::now_v7(),
                         Expected::NoStream,
                         conversation_events(tenant)?,
