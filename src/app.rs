@@ -200,9 +200,6 @@ impl Application {
     }
 }
 
-/// The usage-alert policy, second half: records the alerts the billing projection decided
-/// (`RecordUsageAlert`, once per threshold per month by the aggregate), each in a command
-/// transaction of its own, then forgets them. A crash in between records nothing twice.
 /// Runs the relay and the projection runners on a thread of their own, on a single-threaded
 /// runtime, and resolves when they have all returned.
 ///
@@ -249,6 +246,9 @@ fn on_own_thread(
     })
 }
 
+/// The usage-alert policy, second half: records the alerts the billing projection decided
+/// (`RecordUsageAlert`, once per threshold per month by the aggregate), each in a command
+/// transaction of its own, then forgets them. A crash in between records nothing twice.
 async fn record_usage_alerts(commands: CommandBus, mut shutdown: watch::Receiver<bool>) {
     use tenantry_domain::organization::OrganizationCommand;
     use tenantry_projections::billing::{alert_recorded, pending_alerts};

@@ -1,4 +1,4 @@
-//! Tenantry's HTTP API (DESIGN.md §7).
+//! Tenantry's HTTP API: REST under `/v1`, problem+json errors, bearer keys.
 //!
 //! One router per resource, merged in [`router`]: handlers extract, call the command or the
 //! query, and map the result. Cross-cutting pieces: [`error`] (problem+json), [`auth`]

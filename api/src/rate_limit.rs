@@ -1,4 +1,4 @@
-//! Per-organization rate limits by tier (DESIGN.md §6), on `governor`: 429 with
+//! Per-organization rate limits by tier (600, 3,000 and 12,000 requests a minute), on `governor`: 429 with
 //! `Retry-After` when exceeded, and `RateLimit-Limit` / `RateLimit-Remaining` on every
 //! response to an organization's key. The platform admin is not limited.
 //!

@@ -1,5 +1,5 @@
 //! The relay: follows the gap-free feed from its checkpoint and publishes each event to
-//! JetStream (DESIGN.md §3).
+//! JetStream.
 //!
 //! - Publishing is pipelined: a whole batch is sent before the first acknowledgement is
 //!   awaited; the acknowledgements are then taken in feed order.

@@ -1,4 +1,5 @@
-//! The subscription tiers of DESIGN.md §6: prices, allowances and limits.
+//! The subscription tiers: prices, allowances and limits ([`Tier::list_terms`],
+//! [`Tier::limits`]), the one place the price list is written.
 
 use std::fmt;
 use std::str::FromStr;

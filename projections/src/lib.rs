@@ -1,10 +1,12 @@
-//! Projections: JetStream consumers that build the read models (DESIGN.md §4).
+//! Projections: the read models built from the feed, and the runner that feeds them from
+//! NATS JetStream.
 //!
-//! - [`runner`]: one durable pull consumer per projection; each batch is applied in one
-//!   PostgreSQL transaction together with the projection's checkpoint, and acknowledged
-//!   only after it committed. Events at or below the checkpoint are skipped, so redelivery
-//!   and re-publication never count twice; a hole in what NATS delivered is filled from the
-//!   event store, so nothing is lost either.
+//! - [`runner`]: one durable pull consumer (`projections`) feeds every read model; each
+//!   projection applies a batch in a PostgreSQL transaction of its own together with its
+//!   checkpoint, and the batch is acknowledged once every projection has had it. Events at or
+//!   below a projection's checkpoint are skipped, so redelivery and re-publication never
+//!   count twice; a hole in what NATS delivered, or a batch a projection failed, is filled
+//!   from the event store, so nothing is lost either.
 //! - [`organizations`]: the organizations read model.
 //! - [`directory`]: members, API keys, stores, agent instances, widget keys, conversations and
 //!   messages.
@@ -29,7 +31,7 @@ pub use runner::{Outcome, Runner};
 /// A read model built from the feed.
 #[async_trait]
 pub trait Projection: Send + Sync + 'static {
-    /// The projection's name: its checkpoint row and its durable consumer.
+    /// The projection's name: its checkpoint row.
     fn name(&self) -> &'static str;
 
     /// The read-model tables it owns (rebuilt together).

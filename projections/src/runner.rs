@@ -137,15 +137,12 @@ impl Runner {
 
     /// The runner's durable consumer. It acknowledges a batch by its last message
     /// (`AckPolicy::All`): one acknowledgement per batch instead of one per event, which cost
-    /// NATS and the runner more than delivering the event did. A consumer made before, which
-    /// wants each message acknowledged, is replaced by one that starts after its
-    /// acknowledgement floor; so are the consumers of projections that had one each before
-    /// they were fed together (from the lowest floor of theirs).
+    /// NATS and the runner more than delivering the event did.
     async fn consumer(&self) -> Result<Consumer<pull::Config>, ProjectionError> {
         let nats = |e: &dyn std::fmt::Display| ProjectionError::Nats(e.to_string());
         let name = self.consumer.as_str();
         let stream = self.bus.ensure_stream().await.map_err(|e| nats(&e))?;
-        let mut config = pull::Config {
+        let config = pull::Config {
             durable_name: Some(name.to_owned()),
             filter_subject: self.bus.all_events(),
             deliver_policy: DeliverPolicy::All,
@@ -154,38 +151,10 @@ impl Runner {
             max_ack_pending: 10_000,
             ..Default::default()
         };
-        let mut replaced: Vec<&str> = vec![name];
-        if self.projections.len() > 1 {
-            replaced.extend(self.projections.iter().map(|a| a.projection.name()));
-        }
-        let mut floor: Option<u64> = None;
-        for old_name in replaced {
-            let Ok(old) = stream.get_consumer::<pull::Config>(old_name).await else {
-                continue;
-            };
-            let info = old.cached_info();
-            if old_name == name && info.config.ack_policy == AckPolicy::All {
-                return Ok(old);
-            }
-            let at = info.ack_floor.stream_sequence;
-            floor = Some(floor.map_or(at, |f| f.min(at)));
-            tracing::info!(
-                consumer = name,
-                replaced = old_name,
-                from = at + 1,
-                "replacing a consumer by one acknowledged by batch"
-            );
-            stream
-                .delete_consumer(old_name)
-                .await
-                .map_err(|e| nats(&e))?;
-        }
-        if let Some(floor) = floor {
-            config.deliver_policy = DeliverPolicy::ByStartSequence {
-                start_sequence: floor + 1,
-            };
-        }
-        stream.create_consumer(config).await.map_err(|e| nats(&e))
+        stream
+            .get_or_create_consumer(name, config)
+            .await
+            .map_err(|e| nats(&e))
     }
 
     /// Waits up to `wait` for messages, then applies what arrived (up to a batch): each
