@@ -1,4 +1,4 @@
-//! Billing arithmetic (DESIGN.md §6): one pure function from a month's segments to its
+//! Billing arithmetic (docs/ARCHITECTURE.md, "Billing, usage and reconciliation"): one pure function from a month's segments to its
 //! invoice lines, used by the invoice read model and by reconciliation alike.
 //!
 //! A month is split into segments wherever the organization's terms change (tier changes,
@@ -157,8 +157,12 @@ pub struct Bill {
     pub total: Money,
 }
 
+/// `amount` rounded half-up to cents, written with exactly two places (`"0.00"`, never `"0"`:
+/// a zero product keeps the scale of its factors, which need not be two).
 fn cents(amount: Decimal) -> Money {
-    Money(amount.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero))
+    let mut rounded = amount.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero);
+    rounded.rescale(2);
+    Money(rounded)
 }
 
 /// The segments of `month` from an organization's terms timeline (ordered by `from`), with
@@ -447,6 +451,14 @@ mod tests {
         let amounts: Vec<String> = b.lines.iter().map(|l| l.amount.to_string()).collect();
         assert_eq!(amounts, ["49.50", "10.00", "249.50", "0.00"]);
         assert_eq!(b.total.to_string(), "309.00");
+        // As the API and the events write them: two places, a zero line too.
+        let written: Vec<serde_json::Value> = b
+            .lines
+            .iter()
+            .map(|l| serde_json::to_value(l.amount).unwrap())
+            .collect();
+        assert_eq!(written, ["49.50", "10.00", "249.50", "0.00"]);
+        assert_eq!(serde_json::to_value(b.total).unwrap(), "309.00");
     }
 
     #[test]
