@@ -79,10 +79,11 @@ pub async fn reconcile(
     let month = month(raw_month)?;
     let store = store(url).await?;
     eprintln!("reconciling {month} against the event log…");
-    let report =
-        tenantry_api::jobs::reconcile(&store, month, tenant, |n| eprintln!("  {n} events scanned"))
-            .await
-            .map_err(|e| anyhow!("{e}"))?;
+    let report = tenantry_projections::reconcile::reconcile(&store, month, tenant, |n| {
+        eprintln!("  {n} events scanned")
+    })
+    .await
+    .map_err(|e| anyhow!("{e}"))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

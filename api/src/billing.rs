@@ -551,6 +551,8 @@ async fn reconcile(
     command: CommandWith<MonthRequest>,
 ) -> Result<Response, ApiError> {
     command.principal.require_admin()?;
-    let report = jobs::reconcile(&state.store, command.body.month, None, |_| {}).await?;
+    let report =
+        tenantry_projections::reconcile::reconcile(&state.store, command.body.month, None, |_| {})
+            .await?;
     Ok(axum::Json(report).into_response())
 }

@@ -228,6 +228,15 @@ impl From<tenantry_eventstore::StoreError> for ApiError {
     }
 }
 
+impl From<tenantry_projections::ProjectionError> for ApiError {
+    fn from(err: tenantry_projections::ProjectionError) -> Self {
+        match err {
+            tenantry_projections::ProjectionError::Store(err) => err.into(),
+            err => ApiError::internal(err),
+        }
+    }
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
         ApiError::internal(err)

@@ -1,22 +1,16 @@
-//! The platform's billing jobs, shared by the admin routes and the CLI: closing a month and
-//! reconciling the read models against the event log.
+//! Closing a month, shared by the admin route and the CLI: it reads the billing read model
+//! and records each organization's invoice through a command, so it sits above both.
+//! (Reconciling against the event log is read-side work: `tenantry_projections::reconcile`.)
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use chrono::Utc;
-use cqrs_es::Aggregate;
-use futures::StreamExt;
 use serde::Serialize;
 use tenantry_commands::{CommandBus, CommandError, Request};
-use tenantry_domain::billing::{apply_to_timeline, bill, segment_of, segments, Month, TermsChange};
-use tenantry_domain::conversation::{Conversation, ConversationEvent};
-use tenantry_domain::organization::{Organization, OrganizationCommand, OrganizationEvent};
+use tenantry_domain::billing::Month;
+use tenantry_domain::organization::OrganizationCommand;
 use tenantry_domain::OrganizationId;
-use tenantry_eventstore::read::stream_recorded;
-use tenantry_eventstore::{Cursor, EventStore};
-use tenantry_projections::billing::{self as billing_model, invoice_number, NAME as BILLING};
-use uuid::Uuid;
+use tenantry_projections::billing::{self as billing_model, invoice_number};
 
 use crate::ApiError;
 
@@ -26,38 +20,6 @@ pub struct CloseReport {
     pub month: Month,
     pub finalized: usize,
     pub already_finalized: usize,
-}
-
-/// Waits until the billing projection has applied everything committed so far.
-async fn billing_caught_up(store: &EventStore) -> Result<(), ApiError> {
-    let mut tx = store.begin_system().await?;
-    let horizon = tenantry_eventstore::read::feed_horizon(&mut tx).await?;
-    let head: Option<(i64, i64)> = sqlx::query_as(
-        "SELECT transaction_id::text::bigint, position FROM events \
-         WHERE transaction_id < $1::text::xid8 \
-         ORDER BY events.transaction_id DESC, events.position DESC LIMIT 1",
-    )
-    .bind(horizon)
-    .fetch_optional(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    let Some((tx_id, position)) = head else {
-        return Ok(());
-    };
-    let passed = tenantry_projections::consistency::wait_until_passed(
-        store.pool(),
-        &[BILLING],
-        Cursor::new(tx_id, position),
-        Duration::from_secs(60),
-    )
-    .await?;
-    if passed {
-        Ok(())
-    } else {
-        Err(ApiError::Unavailable(
-            "the billing read model is behind the event log; try again".into(),
-        ))
-    }
 }
 
 /// Finalizes every organization's invoice of `month` (a past month): an `InvoiceFinalized`
@@ -78,24 +40,20 @@ pub async fn close_month(
         });
     }
     let store = commands.event_store();
-    billing_caught_up(store).await?;
+    if !billing_model::caught_up(store, Duration::from_secs(60)).await? {
+        return Err(ApiError::Unavailable(
+            "the billing read model is behind the event log; try again".into(),
+        ));
+    }
     let mut tx = store.begin_system().await?;
-    let organizations: Vec<(Uuid, String)> = sqlx::query_as(
-        "SELECT t.tenant_id, s.slug FROM (SELECT tenant_id, min(effective_at) AS since FROM billing_terms GROUP BY tenant_id) t \
-         JOIN organization_slugs s ON s.tenant_id = t.tenant_id WHERE t.since < $1 ORDER BY t.tenant_id",
-    )
-    .bind(month.end())
-    .fetch_all(&mut *tx)
-    .await?;
+    let organizations = billing_model::billed_before(&mut tx, month.end()).await?;
     let mut report = CloseReport {
         month,
         finalized: 0,
         already_finalized: 0,
     };
     for (tenant, slug) in organizations {
-        let draft = billing_model::draft(&mut tx, tenant, month)
-            .await
-            .map_err(ApiError::internal)?;
+        let draft = billing_model::draft(&mut tx, tenant, month).await?;
         let command = OrganizationCommand::FinalizeInvoice {
             month,
             number: invoice_number(&slug, month),
@@ -116,223 +74,4 @@ pub async fn close_month(
     }
     tx.commit().await?;
     Ok(report)
-}
-
-/// One difference between the read models and the event log.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Difference {
-    pub tenant_id: Uuid,
-    pub field: String,
-    pub expected: String,
-    pub found: String,
-}
-
-/// What reconciling a month found.
-#[derive(Debug, Serialize)]
-pub struct Reconciliation {
-    pub month: Month,
-    pub organizations: usize,
-    pub events_scanned: u64,
-    pub differences: Vec<Difference>,
-}
-
-#[derive(Default, Clone, Copy, PartialEq, Eq, Debug)]
-struct Usage {
-    conversations: i64,
-    messages: i64,
-    tokens_in: i64,
-    tokens_out: i64,
-}
-
-/// Recomputes `month`'s usage and invoices (of one tenant, or all) straight from the event
-/// log, streaming it (memory grows with organizations, not events), and compares them with
-/// the read models. `progress` is called with the events scanned so far, every 100,000.
-///
-/// # Errors
-/// On a database failure.
-pub async fn reconcile(
-    store: &EventStore,
-    month: Month,
-    tenant: Option<Uuid>,
-    mut progress: impl FnMut(u64),
-) -> Result<Reconciliation, ApiError> {
-    let mut scanned = 0u64;
-    let mut tick = |scanned: &mut u64| {
-        *scanned += 1;
-        if *scanned % 100_000 == 0 {
-            progress(*scanned);
-        }
-    };
-    // Pass 1: every organization's terms timeline up to the end of the month.
-    let mut timelines: BTreeMap<Uuid, Vec<TermsChange>> = BTreeMap::new();
-    let mut tx = store.begin_system().await?;
-    {
-        let mut events = stream_recorded(&mut tx, Organization::TYPE, tenant, None, month.end());
-        while let Some(event) = events.next().await {
-            let event = event?;
-            tick(&mut scanned);
-            let decoded: OrganizationEvent = event.decode()?;
-            apply_to_timeline(
-                timelines.entry(event.tenant_id).or_default(),
-                event.recorded_at,
-                &decoded,
-            );
-        }
-    }
-    let month_segments: BTreeMap<Uuid, _> = timelines
-        .iter()
-        .map(|(t, timeline)| (*t, segments(month, timeline, &[])))
-        .collect();
-    let mut segment_counts: BTreeMap<Uuid, Vec<u64>> = month_segments
-        .iter()
-        .map(|(t, s)| (*t, vec![0; s.len()]))
-        .collect();
-    let mut usage: BTreeMap<Uuid, Usage> = BTreeMap::new();
-
-    // Pass 2: the month's conversations and messages.
-    {
-        let mut events = stream_recorded(
-            &mut tx,
-            Conversation::TYPE,
-            tenant,
-            Some(month.start()),
-            month.end(),
-        );
-        while let Some(event) = events.next().await {
-            let event = event?;
-            tick(&mut scanned);
-            let entry = usage.entry(event.tenant_id).or_default();
-            match event.decode::<ConversationEvent>()? {
-                ConversationEvent::ConversationStarted { .. } => {
-                    entry.conversations += 1;
-                    let segments = month_segments
-                        .get(&event.tenant_id)
-                        .map(Vec::as_slice)
-                        .unwrap_or(&[]);
-                    if let Some(i) = segment_of(segments, event.recorded_at) {
-                        if let Some(counts) = segment_counts.get_mut(&event.tenant_id) {
-                            counts[i] += 1;
-                        }
-                    }
-                }
-                ConversationEvent::MessageAppended {
-                    tokens_in,
-                    tokens_out,
-                    ..
-                } => {
-                    entry.messages += 1;
-                    entry.tokens_in += tokens_in as i64;
-                    entry.tokens_out += tokens_out as i64;
-                }
-                ConversationEvent::ConversationEnded { .. } => {}
-            }
-        }
-    }
-
-    // Compare with the read models.
-    let mut differences = Vec::new();
-    let tenants: BTreeSet<Uuid> = timelines.keys().chain(usage.keys()).copied().collect();
-    for &t in &tenants {
-        let mut diff = |field: &str, expected: String, found: String| {
-            if expected != found {
-                differences.push(Difference {
-                    tenant_id: t,
-                    field: field.to_owned(),
-                    expected,
-                    found,
-                });
-            }
-        };
-        let expected = usage.get(&t).copied().unwrap_or_default();
-        let found: Option<(i64, i64, i64, i64)> = sqlx::query_as(
-            "SELECT conversations, messages, tokens_in, tokens_out FROM usage_monthly WHERE tenant_id = $1 AND month = $2",
-        )
-        .bind(t)
-        .bind(month.to_string())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let found = found.map_or(Usage::default(), |(c, m, i, o)| Usage {
-            conversations: c,
-            messages: m,
-            tokens_in: i,
-            tokens_out: o,
-        });
-        diff(
-            "usage.conversations",
-            expected.conversations.to_string(),
-            found.conversations.to_string(),
-        );
-        diff(
-            "usage.messages",
-            expected.messages.to_string(),
-            found.messages.to_string(),
-        );
-        diff(
-            "usage.tokens_in",
-            expected.tokens_in.to_string(),
-            found.tokens_in.to_string(),
-        );
-        diff(
-            "usage.tokens_out",
-            expected.tokens_out.to_string(),
-            found.tokens_out.to_string(),
-        );
-
-        let mut expected_segments = month_segments.get(&t).cloned().unwrap_or_default();
-        for (segment, count) in expected_segments
-            .iter_mut()
-            .zip(segment_counts.get(&t).cloned().unwrap_or_default())
-        {
-            segment.conversations = count;
-        }
-        let expected_bill = bill(month, &expected_segments);
-        let slug: String =
-            sqlx::query_scalar("SELECT slug FROM organization_slugs WHERE tenant_id = $1")
-                .bind(t)
-                .fetch_optional(&mut *tx)
-                .await?
-                .unwrap_or_default();
-        let found_invoice = billing_model::invoice(&mut tx, t, &slug, month)
-            .await
-            .map_err(ApiError::internal)?;
-        diff(
-            "invoice.total",
-            expected_bill.total.to_string(),
-            found_invoice.total.to_string(),
-        );
-        diff(
-            "invoice.lines",
-            expected_bill.lines.len().to_string(),
-            found_invoice.lines.len().to_string(),
-        );
-        for (i, (e, f)) in expected_bill
-            .lines
-            .iter()
-            .zip(&found_invoice.lines)
-            .enumerate()
-        {
-            diff(
-                &format!("invoice.lines[{i}].quantity"),
-                e.quantity.normalize().to_string(),
-                f.quantity.normalize().to_string(),
-            );
-            diff(
-                &format!("invoice.lines[{i}].amount"),
-                e.amount.to_string(),
-                f.amount.to_string(),
-            );
-            diff(
-                &format!("invoice.lines[{i}].unit_price"),
-                e.unit_price.to_string(),
-                f.unit_price.to_string(),
-            );
-        }
-    }
-    tx.commit().await?;
-    Ok(Reconciliation {
-        month,
-        organizations: tenants.len(),
-        events_scanned: scanned,
-        differences,
-    })
 }

@@ -298,7 +298,7 @@ async fn scenarios(
     let watch = MemoryWatch::start();
     let started = Instant::now();
     let month = tenantry_domain::billing::Month::of(chrono::Utc::now());
-    let report = tenantry_api::jobs::reconcile(&store, month, None, |_| {})
+    let report = tenantry_projections::reconcile::reconcile(&store, month, None, |_| {})
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     f.reconcile_seconds = started.elapsed().as_secs_f64();

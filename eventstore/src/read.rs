@@ -111,6 +111,24 @@ pub async fn feed_horizon(conn: &mut PgConnection) -> Result<String, StoreError>
         .await?)
 }
 
+/// The cursor of the last event below the feed horizon (system scope): what a consumer that
+/// has passed it has seen all of. `None` when there is none.
+///
+/// # Errors
+/// On a database failure.
+pub async fn feed_head(conn: &mut PgConnection) -> Result<Option<Cursor>, StoreError> {
+    let horizon = feed_horizon(&mut *conn).await?;
+    let head: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT transaction_id::text::bigint, position FROM events \
+         WHERE transaction_id < $1::text::xid8 \
+         ORDER BY events.transaction_id DESC, events.position DESC LIMIT 1",
+    )
+    .bind(horizon)
+    .fetch_optional(conn)
+    .await?;
+    Ok(head.map(|(transaction_id, position)| Cursor::new(transaction_id, position)))
+}
+
 /// Up to `limit` events of the whole platform after `after`, in feed order (system scope).
 ///
 /// One round trip: `tenantry_feed` (migration 0011) computes the horizon and then reads below

@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 use std::collections::HashMap;
+use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use cqrs_es::Aggregate;
@@ -12,7 +13,7 @@ use tenantry_domain::billing::{apply_to_timeline, bill, segments, Bill, Line, Mo
 use tenantry_domain::conversation::{Conversation, ConversationEvent};
 use tenantry_domain::organization::{Organization, OrganizationEvent};
 use tenantry_domain::{Money, Terms};
-use tenantry_eventstore::RecordedEvent;
+use tenantry_eventstore::{EventStore, RecordedEvent};
 use uuid::Uuid;
 
 use crate::{Projection, ProjectionError};
@@ -530,6 +531,41 @@ async fn usage_alert_policy(
         .await?;
     }
     Ok(())
+}
+
+/// Waits up to `timeout` until the billing projection has applied everything committed so
+/// far (below the feed horizon); false when it did not get there in time.
+///
+/// # Errors
+/// On a database failure.
+pub async fn caught_up(store: &EventStore, timeout: Duration) -> Result<bool, ProjectionError> {
+    let mut tx = store.begin_system().await?;
+    let head = tenantry_eventstore::read::feed_head(&mut tx).await?;
+    tx.commit().await?;
+    match head {
+        None => Ok(true),
+        Some(head) => {
+            Ok(crate::consistency::wait_until_passed(store.pool(), &[NAME], head, timeout).await?)
+        }
+    }
+}
+
+/// The organizations whose billing began before `until`, with their slugs, in tenant order:
+/// those with an invoice for a month that ends then.
+///
+/// # Errors
+/// On a database failure.
+pub async fn billed_before(
+    conn: &mut PgConnection,
+    until: DateTime<Utc>,
+) -> Result<Vec<(Uuid, String)>, ProjectionError> {
+    Ok(sqlx::query_as(
+        "SELECT t.tenant_id, s.slug FROM (SELECT tenant_id, min(effective_at) AS since FROM billing_terms GROUP BY tenant_id) t \
+         JOIN organization_slugs s ON s.tenant_id = t.tenant_id WHERE t.since < $1 ORDER BY t.tenant_id",
+    )
+    .bind(until)
+    .fetch_all(conn)
+    .await?)
 }
 
 /// The alerts waiting to be recorded: (tenant, month, threshold).

@@ -13,6 +13,8 @@
 //! - [`billing`]: usage counters, daily volume, the terms timeline and billable conversations
 //!   invoices are computed from, usage alerts and finalized invoices.
 //! - [`rebuild`]: replaying the feed from PostgreSQL into fresh tables, then switching.
+//! - [`reconcile`]: a month's usage and invoices recomputed from the event log and compared
+//!   with the read models.
 //! - [`consistency`]: read-your-writes — waiting until a projection has passed a cursor.
 
 pub mod billing;
@@ -20,6 +22,7 @@ pub mod consistency;
 pub mod directory;
 pub mod organizations;
 pub mod rebuild;
+pub mod reconcile;
 pub mod runner;
 
 use async_trait::async_trait;
