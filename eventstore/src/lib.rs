@@ -26,13 +26,14 @@ pub mod kept;
 pub mod notified;
 pub mod read;
 pub mod scope;
+pub mod store;
 pub mod vault;
 
 pub use append::{append, Expected, NewEvent, Prepared};
 pub use cursor::Cursor;
 pub use error::StoreError;
 pub use event::{Metadata, RecordedEvent};
-pub use scope::EventStore;
+pub use store::EventStore;
 pub use vault::{MasterKey, Vault};
 
 /// The platform's migrations, applied by `tenantry migrate` and at start-up.
