@@ -7,6 +7,19 @@
 //! their parents' state through `context`; every refusal is a `DomainError`; `upcast` keeps
 //! old event schemas loading.
 //!
+//! Every aggregate is a folder laid out the same way (as cqrs-demo's
+//! `domain/{aggregate,commands,events}.rs`):
+//!
+//! - `mod.rs`: the state its events leave, and the `Aggregate` wiring (`handle` calls `decide`,
+//!   `apply` folds one event);
+//! - `commands.rs`: what may be asked of it, the command and its helper types;
+//! - `events.rs`: what has happened to it, the event with its wire name and version;
+//! - `decide.rs`: its rules, which answer a command with events or refuse it;
+//! - `tests.rs`: its given/when/then tests.
+//!
+//! Each aggregate module re-exports what its files define, so a path such as
+//! `tenantry_domain::organization::OrganizationCommand` names the aggregate, not the file.
+//!
 //! The crate depends on no database, HTTP or NATS crate; `tenantry-eventstore` persists what
 //! is decided here and `tenantry-api` exposes it.
 
