@@ -12,6 +12,8 @@
 //!   messages.
 //! - [`billing`]: usage counters, daily volume, the terms timeline and billable conversations
 //!   invoices are computed from, usage alerts and finalized invoices.
+//! - [`queries`]: what the API asks of the read models, each query beside the tables it
+//!   reads, all through one [`queries::read`] (consistency token, scope, sealed fields).
 //! - [`rebuild`]: replaying the feed from PostgreSQL into fresh tables, then switching.
 //! - [`reconcile`]: a month's usage and invoices recomputed from the event log and compared
 //!   with the read models.
@@ -21,6 +23,7 @@ pub mod billing;
 pub mod consistency;
 pub mod directory;
 pub mod organizations;
+pub mod queries;
 pub mod rebuild;
 pub mod reconcile;
 pub mod runner;

@@ -1,0 +1,90 @@
+//! Queries of the `organizations` read model.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgConnection;
+use tenantry_domain::organization::Organization;
+use tenantry_domain::personal::PersonalKind;
+use tenantry_domain::OrganizationId;
+use uuid::Uuid;
+
+use super::{Page, PageRequest, Query, Sealed};
+use crate::organizations::NAME as ORGANIZATIONS;
+use crate::ProjectionError;
+
+/// An organization as the API shows it.
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct OrganizationView {
+    pub id: Uuid,
+    pub name: String,
+    pub slug: String,
+    pub tier: String,
+    pub billing_email: String,
+    pub status: String,
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Sealed for OrganizationView {
+    fn sealed(&mut self) -> Vec<(&mut String, PersonalKind)> {
+        vec![(&mut self.billing_email, PersonalKind::Email)]
+    }
+}
+
+impl OrganizationView {
+    /// The organization as a command left it, created at `created_at` (`None` when it does
+    /// not exist).
+    pub fn of(org: &Organization, version: i64, created_at: DateTime<Utc>) -> Option<Self> {
+        Some(Self {
+            id: org.id?.as_uuid(),
+            name: org.name.as_ref()?.to_string(),
+            slug: org.slug.as_ref()?.to_string(),
+            tier: org.tier?.to_string(),
+            billing_email: org.billing_email.as_ref()?.to_string(),
+            status: org.status.as_str().to_owned(),
+            version,
+            created_at,
+        })
+    }
+}
+
+const COLUMNS: &str =
+    "tenant_id AS id, name, slug, tier, billing_email, status, version, created_at";
+
+/// One organization.
+pub struct OrganizationById(pub OrganizationId);
+
+impl Query for OrganizationById {
+    type Output = Option<OrganizationView>;
+    const READS: &'static [&'static str] = &[ORGANIZATIONS];
+
+    async fn run(self, conn: &mut PgConnection) -> Result<Self::Output, ProjectionError> {
+        let sql = format!("SELECT {COLUMNS} FROM organizations WHERE tenant_id = $1");
+        Ok(sqlx::query_as(&sql)
+            .bind(self.0.as_uuid())
+            .fetch_optional(conn)
+            .await?)
+    }
+}
+
+/// A page of the platform's organizations (platform scope).
+pub struct Organizations(pub PageRequest);
+
+impl Query for Organizations {
+    type Output = Page<OrganizationView>;
+    const READS: &'static [&'static str] = &[ORGANIZATIONS];
+
+    async fn run(self, conn: &mut PgConnection) -> Result<Self::Output, ProjectionError> {
+        let page = self.0;
+        let sql = format!(
+            "SELECT {COLUMNS} FROM organizations \
+             WHERE ($1::uuid IS NULL OR tenant_id < $1) ORDER BY tenant_id DESC LIMIT $2"
+        );
+        let rows: Vec<OrganizationView> = sqlx::query_as(&sql)
+            .bind(page.after)
+            .bind(page.limit + 1)
+            .fetch_all(conn)
+            .await?;
+        Ok(Page::of(rows, page.limit, |o| o.id))
+    }
+}
