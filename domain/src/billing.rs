@@ -140,7 +140,7 @@ pub struct Segment {
 }
 
 /// One invoice line.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Line {
     pub description: String,
     /// The fraction of the month for a base fee; conversations for an overage.

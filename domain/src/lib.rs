@@ -32,6 +32,7 @@ pub mod error;
 pub mod ids;
 pub mod organization;
 pub mod personal;
+pub mod schema;
 pub mod store;
 pub mod tier;
 pub mod upcast;

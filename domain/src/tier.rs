@@ -18,6 +18,9 @@ pub enum Tier {
 }
 
 impl Tier {
+    /// Every tier, smallest first.
+    pub const ALL: &'static [Tier] = &[Tier::Basic, Tier::Pro, Tier::Enterprise];
+
     /// The wire name (`basic`, `pro`, `enterprise`).
     pub const fn as_str(self) -> &'static str {
         match self {
