@@ -415,11 +415,12 @@ pub async fn draft_from(
 }
 
 /// A month's invoice: finalized (as recorded) or the live draft.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, schemars::JsonSchema)]
 pub struct Invoice {
     pub month: Month,
     pub number: String,
     /// `draft` while the month is open, `finalized` after the close.
+    #[schemars(extend("enum" = ["draft", "finalized"]))]
     pub status: &'static str,
     pub lines: Vec<Line>,
     pub total: Money,

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
+use schemars::JsonSchema;
 use serde::Serialize;
 use sqlx::PgConnection;
 use tenantry_domain::billing::Month;
@@ -21,7 +22,7 @@ use crate::ProjectionError;
 impl Sealed for Invoice {}
 
 /// Conversations, messages and tokens.
-#[derive(Debug, Default, Serialize, sqlx::FromRow)]
+#[derive(Debug, Default, Serialize, JsonSchema, sqlx::FromRow)]
 pub struct Counters {
     pub conversations: i64,
     pub messages: i64,
@@ -29,7 +30,7 @@ pub struct Counters {
     pub tokens_out: i64,
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, JsonSchema, sqlx::FromRow)]
 pub struct InstanceUsage {
     pub agent_instance_id: Uuid,
     pub conversations: i64,
@@ -39,7 +40,7 @@ pub struct InstanceUsage {
 }
 
 /// A month's usage against the allowance.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Usage {
     pub month: Month,
     #[serde(flatten)]
@@ -141,7 +142,8 @@ impl Query for InvoiceOf {
 }
 
 /// Every invoice of an organization, newest first (at most ten years).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "Invoices")]
 pub struct InvoiceList {
     pub data: Vec<Invoice>,
 }
@@ -179,7 +181,7 @@ impl Query for InvoicesOf {
 }
 
 /// Conversations, messages and tokens over every month.
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, JsonSchema, sqlx::FromRow)]
 pub struct Totals {
     pub conversations: i64,
     pub messages: i64,
@@ -188,7 +190,7 @@ pub struct Totals {
 }
 
 /// This month's figures on the dashboard.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct ThisMonth {
     pub month: Month,
     #[serde(flatten)]
@@ -197,13 +199,13 @@ pub struct ThisMonth {
     pub allowance_used: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct InstanceCounts {
     pub by_status: BTreeMap<String, i64>,
     pub by_type: BTreeMap<String, i64>,
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, JsonSchema, sqlx::FromRow)]
 pub struct UsageAlert {
     pub month: String,
     pub threshold: i32,
@@ -211,7 +213,7 @@ pub struct UsageAlert {
 }
 
 /// An organization at a glance.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Dashboard {
     pub organization_id: Uuid,
     pub tier: String,
@@ -337,14 +339,14 @@ impl Query for DashboardOf {
     }
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, JsonSchema, sqlx::FromRow)]
 pub struct Day {
     pub day: NaiveDate,
     pub conversations: i64,
 }
 
 /// Conversations started per day.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Volume {
     pub from: NaiveDate,
     pub to: NaiveDate,
@@ -381,7 +383,7 @@ impl Query for VolumeOf {
 }
 
 /// This month's conversations and messages.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct MonthActivity {
     pub month: Month,
     pub conversations: i64,
@@ -389,7 +391,8 @@ pub struct MonthActivity {
 }
 
 /// The activity of a store's or an agent instance's conversations.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "Stats")]
 pub struct Activity {
     pub id: Uuid,
     pub this_month: MonthActivity,

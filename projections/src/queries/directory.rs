@@ -3,6 +3,7 @@
 //! (`of`), so a resource reads the same whether it was just written or read back.
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::PgConnection;
@@ -18,13 +19,16 @@ use super::{Page, PageRequest, Query, Sealed};
 use crate::directory::NAME as DIRECTORY;
 use crate::ProjectionError;
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, JsonSchema, sqlx::FromRow)]
+#[schemars(rename = "Store")]
 pub struct StoreView {
     pub id: Uuid,
     pub organization_id: Uuid,
     pub name: String,
     pub domain: String,
+    #[schemars(extend("enum" = ["shopify", "woocommerce", "magento", "bigcommerce", "custom"]))]
     pub platform: String,
+    #[schemars(extend("enum" = ["active", "deactivated"]))]
     pub status: String,
     pub version: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -99,15 +103,18 @@ impl Query for StoreById {
     }
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, JsonSchema, sqlx::FromRow)]
+#[schemars(rename = "AgentInstance")]
 pub struct AgentInstanceView {
     pub id: Uuid,
     pub organization_id: Uuid,
     pub store_id: Uuid,
+    #[schemars(extend("enum" = ["customer_service", "sales", "marketing"]))]
     pub agent_type: String,
     /// The catalog version the instance runs.
     pub agent_version: String,
     pub config: Value,
+    #[schemars(extend("enum" = ["active", "paused", "archived"]))]
     pub status: String,
     /// The instance's own version (for `If-Match`).
     pub version: i64,
@@ -182,14 +189,18 @@ impl Query for AgentInstanceById {
     }
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, JsonSchema, sqlx::FromRow)]
+#[schemars(rename = "Conversation")]
 pub struct ConversationView {
     pub id: Uuid,
     pub agent_instance_id: Uuid,
     pub store_id: Uuid,
     pub customer_ref: Option<String>,
+    #[schemars(extend("enum" = ["web", "email", "api"]))]
     pub channel: String,
+    #[schemars(extend("enum" = ["open", "ended"]))]
     pub status: String,
+    /// `resolved`, `abandoned` or `escalated` once ended.
     pub resolution: Option<String>,
     /// How many messages it holds (the transcript itself is [`WithMessages::messages`]).
     pub message_count: i64,
@@ -233,9 +244,11 @@ const CONVERSATION_COLUMNS: &str =
     "conversation_id AS id, instance_id AS agent_instance_id, store_id, customer_ref, channel, \
      status, resolution, messages AS message_count, tokens_in, tokens_out, version, started_at";
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, JsonSchema, sqlx::FromRow)]
+#[schemars(rename = "Message")]
 pub struct MessageView {
     pub id: Uuid,
+    #[schemars(extend("enum" = ["customer", "agent"]))]
     pub role: String,
     pub content: String,
     pub tokens_in: i64,
@@ -250,7 +263,8 @@ impl Sealed for MessageView {
 }
 
 /// A conversation with its transcript.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "ConversationWithMessages")]
 pub struct WithMessages {
     #[serde(flatten)]
     pub conversation: ConversationView,
@@ -325,10 +339,12 @@ impl Query for ConversationById {
     }
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, JsonSchema, sqlx::FromRow)]
+#[schemars(rename = "Member")]
 pub struct MemberView {
     pub id: Uuid,
     pub email: String,
+    #[schemars(extend("enum" = ["owner", "admin", "developer", "member"]))]
     pub role: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub created_at: Option<DateTime<Utc>>,
@@ -375,10 +391,12 @@ impl Query for Members {
     }
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, JsonSchema, sqlx::FromRow)]
+#[schemars(rename = "ApiKey")]
 pub struct ApiKeyView {
     pub id: Uuid,
     pub name: String,
+    #[schemars(extend("enum" = ["owner", "admin", "developer", "member"]))]
     pub role: String,
     pub prefix: String,
     pub created_at: DateTime<Utc>,

@@ -19,6 +19,7 @@ pub mod organizations;
 use std::future::Future;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::Serialize;
 use sqlx::PgConnection;
 use tenantry_domain::personal::PersonalKind;
@@ -147,7 +148,8 @@ pub struct PageRequest {
 }
 
 /// A page of a list, newest first.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "{T}Page")]
 pub struct Page<T> {
     pub data: Vec<T>,
     /// Pass as `?cursor=` for the next page; null on the last page.

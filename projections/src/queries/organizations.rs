@@ -1,6 +1,7 @@
 //! Queries of the `organizations` read model.
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::Serialize;
 use sqlx::PgConnection;
 use tenantry_domain::organization::Organization;
@@ -13,13 +14,17 @@ use crate::organizations::NAME as ORGANIZATIONS;
 use crate::ProjectionError;
 
 /// An organization as the API shows it.
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, JsonSchema, sqlx::FromRow)]
+#[schemars(rename = "Organization")]
 pub struct OrganizationView {
     pub id: Uuid,
     pub name: String,
     pub slug: String,
+    #[schemars(extend("enum" = ["basic", "pro", "enterprise"]))]
     pub tier: String,
+    #[schemars(extend("format" = "email"))]
     pub billing_email: String,
+    #[schemars(extend("enum" = ["trial", "active", "past_due", "suspended", "closed"]))]
     pub status: String,
     pub version: i64,
     pub created_at: DateTime<Utc>,
