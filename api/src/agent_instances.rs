@@ -1,24 +1,26 @@
 //! Agent instances, their widget keys, and the agent catalog.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tenantry_commands::keys::{Secret, WIDGET_KEY_PREFIX};
+use tenantry_commands::Request;
 use tenantry_domain::agent_instance::{AgentInstance, AgentInstanceAction};
 use tenantry_domain::catalog::{AgentDefinition, CATALOG};
-use tenantry_domain::{AgentInstanceId, AgentType, OrganizationId, Role, TenantId, WidgetKeyId};
+use tenantry_domain::{AgentInstanceId, AgentType, Role, TenantId, WidgetKeyId};
 use tenantry_projections::directory::NAME as DIRECTORY;
 use uuid::Uuid;
 
-use crate::auth::Principal;
+use crate::access::{Access, Authorized};
 use crate::command::{etag, Command, CommandWith};
 use crate::consistency::MinPosition;
-use crate::extract::{parse_id, Query};
+use crate::extract::Query;
 use crate::openapi::{ApiRouter, Op};
-use crate::resources::{answer, owner_of, ListParams, Page};
+use crate::paths::{InstancePath, StorePath, WidgetKeyPath};
+use crate::resources::{answer, ListParams, Page};
 use crate::{ApiError, AppState};
 
 pub fn router() -> ApiRouter {
@@ -27,7 +29,7 @@ pub fn router() -> ApiRouter {
         .route(
             Op::get("/v1/agent-definitions", "The agent catalog")
                 .tag(T)
-                .access("any key")
+                .access(Access::AnyKey)
                 .returns(200, "AgentDefinitions"),
             definitions,
         )
@@ -37,7 +39,7 @@ pub fn router() -> ApiRouter {
                 "List a store's agent instances",
             )
             .tag(T)
-            .access("any role")
+            .access(Access::Role(Role::Member))
             .lists("AgentInstance"),
             list,
         )
@@ -47,7 +49,7 @@ pub fn router() -> ApiRouter {
                 "Deploy an agent (tier limits and agent types)",
             )
             .tag(T)
-            .access("developer, admin or owner")
+            .access(Access::Role(Role::Developer))
             .body("Deploy")
             .returns(201, "AgentInstance"),
             deploy,
@@ -55,14 +57,14 @@ pub fn router() -> ApiRouter {
         .route(
             Op::get("/v1/agent-instances/{id}", "Show an agent instance")
                 .tag(T)
-                .access("any role")
+                .access(Access::Role(Role::Member))
                 .returns(200, "AgentInstance"),
             show,
         )
         .route(
             Op::delete("/v1/agent-instances/{id}", "Archive an agent instance")
                 .tag(T)
-                .access("developer, admin or owner")
+                .access(Access::Role(Role::Developer))
                 .returns(200, "AgentInstance"),
             archive,
         )
@@ -72,7 +74,7 @@ pub fn router() -> ApiRouter {
                 "Replace config overrides (prompt keys: Enterprise)",
             )
             .tag(T)
-            .access("developer, admin or owner")
+            .access(Access::Role(Role::Developer))
             .body("ChangeConfig")
             .returns(200, "AgentInstance"),
             change_config,
@@ -80,14 +82,14 @@ pub fn router() -> ApiRouter {
         .route(
             Op::post("/v1/agent-instances/{id}/pause", "Pause (frees its slot)")
                 .tag(T)
-                .access("developer, admin or owner")
+                .access(Access::Role(Role::Developer))
                 .returns(200, "AgentInstance"),
             pause,
         )
         .route(
             Op::post("/v1/agent-instances/{id}/resume", "Resume (tier limit)")
                 .tag(T)
-                .access("developer, admin or owner")
+                .access(Access::Role(Role::Developer))
                 .returns(200, "AgentInstance"),
             resume,
         )
@@ -97,7 +99,7 @@ pub fn router() -> ApiRouter {
                 "Move to another catalog version",
             )
             .tag(T)
-            .access("developer, admin or owner")
+            .access(Access::Role(Role::Developer))
             .body("Upgrade")
             .returns(200, "AgentInstance"),
             upgrade,
@@ -108,7 +110,7 @@ pub fn router() -> ApiRouter {
                 "Issue a widget key; its secret is shown once",
             )
             .tag(T)
-            .access("developer, admin or owner")
+            .access(Access::Role(Role::Developer))
             .returns(201, "WidgetKey"),
             issue_widget_key,
         )
@@ -118,13 +120,13 @@ pub fn router() -> ApiRouter {
                 "Revoke a widget key (at once)",
             )
             .tag(T)
-            .access("developer, admin or owner"),
+            .access(Access::Role(Role::Developer)),
             revoke_widget_key,
         )
 }
 
-/// Any valid key may read the catalog: the extractor authenticates, nothing else is needed.
-async fn definitions(_caller: Principal) -> Result<axum::Json<serde_json::Value>, ApiError> {
+/// Any valid key may read the catalog.
+async fn definitions(_: Authorized) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let data: &[AgentDefinition] = CATALOG;
     Ok(axum::Json(serde_json::json!({ "data": data })))
 }
@@ -165,27 +167,12 @@ impl AgentInstanceView {
     }
 }
 
-/// The agent instance `raw` and its organization, for a caller with at least `role`.
-pub async fn find(
-    state: &AppState,
-    principal: &Principal,
-    raw: &str,
-    role: Role,
-) -> Result<(OrganizationId, AgentInstanceId), ApiError> {
-    let id = parse_id(raw, "agent instance")?;
-    let org = owner_of::<AgentInstance>(state, principal, id, "agent instance").await?;
-    principal.require(org, role)?;
-    Ok((org, AgentInstanceId::from_uuid(id)))
-}
-
 async fn list(
     State(state): State<AppState>,
-    principal: Principal,
     min_position: MinPosition,
-    Path(store): Path<String>,
     Query(params): Query<ListParams>,
+    StorePath { org, store }: StorePath,
 ) -> Result<axum::Json<Page<AgentInstanceView>>, ApiError> {
-    let (org, store) = crate::stores::find(&state, &principal, &store, Role::Member).await?;
     let (limit, after) = params.parse()?;
     min_position.wait(&state, &[DIRECTORY]).await?;
     let mut tx = state.store.begin_tenant(TenantId::from(org)).await?;
@@ -206,11 +193,9 @@ async fn list(
 
 async fn show(
     State(state): State<AppState>,
-    principal: Principal,
     min_position: MinPosition,
-    Path(id): Path<String>,
+    InstancePath { org, instance: id }: InstancePath,
 ) -> Result<Response, ApiError> {
-    let (org, id) = find(&state, &principal, &id, Role::Member).await?;
     min_position.wait(&state, &[DIRECTORY]).await?;
     let mut tx = state.store.begin_tenant(TenantId::from(org)).await?;
     let sql =
@@ -236,11 +221,9 @@ struct Deploy {
 
 async fn deploy(
     State(state): State<AppState>,
-    Path(store): Path<String>,
-    command: CommandWith<Deploy>,
+    command: CommandWith<Deploy, StorePath>,
 ) -> Result<Response, ApiError> {
-    let (org, store) =
-        crate::stores::find(&state, &command.principal, &store, Role::Developer).await?;
+    let StorePath { org, store } = command.path;
     let id = AgentInstanceId::new();
     let action = AgentInstanceAction::Deploy {
         id,
@@ -261,16 +244,16 @@ async fn deploy(
     ))
 }
 
+/// Runs an agent instance action (the caller was allowed by the route's rule).
 async fn run(
     state: &AppState,
-    command: &Command,
-    raw: &str,
+    InstancePath { org, instance }: InstancePath,
+    request: &Request,
     action: AgentInstanceAction,
 ) -> Result<Response, ApiError> {
-    let (org, id) = find(state, &command.principal, raw, Role::Developer).await?;
     let done = state
         .commands
-        .execute((org, id), action, &command.request)
+        .execute((org, instance), action, request)
         .await?;
     Ok(answer(
         StatusCode::OK,
@@ -287,42 +270,51 @@ struct ChangeConfig {
 
 async fn change_config(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    command: CommandWith<ChangeConfig>,
+    command: CommandWith<ChangeConfig, InstancePath>,
 ) -> Result<Response, ApiError> {
-    let CommandWith {
-        principal,
-        request,
-        body,
-    } = command;
     let action = AgentInstanceAction::ChangeConfig {
-        config: body.config,
+        config: command.body.config,
     };
-    run(&state, &Command { principal, request }, &id, action).await
+    run(&state, command.path, &command.request, action).await
 }
 
 async fn pause(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    command: Command,
+    command: Command<InstancePath>,
 ) -> Result<Response, ApiError> {
-    run(&state, &command, &id, AgentInstanceAction::Pause).await
+    run(
+        &state,
+        command.path,
+        &command.request,
+        AgentInstanceAction::Pause,
+    )
+    .await
 }
 
 async fn resume(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    command: Command,
+    command: Command<InstancePath>,
 ) -> Result<Response, ApiError> {
-    run(&state, &command, &id, AgentInstanceAction::Resume).await
+    run(
+        &state,
+        command.path,
+        &command.request,
+        AgentInstanceAction::Resume,
+    )
+    .await
 }
 
 async fn archive(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    command: Command,
+    command: Command<InstancePath>,
 ) -> Result<Response, ApiError> {
-    run(&state, &command, &id, AgentInstanceAction::Archive).await
+    run(
+        &state,
+        command.path,
+        &command.request,
+        AgentInstanceAction::Archive,
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -333,18 +325,12 @@ struct Upgrade {
 
 async fn upgrade(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    command: CommandWith<Upgrade>,
+    command: CommandWith<Upgrade, InstancePath>,
 ) -> Result<Response, ApiError> {
-    let CommandWith {
-        principal,
-        request,
-        body,
-    } = command;
     let action = AgentInstanceAction::Upgrade {
-        version: body.version,
+        version: command.body.version,
     };
-    run(&state, &Command { principal, request }, &id, action).await
+    run(&state, command.path, &command.request, action).await
 }
 
 /// A widget key just issued: its secret is shown this once.
@@ -358,10 +344,9 @@ struct IssuedWidgetKey {
 
 async fn issue_widget_key(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    command: Command,
+    command: Command<InstancePath>,
 ) -> Result<Response, ApiError> {
-    let (org, instance) = find(&state, &command.principal, &id, Role::Developer).await?;
+    let InstancePath { org, instance } = command.path;
     let key_id = WidgetKeyId::new();
     let secret = Secret::generate(WIDGET_KEY_PREFIX);
     let action = AgentInstanceAction::IssueWidgetKey {
@@ -400,11 +385,13 @@ async fn issue_widget_key(
 
 async fn revoke_widget_key(
     State(state): State<AppState>,
-    Path((id, key)): Path<(String, String)>,
-    command: Command,
+    command: Command<WidgetKeyPath>,
 ) -> Result<Response, ApiError> {
-    let (org, instance) = find(&state, &command.principal, &id, Role::Developer).await?;
-    let key_id = WidgetKeyId::from_uuid(parse_id(&key, "widget key")?);
+    let WidgetKeyPath {
+        org,
+        instance,
+        key: key_id,
+    } = command.path;
     let action = AgentInstanceAction::RevokeWidgetKey { key_id };
     let done = state
         .commands

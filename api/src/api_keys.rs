@@ -1,22 +1,23 @@
 //! `/v1/organizations/{org}/api-keys`: organization secret keys.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tenantry_domain::organization::OrganizationCommand;
-use tenantry_domain::{ApiKeyId, KeyName, Role, TenantId};
+use tenantry_domain::{KeyName, Role, TenantId};
 use tenantry_projections::directory::NAME as DIRECTORY;
 use uuid::Uuid;
 
 use tenantry_commands::NewApiKey;
 
-use crate::auth::Principal;
+use crate::access::Access;
 use crate::command::{Command, CommandWith};
 use crate::consistency::MinPosition;
-use crate::extract::{org_of, parse_id, Query};
+use crate::extract::Query;
 use crate::openapi::{ApiRouter, Op};
+use crate::paths::{ApiKeyPath, OrgPath};
 use crate::resources::{answer, ListParams, Page};
 use crate::{ApiError, AppState};
 
@@ -29,7 +30,7 @@ pub fn router() -> ApiRouter {
                 "List API keys (never their secrets)",
             )
             .tag(T)
-            .access("admin or owner")
+            .access(Access::Role(Role::Admin))
             .lists("ApiKey"),
             list,
         )
@@ -39,7 +40,8 @@ pub fn router() -> ApiRouter {
                 "Issue an API key; its secret is shown once",
             )
             .tag(T)
-            .access("admin or owner; never a role above the caller's")
+            .access(Access::Role(Role::Admin))
+            .note("never a role above the caller's")
             .body("IssueApiKey")
             .returns(201, "IssuedApiKey"),
             issue,
@@ -50,7 +52,7 @@ pub fn router() -> ApiRouter {
                 "Revoke an API key (at once)",
             )
             .tag(T)
-            .access("admin or owner"),
+            .access(Access::Role(Role::Admin)),
             revoke,
         )
 }
@@ -77,13 +79,10 @@ pub struct ApiKeyView {
 
 async fn list(
     State(state): State<AppState>,
-    principal: Principal,
     min_position: MinPosition,
-    Path(org): Path<String>,
     Query(params): Query<ListParams>,
+    OrgPath(org): OrgPath,
 ) -> Result<axum::Json<Page<ApiKeyView>>, ApiError> {
-    let org = org_of(&org)?;
-    principal.require(org, Role::Admin)?;
     let (limit, after) = params.parse()?;
     min_position.wait(&state, &[DIRECTORY]).await?;
     let mut tx = state.store.begin_tenant(TenantId::from(org)).await?;
@@ -110,11 +109,9 @@ struct Issue {
 
 async fn issue(
     State(state): State<AppState>,
-    Path(org): Path<String>,
-    command: CommandWith<Issue>,
+    command: CommandWith<Issue, OrgPath>,
 ) -> Result<Response, ApiError> {
-    let org = org_of(&org)?;
-    command.principal.require(org, Role::Admin)?;
+    let OrgPath(org) = command.path;
     if let Some(held) = command.principal.role() {
         if !held.includes(command.body.role) {
             return Err(ApiError::Forbidden(format!(
@@ -157,12 +154,9 @@ async fn issue(
 
 async fn revoke(
     State(state): State<AppState>,
-    Path((org, key)): Path<(String, String)>,
-    command: Command,
+    command: Command<ApiKeyPath>,
 ) -> Result<Response, ApiError> {
-    let org = org_of(&org)?;
-    let key = ApiKeyId::from_uuid(parse_id(&key, "api key")?);
-    command.principal.require(org, Role::Admin)?;
+    let ApiKeyPath { org, key } = command.path;
     let what = OrganizationCommand::RevokeApiKey { key_id: key };
     let done = state.commands.execute(org, what, &command.request).await?;
     // Refused from now on here; other servers hear of it from PostgreSQL.

@@ -7,8 +7,7 @@
 //! commands write in their own transactions, so a revoked key fails at once. What a lookup
 //! finds is kept in memory while PostgreSQL can announce changes to it ([`crate::credentials`]).
 //!
-//! Authorization answers 404, never 403, for anything in another tenant, and 403 for a role or
-//! key type that may not.
+//! What each route allows is its [`crate::access::Access`] rule.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -90,32 +89,6 @@ impl Principal {
 
     pub fn is_admin(&self) -> bool {
         matches!(self, Principal::Admin)
-    }
-
-    /// Requires the platform admin key.
-    ///
-    /// # Errors
-    /// 403 for any other key.
-    pub fn require_admin(&self) -> Result<(), ApiError> {
-        if self.is_admin() {
-            Ok(())
-        } else {
-            Err(ApiError::Forbidden(
-                "this route needs the platform admin key".into(),
-            ))
-        }
-    }
-
-    /// Requires the platform admin key for a route on organization `org`: another
-    /// organization's key gets 404, this organization's keys 403.
-    ///
-    /// # Errors
-    /// 404 or 403 as above.
-    pub fn require_admin_for(&self, org: OrganizationId) -> Result<(), ApiError> {
-        match self.org() {
-            Some(own) if own != org => Err(ApiError::NotFound("organization")),
-            _ => self.require_admin(),
-        }
     }
 
     /// Allows access to organization `org` with at least `role`.

@@ -1,6 +1,7 @@
 //! Usage, invoices, the dashboard and statistics, and the platform's billing jobs.
 
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -12,12 +13,13 @@ use tenantry_projections::directory::NAME as DIRECTORY;
 use tenantry_projections::organizations::NAME as ORGANIZATIONS;
 use uuid::Uuid;
 
-use crate::auth::Principal;
+use crate::access::{Access, Authorized};
 use crate::command::CommandWith;
 use crate::consistency::MinPosition;
-use crate::extract::{org_of, Query};
+use crate::extract::Query;
 use crate::jobs;
 use crate::openapi::{ApiRouter, Op};
+use crate::paths::{InstancePath, OrgPath, Params, StorePath};
 use crate::{ApiError, AppState};
 
 pub fn router() -> ApiRouter {
@@ -29,7 +31,7 @@ pub fn router() -> ApiRouter {
                 "Usage of a month (default: this month)",
             )
             .tag(T)
-            .access("any role")
+            .access(Access::Role(Role::Member))
             .returns(200, "Usage"),
             usage,
         )
@@ -39,7 +41,7 @@ pub fn router() -> ApiRouter {
                 "Invoices, newest month first",
             )
             .tag(T)
-            .access("admin or owner")
+            .access(Access::Role(Role::Admin))
             .returns(200, "Invoices"),
             invoices,
         )
@@ -49,7 +51,7 @@ pub fn router() -> ApiRouter {
                 "One month's invoice (draft until closed)",
             )
             .tag(T)
-            .access("admin or owner")
+            .access(Access::Role(Role::Admin))
             .returns(200, "Invoice"),
             invoice,
         )
@@ -59,7 +61,7 @@ pub fn router() -> ApiRouter {
                 "The organization at a glance",
             )
             .tag(T)
-            .access("any role")
+            .access(Access::Role(Role::Member))
             .returns(200, "Dashboard"),
             dashboard,
         )
@@ -69,14 +71,14 @@ pub fn router() -> ApiRouter {
                 "Daily conversation counts (?from=&to= dates)",
             )
             .tag(T)
-            .access("any role")
+            .access(Access::Role(Role::Member))
             .returns(200, "Volume"),
             volume,
         )
         .route(
             Op::get("/v1/stores/{store}/stats", "A store's activity")
                 .tag(T)
-                .access("any role")
+                .access(Access::Role(Role::Member))
                 .returns(200, "Stats"),
             store_stats,
         )
@@ -86,7 +88,7 @@ pub fn router() -> ApiRouter {
                 "An agent instance's activity",
             )
             .tag(T)
-            .access("any role")
+            .access(Access::Role(Role::Member))
             .returns(200, "Stats"),
             instance_stats,
         )
@@ -96,7 +98,7 @@ pub fn router() -> ApiRouter {
                 "Finalize every organization's invoice of a past month",
             )
             .tag(T)
-            .access("platform admin")
+            .access(Access::PlatformAdmin)
             .body("MonthRequest")
             .returns(200, "CloseReport"),
             close,
@@ -107,7 +109,7 @@ pub fn router() -> ApiRouter {
                 "Recompute a month from the event log and compare",
             )
             .tag(T)
-            .access("platform admin")
+            .access(Access::PlatformAdmin)
             .body("MonthRequest")
             .returns(200, "Reconciliation"),
             reconcile,
@@ -164,13 +166,10 @@ struct Usage {
 
 async fn usage(
     State(state): State<AppState>,
-    principal: Principal,
     min_position: MinPosition,
-    Path(org): Path<String>,
     Query(params): Query<MonthParam>,
+    OrgPath(org): OrgPath,
 ) -> Result<axum::Json<Usage>, ApiError> {
-    let org = org_of(&org)?;
-    principal.require(org, Role::Member)?;
     let month = parse_month(params.month.as_deref())?;
     min_position.wait(&state, &[BILLING]).await?;
     let mut tx = state.store.begin_tenant(TenantId::from(org)).await?;
@@ -239,20 +238,35 @@ async fn slug_of(conn: &mut PgConnection, org: OrganizationId) -> Result<String,
     slug.ok_or(ApiError::NotFound("organization"))
 }
 
+/// `{org}/invoices/{month}`: the month is read once the caller is allowed.
+struct InvoicePath {
+    org: OrganizationId,
+    month: Month,
+}
+
+impl FromRequestParts<AppState> for InvoicePath {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let OrgPath(org) = OrgPath::from_request_parts(parts, state).await?;
+        let params = Params::of(parts, state).await?;
+        let month =
+            params
+                .raw("month")?
+                .parse()
+                .map_err(|e: tenantry_domain::ValidationError| ApiError::BadRequest {
+                    code: "invalid-month",
+                    detail: e.message,
+                })?;
+        Ok(InvoicePath { org, month })
+    }
+}
+
 async fn invoice(
     State(state): State<AppState>,
-    principal: Principal,
     min_position: MinPosition,
-    Path((org, month)): Path<(String, String)>,
+    InvoicePath { org, month }: InvoicePath,
 ) -> Result<axum::Json<billing_model::Invoice>, ApiError> {
-    let org = org_of(&org)?;
-    principal.require(org, Role::Admin)?;
-    let month: Month = month
-        .parse()
-        .map_err(|e: tenantry_domain::ValidationError| ApiError::BadRequest {
-            code: "invalid-month",
-            detail: e.message,
-        })?;
     min_position.wait(&state, &[BILLING]).await?;
     let mut tx = state.store.begin_tenant(TenantId::from(org)).await?;
     let slug = slug_of(&mut tx, org).await?;
@@ -265,12 +279,9 @@ async fn invoice(
 
 async fn invoices(
     State(state): State<AppState>,
-    principal: Principal,
     min_position: MinPosition,
-    Path(org): Path<String>,
+    OrgPath(org): OrgPath,
 ) -> Result<Response, ApiError> {
-    let org = org_of(&org)?;
-    principal.require(org, Role::Admin)?;
     min_position.wait(&state, &[BILLING]).await?;
     let mut tx = state.store.begin_tenant(TenantId::from(org)).await?;
     let slug = slug_of(&mut tx, org).await?;
@@ -313,12 +324,9 @@ struct CountBy {
 
 async fn dashboard(
     State(state): State<AppState>,
-    principal: Principal,
     min_position: MinPosition,
-    Path(org): Path<String>,
+    OrgPath(org): OrgPath,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
-    let org = org_of(&org)?;
-    principal.require(org, Role::Member)?;
     min_position
         .wait(&state, &[ORGANIZATIONS, DIRECTORY, BILLING])
         .await?;
@@ -423,13 +431,10 @@ struct Range {
 
 async fn volume(
     State(state): State<AppState>,
-    principal: Principal,
     min_position: MinPosition,
-    Path(org): Path<String>,
     Query(range): Query<Range>,
+    OrgPath(org): OrgPath,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
-    let org = org_of(&org)?;
-    principal.require(org, Role::Member)?;
     let to = range.to.unwrap_or_else(|| Utc::now().date_naive());
     let from = range.from.unwrap_or(to - chrono::Days::new(29));
     if from > to || (to - from).num_days() > 366 {
@@ -507,11 +512,9 @@ async fn stats(
 
 async fn store_stats(
     State(state): State<AppState>,
-    principal: Principal,
     min_position: MinPosition,
-    Path(store): Path<String>,
+    StorePath { org, store }: StorePath,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
-    let (org, store) = crate::stores::find(&state, &principal, &store, Role::Member).await?;
     min_position.wait(&state, &[DIRECTORY, BILLING]).await?;
     Ok(axum::Json(
         stats(&state, org, "i.store_id = $2", store.as_uuid()).await?,
@@ -520,11 +523,9 @@ async fn store_stats(
 
 async fn instance_stats(
     State(state): State<AppState>,
-    principal: Principal,
     min_position: MinPosition,
-    Path(id): Path<String>,
+    InstancePath { org, instance: id }: InstancePath,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
-    let (org, id) = crate::agent_instances::find(&state, &principal, &id, Role::Member).await?;
     min_position.wait(&state, &[DIRECTORY, BILLING]).await?;
     Ok(axum::Json(
         stats(&state, org, "i.instance_id = $2", id.as_uuid()).await?,
@@ -539,18 +540,16 @@ struct MonthRequest {
 
 async fn close(
     State(state): State<AppState>,
-    command: CommandWith<MonthRequest>,
+    command: CommandWith<MonthRequest, Authorized>,
 ) -> Result<Response, ApiError> {
-    command.principal.require_admin()?;
     let report = jobs::close_month(&state.commands, command.body.month, &command.request).await?;
     Ok(axum::Json(report).into_response())
 }
 
 async fn reconcile(
     State(state): State<AppState>,
-    command: CommandWith<MonthRequest>,
+    command: CommandWith<MonthRequest, Authorized>,
 ) -> Result<Response, ApiError> {
-    command.principal.require_admin()?;
     let report =
         tenantry_projections::reconcile::reconcile(&state.store, command.body.month, None, |_| {})
             .await?;

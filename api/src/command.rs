@@ -1,10 +1,16 @@
-//! What every command handler extracts: the caller, and a [`Request`] carrying the events'
-//! metadata, the `Idempotency-Key` with a fingerprint of the request, and `If-Match`.
+//! What every command handler extracts: the caller, a [`Request`] carrying the events'
+//! metadata, the `Idempotency-Key` with a fingerprint of the request, and `If-Match`, and
+//! what the path names, authorized by the route's rule (a [`crate::paths`] extractor, or
+//! [`crate::access::Authorized`] on a route that names no resource).
+//!
+//! The route's rule is answered after the headers and the body, as the API always has: a
+//! request that is malformed and also not allowed gets the problem of its malformed part.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request as HttpRequest};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use tenantry_commands::Request;
@@ -14,17 +20,19 @@ use crate::auth::Principal;
 use crate::extract::{body_rejection, parse_json};
 use crate::{ApiError, AppState, REQUEST_ID};
 
-/// A command without a body.
-pub struct Command {
+/// A command without a body, on what its path `P` names.
+pub struct Command<P> {
     pub principal: Principal,
     pub request: Request,
+    pub path: P,
 }
 
-/// A command with a JSON body.
-pub struct CommandWith<T> {
+/// A command with a JSON body, on what its path `P` names.
+pub struct CommandWith<T, P> {
     pub principal: Principal,
     pub request: Request,
     pub body: T,
+    pub path: P,
 }
 
 /// A command's request before its body is read: an idempotency key waits for the body,
@@ -114,26 +122,43 @@ fn build(principal: &Principal, parts: &Parts) -> Result<Pending, ApiError> {
     })
 }
 
-impl FromRequestParts<AppState> for Command {
-    type Rejection = ApiError;
+impl<P> FromRequestParts<AppState> for Command<P>
+where
+    P: FromRequestParts<AppState>,
+    P::Rejection: IntoResponse,
+{
+    type Rejection = Response;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
         let principal = Principal::from_request_parts(parts, state).await?;
         let request = build(&principal, parts)?.finish(b"");
-        Ok(Command { principal, request })
+        let path = P::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(Command {
+            principal,
+            request,
+            path,
+        })
     }
 }
 
-impl<T: DeserializeOwned> FromRequest<AppState> for CommandWith<T> {
-    type Rejection = ApiError;
+impl<T, P> FromRequest<AppState> for CommandWith<T, P>
+where
+    T: DeserializeOwned,
+    P: FromRequestParts<AppState> + Send,
+    P::Rejection: IntoResponse,
+{
+    type Rejection = Response;
 
-    async fn from_request(req: HttpRequest, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: HttpRequest, state: &AppState) -> Result<Self, Response> {
         let (mut parts, body) = req.into_parts();
         let principal = Principal::from_request_parts(&mut parts, state).await?;
         let pending = build(&principal, &parts)?;
+        // Checked before the body is read (which takes the request's parts), answered after.
+        let path = P::from_request_parts(&mut parts, state)
+            .await
+            .map_err(IntoResponse::into_response);
         let bytes = Bytes::from_request(HttpRequest::from_parts(parts, body), state)
             .await
             .map_err(body_rejection)?;
@@ -144,6 +169,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for CommandWith<T> {
             principal,
             request,
             body,
+            path: path?,
         })
     }
 }

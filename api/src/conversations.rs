@@ -1,7 +1,7 @@
 //! Conversations: started and fed by developer keys or by a widget key of their agent
 //! instance.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -11,16 +11,18 @@ use tenantry_domain::conversation::{Conversation, ConversationAction};
 use tenantry_domain::personal::PersonalKind;
 use tenantry_domain::{
     AgentInstanceId, AgentType, Channel, ConversationId, CustomerRef, MessageContent, MessageId,
-    MessageRole, OrganizationId, Resolution, Role, StoreId, TenantId,
+    MessageRole, Resolution, Role, StoreId, TenantId,
 };
 use tenantry_projections::directory::NAME as DIRECTORY;
 use uuid::Uuid;
 
+use crate::access::{Access, Target};
 use crate::auth::Principal;
 use crate::command::{etag, CommandWith};
 use crate::consistency::MinPosition;
-use crate::extract::{parse_id, Query};
+use crate::extract::Query;
 use crate::openapi::{ApiRouter, Op};
+use crate::paths::{ConversationPath, ConversationTarget, InstancePath};
 use crate::resources::{answer, owner_of, ListParams, Page};
 use crate::{ApiError, AppState};
 
@@ -33,7 +35,7 @@ pub fn router() -> ApiRouter {
                 "Start a conversation on an active agent instance",
             )
             .tag(T)
-            .access("developer, admin or owner, or a widget key of the instance")
+            .access(Access::RoleOrWidget(Role::Developer))
             .body("StartConversation")
             .returns(201, "Conversation"),
             start,
@@ -44,16 +46,15 @@ pub fn router() -> ApiRouter {
                 "Show a conversation with its messages",
             )
             .tag(T)
-            .access("any role")
+            .access(Access::Role(Role::Member))
             .returns(200, "ConversationWithMessages"),
             show,
         )
         .route(
             Op::post("/v1/conversations/{id}/messages", "Add a message")
                 .tag(T)
-                .access(
-                    "developer, admin or owner; a widget key of the instance for customer messages",
-                )
+                .access(Access::RoleOrWidget(Role::Developer))
+                .note("a widget key adds customer messages only")
                 .body("AppendMessage")
                 .returns(201, "Conversation"),
             append,
@@ -61,7 +62,7 @@ pub fn router() -> ApiRouter {
         .route(
             Op::post("/v1/conversations/{id}/end", "End a conversation")
                 .tag(T)
-                .access("developer, admin or owner")
+                .access(Access::Role(Role::Developer))
                 .body("EndConversation")
                 .returns(200, "Conversation"),
             end,
@@ -72,7 +73,7 @@ pub fn router() -> ApiRouter {
                 "List an agent instance's conversations",
             )
             .tag(T)
-            .access("any role")
+            .access(Access::Role(Role::Member))
             .lists("Conversation"),
             list,
         )
@@ -129,52 +130,6 @@ pub struct MessageView {
     pub created_at: DateTime<Utc>,
 }
 
-/// May this caller talk in conversations of `instance` (of `org`)? Developer keys and up may;
-/// a widget key only on its own instance.
-fn require_talk(
-    principal: &Principal,
-    org: OrganizationId,
-    instance: AgentInstanceId,
-) -> Result<(), ApiError> {
-    match principal {
-        Principal::Widget { org: own, .. } if *own != org => {
-            Err(ApiError::NotFound("agent instance"))
-        }
-        Principal::Widget { instance: own, .. } if *own == instance => Ok(()),
-        Principal::Widget { .. } => Err(ApiError::Forbidden(
-            "this widget key belongs to another agent instance".into(),
-        )),
-        other => other.require(org, Role::Developer),
-    }
-}
-
-/// The organization of an API key that may talk (developer and up). Its conversation
-/// commands run in that organization straight away: the command itself finds the conversation
-/// or agent instance there, or answers 404, so no lookup is needed first. Other callers (the
-/// platform admin, widget keys, lower roles) are looked up, so that a resource of another
-/// organization is 404 before any 403.
-fn talking_key(principal: &Principal) -> Option<OrganizationId> {
-    match principal {
-        Principal::Key { org, role, .. } if role.includes(Role::Developer) => Some(*org),
-        _ => None,
-    }
-}
-
-/// The conversation `raw`, its organization and its state on the write side.
-async fn conversation(
-    state: &AppState,
-    principal: &Principal,
-    raw: &str,
-) -> Result<(OrganizationId, ConversationId, Conversation), ApiError> {
-    let id = parse_id(raw, "conversation")?;
-    let org = owner_of::<Conversation>(state, principal, id, "conversation").await?;
-    let (state_now, _) = state
-        .commands
-        .load::<Conversation>(TenantId::from(org), id)
-        .await?;
-    Ok((org, ConversationId::from_uuid(id), state_now))
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Start {
@@ -183,12 +138,17 @@ struct Start {
     channel: Option<Channel>,
 }
 
+/// The instance is named in the body: the route's rule is checked here, on it. A key whose
+/// role alone the rule admits starts it in its own organization, where the command finds the
+/// instance or answers 404; other callers are looked up first, so that another
+/// organization's instance is 404 before any 403.
 async fn start(
     State(state): State<AppState>,
-    command: CommandWith<Start>,
+    rule: Access,
+    command: CommandWith<Start, ()>,
 ) -> Result<Response, ApiError> {
     let instance = command.body.agent_instance_id;
-    let org = match talking_key(&command.principal) {
+    let org = match rule.admits_by_role(&command.principal) {
         Some(org) => org,
         None => {
             owner_of::<AgentInstance>(&state, &command.principal, instance, "agent instance")
@@ -196,7 +156,7 @@ async fn start(
         }
     };
     let instance = AgentInstanceId::from_uuid(instance);
-    require_talk(&command.principal, org, instance)?;
+    rule.check(&command.principal, Target::Instance(org, instance))?;
     let id = ConversationId::new();
     let action = ConversationAction::Start {
         id,
@@ -232,23 +192,9 @@ struct Append {
 
 async fn append(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    command: CommandWith<Append>,
+    command: CommandWith<Append, ConversationTarget>,
 ) -> Result<Response, ApiError> {
-    let (org, id) = match talking_key(&command.principal) {
-        Some(org) => (
-            org,
-            ConversationId::from_uuid(parse_id(&id, "conversation")?),
-        ),
-        None => {
-            let (org, id, current) = conversation(&state, &command.principal, &id).await?;
-            let instance = current
-                .agent_instance_id
-                .ok_or(ApiError::NotFound("conversation"))?;
-            require_talk(&command.principal, org, instance)?;
-            (org, id)
-        }
-    };
+    let ConversationTarget { org, id } = command.path;
     if matches!(command.principal, Principal::Widget { .. })
         && command.body.role != MessageRole::Customer
     {
@@ -282,22 +228,9 @@ struct End {
 
 async fn end(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    command: CommandWith<End>,
+    command: CommandWith<End, ConversationTarget>,
 ) -> Result<Response, ApiError> {
-    let (org, id) = match talking_key(&command.principal) {
-        Some(org) => (
-            org,
-            ConversationId::from_uuid(parse_id(&id, "conversation")?),
-        ),
-        None => {
-            let id = parse_id(&id, "conversation")?;
-            let org =
-                owner_of::<Conversation>(&state, &command.principal, id, "conversation").await?;
-            command.principal.require(org, Role::Developer)?;
-            (org, ConversationId::from_uuid(id))
-        }
-    };
+    let ConversationTarget { org, id } = command.path;
     let action = ConversationAction::End {
         resolution: command.body.resolution,
     };
@@ -321,13 +254,9 @@ struct WithMessages {
 
 async fn show(
     State(state): State<AppState>,
-    principal: Principal,
     min_position: MinPosition,
-    Path(id): Path<String>,
+    ConversationPath { org, id }: ConversationPath,
 ) -> Result<Response, ApiError> {
-    let raw = parse_id(&id, "conversation")?;
-    let org = owner_of::<Conversation>(&state, &principal, raw, "conversation").await?;
-    principal.require(org, Role::Member)?;
     min_position.wait(&state, &[DIRECTORY]).await?;
     let mut tx = state.store.begin_tenant(TenantId::from(org)).await?;
     let sql = format!(
@@ -335,7 +264,7 @@ async fn show(
     );
     let mut view: Option<ConversationView> = sqlx::query_as(&sql)
         .bind(org.as_uuid())
-        .bind(raw)
+        .bind(id.as_uuid())
         .fetch_optional(&mut *tx)
         .await?;
     let mut messages: Vec<MessageView> = sqlx::query_as(
@@ -343,7 +272,7 @@ async fn show(
          WHERE tenant_id = $1 AND conversation_id = $2 ORDER BY seq",
     )
     .bind(org.as_uuid())
-    .bind(raw)
+    .bind(id.as_uuid())
     .fetch_all(&mut *tx)
     .await?;
     let sealed = view
@@ -375,13 +304,10 @@ async fn show(
 
 async fn list(
     State(state): State<AppState>,
-    principal: Principal,
     min_position: MinPosition,
-    Path(id): Path<String>,
     Query(params): Query<ListParams>,
+    InstancePath { org, instance }: InstancePath,
 ) -> Result<axum::Json<Page<ConversationView>>, ApiError> {
-    let (org, instance) =
-        crate::agent_instances::find(&state, &principal, &id, Role::Member).await?;
     let (limit, after) = params.parse()?;
     min_position.wait(&state, &[DIRECTORY]).await?;
     let mut tx = state.store.begin_tenant(TenantId::from(org)).await?;

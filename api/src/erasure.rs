@@ -1,6 +1,6 @@
 //! Erasure over HTTP: crypto-shredding a tenant's personal data, or one end customer's.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
@@ -8,9 +8,10 @@ use tenantry_commands::Erase;
 use tenantry_domain::organization::ErasureScope;
 use tenantry_domain::{CustomerRef, Role};
 
+use crate::access::Access;
 use crate::command::{Command, CommandWith};
-use crate::extract::org_of;
 use crate::openapi::{ApiRouter, Op};
+use crate::paths::OrgPath;
 use crate::resources::answer;
 use crate::{ApiError, AppState};
 
@@ -23,7 +24,7 @@ pub fn router() -> ApiRouter {
                 "Erase the tenant's personal data (destroys its data keys; irreversible)",
             )
             .tag(T)
-            .access("owner")
+            .access(Access::Role(Role::Owner))
             .returns(200, "Erasure"),
             erase_tenant,
         )
@@ -33,7 +34,7 @@ pub fn router() -> ApiRouter {
                 "Erase one end customer's personal data (destroys their data key; irreversible)",
             )
             .tag(T)
-            .access("owner")
+            .access(Access::Role(Role::Owner))
             .body("EraseCustomer")
             .returns(200, "Erasure"),
             erase_customer,
@@ -50,11 +51,9 @@ struct Erasure {
 
 async fn erase_tenant(
     State(state): State<AppState>,
-    Path(org): Path<String>,
-    command: Command,
+    command: Command<OrgPath>,
 ) -> Result<Response, ApiError> {
-    let org = org_of(&org)?;
-    command.principal.require(org, Role::Owner)?;
+    let OrgPath(org) = command.path;
     let (done, keys_destroyed) = state
         .commands
         .execute(org, Erase::Tenant, &command.request)
@@ -75,11 +74,9 @@ struct EraseCustomer {
 
 async fn erase_customer(
     State(state): State<AppState>,
-    Path(org): Path<String>,
-    command: CommandWith<EraseCustomer>,
+    command: CommandWith<EraseCustomer, OrgPath>,
 ) -> Result<Response, ApiError> {
-    let org = org_of(&org)?;
-    command.principal.require(org, Role::Owner)?;
+    let OrgPath(org) = command.path;
     let (done, keys_destroyed) = state
         .commands
         .execute(

@@ -179,6 +179,14 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// For extractors whose rejection is a response (one may also be axum's own, such as a path
+/// that is not UTF-8).
+impl From<ApiError> for Response {
+    fn from(err: ApiError) -> Self {
+        err.into_response()
+    }
+}
+
 impl From<CommandError> for ApiError {
     fn from(err: CommandError) -> Self {
         match err {

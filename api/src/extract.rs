@@ -85,17 +85,6 @@ pub fn parse_id(raw: &str, what: &'static str) -> Result<Uuid, ApiError> {
     })
 }
 
-/// The organization id of a path segment.
-///
-/// # Errors
-/// As [`parse_id`].
-pub fn org_of(raw: &str) -> Result<tenantry_domain::OrganizationId, ApiError> {
-    Ok(tenantry_domain::OrganizationId::from_uuid(parse_id(
-        raw,
-        "organization",
-    )?))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 
+use crate::access::Access;
 use crate::openapi::{ApiRouter, Op};
 use crate::{ApiError, AppState};
 
@@ -15,19 +16,19 @@ pub fn router() -> ApiRouter {
         .route(
             Op::get("/healthz", "Liveness")
                 .tag(T)
-                .access("anyone, no key"),
+                .access(Access::Public),
             || async { "ok" },
         )
         .route(
             Op::get("/readyz", "Readiness: PostgreSQL and NATS reachable")
                 .tag(T)
-                .access("anyone, no key"),
+                .access(Access::Public),
             ready,
         )
         .route(
             Op::get("/metrics", "Prometheus metrics")
                 .tag(T)
-                .access("anyone, no key"),
+                .access(Access::Public),
             metrics,
         )
 }

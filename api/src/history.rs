@@ -3,8 +3,9 @@
 //! recorded in the tenant's history (`HistoryAccessed`).
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::header::CONTENT_TYPE;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
@@ -20,10 +21,11 @@ use tenantry_eventstore::read::{
 };
 use tenantry_eventstore::{Cursor, RecordedEvent};
 
-use crate::auth::Principal;
+use crate::access::Access;
 use crate::command::Command;
-use crate::extract::{org_of, parse_id, Query};
+use crate::extract::Query;
 use crate::openapi::{ApiRouter, Op};
+use crate::paths::{OrgPath, Params};
 use crate::{ApiError, AppState};
 
 pub fn router() -> ApiRouter {
@@ -35,7 +37,7 @@ pub fn router() -> ApiRouter {
                 "The tenant's history as NDJSON, in feed order",
             )
             .tag(T)
-            .access("admin or owner")
+            .access(Access::Role(Role::Admin))
             .returns(200, "HistoryEvent"),
             replay,
         )
@@ -45,7 +47,7 @@ pub fn router() -> ApiRouter {
                 "Verify every stream's hash chain and versions",
             )
             .tag(T)
-            .access("admin or owner")
+            .access(Access::Role(Role::Admin))
             .returns(200, "Verification"),
             verify,
         )
@@ -55,7 +57,7 @@ pub fn router() -> ApiRouter {
                 "An aggregate as it was (?as_of= or ?version=)",
             )
             .tag(T)
-            .access("admin or owner")
+            .access(Access::Role(Role::Admin))
             .returns(200, "AggregateState"),
             time_travel,
         )
@@ -77,7 +79,7 @@ struct ReplayParams {
 /// Records `kind` of access to `org`'s history.
 async fn audit(
     state: &AppState,
-    command: &Command,
+    command: &Command<OrgPath>,
     org: OrganizationId,
     kind: &str,
     scope: String,
@@ -95,12 +97,10 @@ async fn audit(
 
 async fn replay(
     State(state): State<AppState>,
-    Path(org): Path<String>,
     Query(params): Query<ReplayParams>,
-    command: Command,
+    command: Command<OrgPath>,
 ) -> Result<Response, ApiError> {
-    let org = org_of(&org)?;
-    command.principal.require(org, Role::Admin)?;
+    let OrgPath(org) = command.path;
     let after = match params.after.as_deref() {
         None | Some("") => None,
         Some(raw) => Some(raw.parse::<Cursor>().map_err(|e| ApiError::BadRequest {
@@ -176,11 +176,9 @@ async fn replay(
 
 async fn verify(
     State(state): State<AppState>,
-    Path(org): Path<String>,
-    command: Command,
+    command: Command<OrgPath>,
 ) -> Result<Response, ApiError> {
-    let org = org_of(&org)?;
-    command.principal.require(org, Role::Admin)?;
+    let OrgPath(org) = command.path;
     audit(&state, &command, org, "verify", "all streams".into()).await?;
     let mut tx = state.store.begin_tenant(TenantId::from(org)).await?;
     let reports = verify_tenant(&mut tx, TenantId::from(org)).await?;
@@ -213,15 +211,36 @@ fn fold<A: Aggregate>(events: &[RecordedEvent]) -> Result<serde_json::Value, Api
     serde_json::to_value(&state).map_err(ApiError::internal)
 }
 
+/// `{org}/history/{stream_type}/{stream_id}`: the stream is read once the caller is allowed.
+struct StreamPath {
+    org: OrganizationId,
+    stream_type: String,
+    stream_id: uuid::Uuid,
+}
+
+impl FromRequestParts<AppState> for StreamPath {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let OrgPath(org) = OrgPath::from_request_parts(parts, state).await?;
+        let params = Params::of(parts, state).await?;
+        Ok(StreamPath {
+            org,
+            stream_id: params.id("stream_id", "stream")?,
+            stream_type: params.raw("stream_type")?.to_owned(),
+        })
+    }
+}
+
 async fn time_travel(
     State(state): State<AppState>,
-    principal: Principal,
-    Path((org, stream_type, stream_id)): Path<(String, String, String)>,
     Query(point): Query<AsOf>,
+    StreamPath {
+        org,
+        stream_type,
+        stream_id,
+    }: StreamPath,
 ) -> Result<Response, ApiError> {
-    let org = org_of(&org)?;
-    principal.require(org, Role::Admin)?;
-    let stream_id = parse_id(&stream_id, "stream")?;
     // Known stream types only (before any read: a NUL in the path never reaches PostgreSQL).
     let fold: fn(&[RecordedEvent]) -> Result<serde_json::Value, ApiError> =
         match stream_type.as_str() {

@@ -2,11 +2,14 @@
 //!
 //! One router per resource, merged in [`router`]: handlers extract, call the command or the
 //! query, and map the result. Cross-cutting pieces: [`error`] (problem+json), [`auth`]
-//! (bearer keys), [`extract`] (body parsing and the query extractor, with problem rejections) and
-//! [`consistency`] (`X-Tenantry-Position` / `X-Tenantry-Min-Position`).
+//! (bearer keys), [`access`] (each route's rule, declared once with the route), [`paths`]
+//! (typed path extractors that check it), [`extract`] (body parsing and the query extractor,
+//! with problem rejections) and [`consistency`] (`X-Tenantry-Position` /
+//! `X-Tenantry-Min-Position`).
 
 #![recursion_limit = "512"]
 
+pub mod access;
 pub mod agent_instances;
 pub mod api_keys;
 pub mod auth;
@@ -25,6 +28,7 @@ pub mod members;
 pub mod metrics;
 pub mod openapi;
 pub mod organizations;
+pub mod paths;
 pub mod rate_limit;
 pub mod resources;
 pub mod schemas;

@@ -1,6 +1,6 @@
 //! `/v1/organizations/{org}/members`: the team.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
@@ -11,11 +11,12 @@ use tenantry_domain::{Email, MemberId, OrganizationId, Role, TenantId};
 use tenantry_projections::directory::NAME as DIRECTORY;
 use uuid::Uuid;
 
-use crate::auth::Principal;
+use crate::access::Access;
 use crate::command::{Command, CommandWith};
 use crate::consistency::MinPosition;
-use crate::extract::{org_of, parse_id, Query};
+use crate::extract::Query;
 use crate::openapi::{ApiRouter, Op};
+use crate::paths::{MemberPath, OrgPath};
 use crate::resources::{answer, ListParams, Page};
 use crate::{ApiError, AppState};
 
@@ -25,14 +26,15 @@ pub fn router() -> ApiRouter {
         .route(
             Op::get("/v1/organizations/{org}/members", "List the team")
                 .tag(T)
-                .access("any role")
+                .access(Access::Role(Role::Member))
                 .lists("Member"),
             list,
         )
         .route(
             Op::post("/v1/organizations/{org}/members", "Invite a member")
                 .tag(T)
-                .access("admin or owner (owner for owner and admin roles); Pro or Enterprise")
+                .access(Access::Role(Role::Admin))
+                .note("owner for owner and admin roles; Pro or Enterprise")
                 .body("Invite")
                 .returns(201, "Member"),
             invite,
@@ -43,7 +45,8 @@ pub fn router() -> ApiRouter {
                 "Change a member's role",
             )
             .tag(T)
-            .access("admin or owner (owner for owner and admin roles)")
+            .access(Access::Role(Role::Admin))
+            .note("owner for owner and admin roles")
             .body("ChangeRole")
             .returns(200, "Member"),
             change_role,
@@ -54,7 +57,8 @@ pub fn router() -> ApiRouter {
                 "Remove a member",
             )
             .tag(T)
-            .access("admin or owner (owner for owner and admin roles)"),
+            .access(Access::Role(Role::Admin))
+            .note("owner for owner and admin roles"),
             remove,
         )
 }
@@ -91,13 +95,10 @@ fn role_needed_to_manage(role: Role) -> Role {
 
 async fn list(
     State(state): State<AppState>,
-    principal: Principal,
     min_position: MinPosition,
-    Path(org): Path<String>,
     Query(params): Query<ListParams>,
+    OrgPath(org): OrgPath,
 ) -> Result<axum::Json<Page<MemberView>>, ApiError> {
-    let org = org_of(&org)?;
-    principal.require(org, Role::Member)?;
     let (limit, after) = params.parse()?;
     min_position.wait(&state, &[DIRECTORY]).await?;
     let mut tx = state.store.begin_tenant(TenantId::from(org)).await?;
@@ -129,10 +130,10 @@ struct Invite {
 
 async fn invite(
     State(state): State<AppState>,
-    Path(org): Path<String>,
-    command: CommandWith<Invite>,
+    command: CommandWith<Invite, OrgPath>,
 ) -> Result<Response, ApiError> {
-    let org = org_of(&org)?;
+    let OrgPath(org) = command.path;
+    // The route's rule took an admin; owners and admins are invited by an owner.
     command
         .principal
         .require(org, role_needed_to_manage(command.body.role))?;
@@ -183,12 +184,9 @@ async fn current_role(
 
 async fn change_role(
     State(state): State<AppState>,
-    Path((org, member)): Path<(String, String)>,
-    command: CommandWith<ChangeRole>,
+    command: CommandWith<ChangeRole, MemberPath>,
 ) -> Result<Response, ApiError> {
-    let org = org_of(&org)?;
-    let member = MemberId::from_uuid(parse_id(&member, "member")?);
-    command.principal.require(org, Role::Admin)?;
+    let MemberPath { org, member } = command.path;
     let current = current_role(&state, org, member).await?;
     let needed = role_needed_to_manage(current).min(role_needed_to_manage(command.body.role));
     command.principal.require(org, needed)?;
@@ -203,12 +201,9 @@ async fn change_role(
 
 async fn remove(
     State(state): State<AppState>,
-    Path((org, member)): Path<(String, String)>,
-    command: Command,
+    command: Command<MemberPath>,
 ) -> Result<Response, ApiError> {
-    let org = org_of(&org)?;
-    let member = MemberId::from_uuid(parse_id(&member, "member")?);
-    command.principal.require(org, Role::Admin)?;
+    let MemberPath { org, member } = command.path;
     let current = current_role(&state, org, member).await?;
     command
         .principal

@@ -1,7 +1,8 @@
 //! The OpenAPI 3.1 document and the offline `/docs` page.
 //!
 //! Routes are registered through [`ApiRouter::route`], which adds the handler to the axum
-//! router and its [`Op`] to the document in one call: a route cannot exist undocumented.
+//! router and its [`Op`] to the document in one call: a route cannot exist undocumented, and
+//! its [`Access`] rule is both what the document says and what the extractors check.
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use tenantry_domain::conversation::Conversation;
 use tenantry_domain::organization::Organization;
 use tenantry_domain::store::Store;
 
+use crate::access::{self, Access};
 use crate::AppState;
 
 /// One documented operation.
@@ -27,8 +29,10 @@ pub struct Op {
     pub path: &'static str,
     pub summary: &'static str,
     pub tag: &'static str,
-    /// Who may call it, in words.
-    pub access: &'static str,
+    /// Who may call it.
+    pub access: Access,
+    /// What the rule adds that depends on the body (checked by the handler or the domain).
+    pub note: Option<&'static str>,
     /// The request body schema (a name in `components.schemas`).
     pub request: Option<&'static str>,
     /// The success status and body schema.
@@ -46,7 +50,9 @@ impl Op {
             path,
             summary,
             tag: "",
-            access: "any key of the organization",
+            // Until a route says otherwise, it is closed to all but the platform admin.
+            access: Access::PlatformAdmin,
+            note: None,
             request: None,
             status,
             response: "Acknowledgement",
@@ -69,9 +75,21 @@ impl Op {
         self.tag = tag;
         self
     }
-    pub fn access(mut self, access: &'static str) -> Self {
+    pub fn access(mut self, access: Access) -> Self {
         self.access = access;
         self
+    }
+    /// A part of the rule that depends on the body, in words.
+    pub fn note(mut self, note: &'static str) -> Self {
+        self.note = Some(note);
+        self
+    }
+    /// Who may call, in words.
+    pub fn describe_access(&self) -> String {
+        match self.note {
+            Some(note) => format!("{} ({note})", self.access.describe()),
+            None => self.access.describe(),
+        }
     }
     pub fn body(mut self, schema: &'static str) -> Self {
         self.request = Some(schema);
@@ -102,12 +120,19 @@ impl ApiRouter {
         Self::default()
     }
 
-    /// Routes `op.method op.path` to `handler` and documents it as `op`.
+    /// Routes `op.method op.path` to `handler` under the rule `op.access`, and documents it
+    /// as `op`.
     pub fn route<H, T>(mut self, op: Op, handler: H) -> Self
     where
         H: Handler<T, AppState>,
         T: 'static,
     {
+        let rule = op.access;
+        let handler = handler.layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                access::declare(rule, request, next)
+            },
+        ));
         let method_router = match op.method {
             Method::GET => get(handler),
             Method::POST => post(handler),
@@ -232,7 +257,7 @@ fn operation(op: &Op) -> Value {
     }
     let mut operation = json!({
         "summary": op.summary,
-        "description": format!("Access: {}.", op.access),
+        "description": format!("Access: {}.", op.describe_access()),
         "tags": [op.tag],
         "operationId": format!("{}_{}", op.method.as_str().to_lowercase(), op.path.trim_start_matches('/').replace(['/', '{', '}', '-'], "_")),
         "parameters": parameters(op),
@@ -244,7 +269,7 @@ fn operation(op: &Op) -> Value {
             "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{body}") } } },
         });
     }
-    if op.tag != "operations" {
+    if op.access != Access::Public {
         operation["security"] = json!([{ "bearer": [] }]);
     }
     operation

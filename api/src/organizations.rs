@@ -1,6 +1,6 @@
 //! `/v1/organizations`: the organization itself, its tier and lifecycle.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 use tenantry_commands::organizations::NewOrganization;
+use tenantry_commands::Request;
 use tenantry_domain::organization::{Organization, OrganizationCommand};
 use tenantry_domain::personal::PersonalKind;
 use tenantry_domain::{
@@ -18,11 +19,12 @@ use tenantry_domain::{
 use tenantry_projections::organizations::NAME as ORGANIZATIONS;
 use uuid::Uuid;
 
-use crate::auth::Principal;
+use crate::access::{Access, Authorized};
 use crate::command::{etag, Command, CommandWith};
 use crate::consistency::MinPosition;
-use crate::extract::{org_of, parse_id, Query};
+use crate::extract::Query;
 use crate::openapi::{ApiRouter, Op};
+use crate::paths::OrgPath;
 use crate::resources::{answer, ListParams, Page};
 use crate::{ApiError, AppState};
 
@@ -32,7 +34,7 @@ pub fn router() -> ApiRouter {
         .route(
             Op::get("/v1/organizations", "List organizations, newest first")
                 .tag(T)
-                .access("platform admin")
+                .access(Access::PlatformAdmin)
                 .lists("Organization"),
             list,
         )
@@ -42,7 +44,7 @@ pub fn router() -> ApiRouter {
                 "Create an organization with its owner and owner key",
             )
             .tag(T)
-            .access("platform admin")
+            .access(Access::PlatformAdmin)
             .body("CreateOrganization")
             .returns(201, "OrganizationCreated"),
             create,
@@ -50,7 +52,7 @@ pub fn router() -> ApiRouter {
         .route(
             Op::get("/v1/organizations/{org}", "Show an organization")
                 .tag(T)
-                .access("any role")
+                .access(Access::Role(Role::Member))
                 .returns(200, "Organization"),
             show,
         )
@@ -60,7 +62,7 @@ pub fn router() -> ApiRouter {
                 "Change name, billing email or settings",
             )
             .tag(T)
-            .access("admin or owner")
+            .access(Access::Role(Role::Admin))
             .body("UpdateOrganization")
             .returns(200, "Organization"),
             update,
@@ -68,7 +70,7 @@ pub fn router() -> ApiRouter {
         .route(
             Op::delete("/v1/organizations/{org}", "Close the organization")
                 .tag(T)
-                .access("owner or platform admin")
+                .access(Access::Role(Role::Owner))
                 .returns(200, "Organization"),
             close,
         )
@@ -78,7 +80,7 @@ pub fn router() -> ApiRouter {
                 "Change tier (Enterprise with its own terms)",
             )
             .tag(T)
-            .access("owner")
+            .access(Access::Role(Role::Owner))
             .body("ChangeTier")
             .returns(200, "Organization"),
             change_tier,
@@ -89,7 +91,7 @@ pub fn router() -> ApiRouter {
                 "Suspend the organization",
             )
             .tag(T)
-            .access("platform admin")
+            .access(Access::PlatformAdmin)
             .body("Suspend")
             .returns(200, "Organization"),
             suspend,
@@ -100,7 +102,7 @@ pub fn router() -> ApiRouter {
                 "Reactivate a suspended organization",
             )
             .tag(T)
-            .access("platform admin")
+            .access(Access::PlatformAdmin)
             .returns(200, "Organization"),
             reactivate,
         )
@@ -213,9 +215,8 @@ struct Created {
 
 async fn create(
     State(state): State<AppState>,
-    command: CommandWith<CreateOrganization>,
+    command: CommandWith<CreateOrganization, Authorized>,
 ) -> Result<Response, ApiError> {
-    command.principal.require_admin()?;
     let body = command.body;
     let mut new = NewOrganization::new(body.name, body.slug, body.tier, body.billing_email);
     new.custom_terms = custom_terms(
@@ -248,12 +249,9 @@ async fn create(
 
 async fn show(
     State(state): State<AppState>,
-    principal: Principal,
     min_position: MinPosition,
-    Path(org): Path<String>,
+    OrgPath(org): OrgPath,
 ) -> Result<Response, ApiError> {
-    let org = org_of(&org)?;
-    principal.require(org, Role::Member)?;
     min_position.wait(&state, &[ORGANIZATIONS]).await?;
     let mut tx = state.store.begin_tenant(TenantId::from(org)).await?;
     let sql = format!("SELECT {COLUMNS} FROM organizations WHERE tenant_id = $1");
@@ -274,11 +272,10 @@ async fn show(
 
 async fn list(
     State(state): State<AppState>,
-    principal: Principal,
     min_position: MinPosition,
     Query(params): Query<ListParams>,
+    _: Authorized,
 ) -> Result<axum::Json<Page<OrganizationView>>, ApiError> {
-    principal.require_admin()?;
     let (limit, after) = params.parse()?;
     min_position.wait(&state, &[ORGANIZATIONS]).await?;
     let mut tx = state.store.begin_system().await?;
@@ -315,44 +312,30 @@ struct UpdateOrganization {
     settings: Option<Map<String, Value>>,
 }
 
-/// Runs an organization command for a caller with at least `role`.
+/// Runs an organization command (the caller was allowed by the route's rule).
 async fn run(
     state: &AppState,
-    command: &Command,
-    org: &str,
-    role: Role,
+    org: OrganizationId,
+    request: &Request,
     what: OrganizationCommand,
 ) -> Result<Response, ApiError> {
-    let org = OrganizationId::from_uuid(parse_id(org, "organization")?);
-    command.principal.require(org, role)?;
-    let done = state.commands.execute(org, what, &command.request).await?;
+    let done = state.commands.execute(org, what, request).await?;
     let view = OrganizationView::of(state, &done.aggregate, done.version).await?;
     Ok(answer(StatusCode::OK, &done, view))
 }
 
 async fn update(
     State(state): State<AppState>,
-    Path(org): Path<String>,
-    command: CommandWith<UpdateOrganization>,
+    command: CommandWith<UpdateOrganization, OrgPath>,
 ) -> Result<Response, ApiError> {
-    let CommandWith {
-        principal,
-        request,
-        body,
-    } = command;
+    let OrgPath(org) = command.path;
+    let body = command.body;
     let what = OrganizationCommand::ChangeDetails {
         name: body.name,
         billing_email: body.billing_email,
         settings: body.settings,
     };
-    run(
-        &state,
-        &Command { principal, request },
-        &org,
-        Role::Admin,
-        what,
-    )
-    .await
+    run(&state, org, &command.request, what).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -366,14 +349,10 @@ struct ChangeTier {
 
 async fn change_tier(
     State(state): State<AppState>,
-    Path(org): Path<String>,
-    command: CommandWith<ChangeTier>,
+    command: CommandWith<ChangeTier, OrgPath>,
 ) -> Result<Response, ApiError> {
-    let CommandWith {
-        principal,
-        request,
-        body,
-    } = command;
+    let OrgPath(org) = command.path;
+    let body = command.body;
     let what = OrganizationCommand::ChangeTier {
         tier: body.tier,
         custom_terms: custom_terms(
@@ -382,14 +361,7 @@ async fn change_tier(
             body.overage_rate,
         )?,
     };
-    run(
-        &state,
-        &Command { principal, request },
-        &org,
-        Role::Owner,
-        what,
-    )
-    .await
+    run(&state, org, &command.request, what).await
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -400,56 +372,35 @@ struct Suspend {
 
 async fn suspend(
     State(state): State<AppState>,
-    Path(org): Path<String>,
-    command: CommandWith<Option<Suspend>>,
+    command: CommandWith<Option<Suspend>, OrgPath>,
 ) -> Result<Response, ApiError> {
-    let CommandWith {
-        principal,
-        request,
-        body,
-    } = command;
-    principal.require_admin_for(org_of(&org)?)?;
+    let OrgPath(org) = command.path;
     let what = OrganizationCommand::Suspend {
-        reason: body
+        reason: command
+            .body
             .unwrap_or_default()
             .reason
             .unwrap_or_else(|| "suspended by the platform".into()),
         by_platform_admin: true,
     };
-    run(
-        &state,
-        &Command { principal, request },
-        &org,
-        Role::Owner,
-        what,
-    )
-    .await
+    run(&state, org, &command.request, what).await
 }
 
 async fn reactivate(
     State(state): State<AppState>,
-    Path(org): Path<String>,
-    command: Command,
+    command: Command<OrgPath>,
 ) -> Result<Response, ApiError> {
-    let id = org_of(&org)?;
-    command.principal.require_admin_for(id)?;
+    let OrgPath(org) = command.path;
     let what = OrganizationCommand::Reactivate {
         by_platform_admin: true,
     };
-    run(&state, &command, &org, Role::Owner, what).await
+    run(&state, org, &command.request, what).await
 }
 
 async fn close(
     State(state): State<AppState>,
-    Path(org): Path<String>,
-    command: Command,
+    command: Command<OrgPath>,
 ) -> Result<Response, ApiError> {
-    run(
-        &state,
-        &command,
-        &org,
-        Role::Owner,
-        OrganizationCommand::Close,
-    )
-    .await
+    let OrgPath(org) = command.path;
+    run(&state, org, &command.request, OrganizationCommand::Close).await
 }

@@ -1,21 +1,23 @@
 //! Stores: `/v1/organizations/{org}/stores` and `/v1/stores/{store}`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use tenantry_commands::Request;
 use tenantry_domain::store::{Store, StoreAction};
-use tenantry_domain::{OrganizationId, Platform, Role, StoreDomain, StoreId, StoreName, TenantId};
+use tenantry_domain::{Platform, Role, StoreDomain, StoreId, StoreName, TenantId};
 use tenantry_projections::directory::NAME as DIRECTORY;
 use uuid::Uuid;
 
-use crate::auth::Principal;
+use crate::access::Access;
 use crate::command::{etag, Command, CommandWith};
 use crate::consistency::MinPosition;
-use crate::extract::{org_of, parse_id, Query};
+use crate::extract::Query;
 use crate::openapi::{ApiRouter, Op};
-use crate::resources::{answer, owner_of, ListParams, Page};
+use crate::paths::{OrgPath, StorePath};
+use crate::resources::{answer, ListParams, Page};
 use crate::{ApiError, AppState};
 
 pub fn router() -> ApiRouter {
@@ -24,7 +26,7 @@ pub fn router() -> ApiRouter {
         .route(
             Op::get("/v1/organizations/{org}/stores", "List stores")
                 .tag(T)
-                .access("any role")
+                .access(Access::Role(Role::Member))
                 .lists("Store"),
             list,
         )
@@ -34,7 +36,7 @@ pub fn router() -> ApiRouter {
                 "Create a store (tier limit)",
             )
             .tag(T)
-            .access("admin or owner")
+            .access(Access::Role(Role::Admin))
             .body("CreateStore")
             .returns(201, "Store"),
             create,
@@ -42,14 +44,14 @@ pub fn router() -> ApiRouter {
         .route(
             Op::get("/v1/stores/{store}", "Show a store")
                 .tag(T)
-                .access("any role")
+                .access(Access::Role(Role::Member))
                 .returns(200, "Store"),
             show,
         )
         .route(
             Op::patch("/v1/stores/{store}", "Change a store")
                 .tag(T)
-                .access("admin or owner")
+                .access(Access::Role(Role::Admin))
                 .body("UpdateStore")
                 .returns(200, "Store"),
             update,
@@ -60,7 +62,7 @@ pub fn router() -> ApiRouter {
                 "Deactivate a store (frees its slot)",
             )
             .tag(T)
-            .access("admin or owner")
+            .access(Access::Role(Role::Admin))
             .returns(200, "Store"),
             deactivate,
         )
@@ -70,7 +72,7 @@ pub fn router() -> ApiRouter {
                 "Reactivate a store (tier limit)",
             )
             .tag(T)
-            .access("admin or owner")
+            .access(Access::Role(Role::Admin))
             .returns(200, "Store"),
             activate,
         )
@@ -113,28 +115,12 @@ impl StoreView {
     }
 }
 
-/// The store `raw` and its organization, for a caller with at least `role`.
-pub async fn find(
-    state: &AppState,
-    principal: &Principal,
-    raw: &str,
-    role: Role,
-) -> Result<(OrganizationId, StoreId), ApiError> {
-    let id = parse_id(raw, "store")?;
-    let org = owner_of::<Store>(state, principal, id, "store").await?;
-    principal.require(org, role)?;
-    Ok((org, StoreId::from_uuid(id)))
-}
-
 async fn list(
     State(state): State<AppState>,
-    principal: Principal,
     min_position: MinPosition,
-    Path(org): Path<String>,
     Query(params): Query<ListParams>,
+    OrgPath(org): OrgPath,
 ) -> Result<axum::Json<Page<StoreView>>, ApiError> {
-    let org = org_of(&org)?;
-    principal.require(org, Role::Member)?;
     let (limit, after) = params.parse()?;
     min_position.wait(&state, &[DIRECTORY]).await?;
     let mut tx = state.store.begin_tenant(TenantId::from(org)).await?;
@@ -154,11 +140,9 @@ async fn list(
 
 async fn show(
     State(state): State<AppState>,
-    principal: Principal,
     min_position: MinPosition,
-    Path(store): Path<String>,
+    StorePath { org, store }: StorePath,
 ) -> Result<Response, ApiError> {
-    let (org, store) = find(&state, &principal, &store, Role::Member).await?;
     min_position.wait(&state, &[DIRECTORY]).await?;
     let mut tx = state.store.begin_tenant(TenantId::from(org)).await?;
     let sql = format!("SELECT {COLUMNS} FROM stores WHERE tenant_id = $1 AND store_id = $2");
@@ -182,11 +166,9 @@ struct CreateStore {
 
 async fn create(
     State(state): State<AppState>,
-    Path(org): Path<String>,
-    command: CommandWith<CreateStore>,
+    command: CommandWith<CreateStore, OrgPath>,
 ) -> Result<Response, ApiError> {
-    let org = org_of(&org)?;
-    command.principal.require(org, Role::Admin)?;
+    let OrgPath(org) = command.path;
     let id = StoreId::new();
     let action = StoreAction::Create {
         id,
@@ -214,16 +196,16 @@ struct UpdateStore {
     platform: Option<Platform>,
 }
 
+/// Runs a store action (the caller was allowed by the route's rule).
 async fn run(
     state: &AppState,
-    command: &Command,
-    raw: &str,
+    StorePath { org, store }: StorePath,
+    request: &Request,
     action: StoreAction,
 ) -> Result<Response, ApiError> {
-    let (org, store) = find(state, &command.principal, raw, Role::Admin).await?;
     let done = state
         .commands
-        .execute((org, store), action, &command.request)
+        .execute((org, store), action, request)
         .await?;
     Ok(answer(
         StatusCode::OK,
@@ -234,34 +216,39 @@ async fn run(
 
 async fn update(
     State(state): State<AppState>,
-    Path(store): Path<String>,
-    command: CommandWith<UpdateStore>,
+    command: CommandWith<UpdateStore, StorePath>,
 ) -> Result<Response, ApiError> {
-    let CommandWith {
-        principal,
-        request,
-        body,
-    } = command;
+    let body = command.body;
     let action = StoreAction::Update {
         name: body.name,
         domain: body.domain,
         platform: body.platform,
     };
-    run(&state, &Command { principal, request }, &store, action).await
+    run(&state, command.path, &command.request, action).await
 }
 
 async fn deactivate(
     State(state): State<AppState>,
-    Path(store): Path<String>,
-    command: Command,
+    command: Command<StorePath>,
 ) -> Result<Response, ApiError> {
-    run(&state, &command, &store, StoreAction::Deactivate).await
+    run(
+        &state,
+        command.path,
+        &command.request,
+        StoreAction::Deactivate,
+    )
+    .await
 }
 
 async fn activate(
     State(state): State<AppState>,
-    Path(store): Path<String>,
-    command: Command,
+    command: Command<StorePath>,
 ) -> Result<Response, ApiError> {
-    run(&state, &command, &store, StoreAction::Reactivate).await
+    run(
+        &state,
+        command.path,
+        &command.request,
+        StoreAction::Reactivate,
+    )
+    .await
 }

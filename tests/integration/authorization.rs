@@ -525,3 +525,84 @@ async fn kept_credentials_are_forgotten_when_revoked_anywhere() {
         .await;
     assert_eq!(status(&secret).await, StatusCode::UNAUTHORIZED);
 }
+
+/// A request that is wrong in more than one way gets one answer, always the same: no key
+/// (401), then the headers, the query and the body, then a malformed id (400), then another
+/// organization's resource (404), then a role that may not (403).
+#[tokio::test]
+async fn the_first_thing_wrong_with_a_request_is_what_it_is_told() {
+    // method, path, key, If-Match, body: the answer's status and problem type.
+    const CASES: &str = "
+        GET   /v1/organizations?bogus=1              none   -    -       401 unauthorized
+        GET   /v1/organizations?bogus=1              member -    -       400 invalid-query
+        GET   /v1/organizations/ORG/api-keys?bogus=1 member -    -       400 invalid-query
+        GET   /v1/organizations                      member -    -       403 forbidden
+        GET   /v1/stores/not-a-uuid                  other  -    -       400 invalid-id
+        POST  /v1/stores/not-a-uuid/deactivate       member -    -       400 invalid-id
+        PATCH /v1/stores/STORE                       other  soon fine    400 invalid-if-match
+        PATCH /v1/stores/STORE                       member -    invalid 422 validation
+        PATCH /v1/stores/not-a-uuid                  member -    invalid 422 validation
+        PATCH /v1/stores/not-a-uuid                  member -    fine    400 invalid-id
+        PATCH /v1/stores/STORE                       other  -    fine    404 not-found
+        PATCH /v1/stores/STORE                       member -    fine    403 forbidden
+        POST  /v1/organizations/ORG/suspend          other  -    -       404 not-found
+        POST  /v1/organizations/ORG/suspend          owner  -    -       403 forbidden
+    ";
+    let app = spawn_app().await;
+    let (org, mut owner) = organization(&app, "order", "pro").await;
+    let (_, other) = organization(&app, "order-other", "pro").await;
+    let member = owner
+        .ok(
+            Method::POST,
+            &format!("/v1/organizations/{org}/api-keys"),
+            Some(json!({ "name": "m", "role": "member" })),
+        )
+        .await;
+    let store = owner
+        .ok(
+            Method::POST,
+            &format!("/v1/organizations/{org}/stores"),
+            Some(json!({ "name": "S", "domain": "s.example.com" })),
+        )
+        .await;
+    let store = store["id"].as_str().unwrap();
+
+    let mut wrong = Vec::new();
+    for case in CASES.lines().filter(|l| !l.trim().is_empty()) {
+        let [method, path, key, if_match, body, status, problem] = case
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .try_into()
+            .unwrap();
+        let path = path.replace("ORG", &org).replace("STORE", store);
+        let mut request = app.client.request(method.parse().unwrap(), app.url(&path));
+        match key {
+            "member" => request = request.bearer_auth(member["secret"].as_str().unwrap()),
+            "other" => request = request.bearer_auth(&other.key),
+            "owner" => request = request.bearer_auth(&owner.key),
+            _ => {}
+        }
+        if if_match != "-" {
+            request = request.header("if-match", if_match);
+        }
+        match body {
+            "fine" => request = request.json(&json!({ "name": "T" })),
+            "invalid" => request = request.json(&json!({ "name": "" })),
+            _ => {}
+        }
+        let response = request.send().await.unwrap();
+        let code = response.status().as_u16();
+        let answer: Value = response.json().await.unwrap_or(Value::Null);
+        let kind = answer["type"].as_str().unwrap_or_default();
+        let got = format!(
+            "{code} {}",
+            kind.trim_start_matches("urn:tenantry:problem:")
+        );
+        if got != format!("{status} {problem}") {
+            wrong.push(format!(
+                "{method} {path}: {got}, expected {status} {problem}"
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
