@@ -10,8 +10,8 @@ use tenantry_domain::agent_instance::AgentInstance;
 use tenantry_domain::conversation::{Conversation, ConversationAction};
 use tenantry_domain::personal::PersonalKind;
 use tenantry_domain::{
-    AgentInstanceId, AgentType, Channel, ConversationId, CustomerRef, MessageContent, MessageId,
-    MessageRole, Resolution, Role, StoreId, TenantId,
+    AgentInstanceId, Channel, ConversationId, CustomerRef, MessageContent, MessageId, MessageRole,
+    Resolution, Role, TenantId,
 };
 use tenantry_projections::directory::NAME as DIRECTORY;
 use uuid::Uuid;
@@ -161,10 +161,6 @@ async fn start(
     let action = ConversationAction::Start {
         id,
         agent_instance_id: instance,
-        // Filled in from the instance by the command layer.
-        agent_type: AgentType::CustomerService,
-        store_id: StoreId::from_uuid(Uuid::nil()),
-        organization_id: org,
         customer_ref: command.body.customer_ref,
         channel: command.body.channel.unwrap_or(Channel::Api),
     };

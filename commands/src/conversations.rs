@@ -250,26 +250,7 @@ impl Decision<'_> {
         let ctx = organization
             .context()
             .map_err(|e| CommandError::rejected(&e))?;
-        let action = match action {
-            // The conversation records what its parents are, as the store says.
-            ConversationAction::Start {
-                id,
-                customer_ref,
-                channel,
-                ..
-            } => ConversationAction::Start {
-                id: *id,
-                agent_instance_id: instance_id,
-                agent_type: instance
-                    .agent_type
-                    .ok_or_else(|| CommandError::not_found("agent instance"))?,
-                store_id,
-                organization_id: org,
-                customer_ref: customer_ref.clone(),
-                channel: *channel,
-            },
-            other => other.clone(),
-        };
+        // The conversation records what its parents are, as the store says.
         let command = ConversationCommand {
             org: ctx,
             store: StoreContext {
@@ -277,8 +258,12 @@ impl Decision<'_> {
             },
             instance: InstanceContext {
                 status: instance.status,
+                agent_type: instance
+                    .agent_type
+                    .ok_or_else(|| CommandError::not_found("agent instance"))?,
+                store_id,
             },
-            action,
+            action: action.clone(),
         };
         conversation
             .stage(conn, tenant, command, &request.metadata)

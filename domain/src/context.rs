@@ -6,11 +6,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::agent_instance::InstanceStatus;
 use crate::organization::OrganizationStatus;
-use crate::{DomainError, Tier};
+use crate::{AgentType, DomainError, OrganizationId, StoreId, Tier};
 
 /// The owning organization as a child command sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrgContext {
+    pub id: OrganizationId,
     pub status: OrganizationStatus,
     pub tier: Tier,
 }
@@ -50,4 +51,7 @@ pub struct StoreContext {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceContext {
     pub status: InstanceStatus,
+    pub agent_type: AgentType,
+    /// The store the instance was deployed in.
+    pub store_id: StoreId,
 }

@@ -158,6 +158,7 @@ pub(crate) mod fixtures {
 
     pub fn org_ctx(tier: Tier) -> context::OrgContext {
         context::OrgContext {
+            id: OrganizationId::new(),
             status: OrganizationStatus::Active,
             tier,
         }

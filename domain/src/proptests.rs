@@ -169,15 +169,16 @@ proptest! {
         steps in prop::collection::vec((0..4u8, 0..500u64, 0..500u64), 0..40),
     ) {
         let ctx = ConversationCommand {
-            org: OrgContext { status: OrganizationStatus::Active, tier: Tier::Basic },
+            org: OrgContext { id: OrganizationId::new(), status: OrganizationStatus::Active, tier: Tier::Basic },
             store: StoreContext { active: true },
-            instance: InstanceContext { status: crate::agent_instance::InstanceStatus::Active },
+            instance: InstanceContext {
+                status: crate::agent_instance::InstanceStatus::Active,
+                agent_type: AgentType::CustomerService,
+                store_id: StoreId::new(),
+            },
             action: ConversationAction::Start {
                 id: ConversationId::new(),
                 agent_instance_id: AgentInstanceId::new(),
-                agent_type: AgentType::CustomerService,
-                store_id: StoreId::new(),
-                organization_id: OrganizationId::new(),
                 customer_ref: None,
                 channel: Channel::Api,
             },

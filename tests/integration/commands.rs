@@ -252,9 +252,6 @@ async fn a_suspended_organization_refuses_commands_on_everything_it_owns() {
     let start = ConversationAction::Start {
         id: conversation,
         agent_instance_id: instance,
-        agent_type: AgentType::CustomerService,
-        store_id,
-        organization_id: org,
         customer_ref: None,
         channel: Channel::Web,
     };
@@ -318,9 +315,6 @@ async fn conversations_need_an_active_instance_and_store() {
     let start = |id: ConversationId| ConversationAction::Start {
         id,
         agent_instance_id: instance,
-        agent_type: AgentType::CustomerService,
-        store_id,
-        organization_id: org,
         customer_ref: Some(CustomerRef::parse("c-1").unwrap()),
         channel: Channel::Email,
     };

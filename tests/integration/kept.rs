@@ -56,15 +56,12 @@ async fn deployed(bus: &CommandBus, slug: &str) -> (OrganizationId, StoreId, Age
 }
 
 fn start(
-    (org, store_id, instance): (OrganizationId, StoreId, AgentInstanceId),
+    (_, _, instance): (OrganizationId, StoreId, AgentInstanceId),
     id: ConversationId,
 ) -> ConversationAction {
     ConversationAction::Start {
         id,
         agent_instance_id: instance,
-        agent_type: AgentType::CustomerService,
-        store_id,
-        organization_id: org,
         customer_ref: Some(CustomerRef::parse("c-42").unwrap()),
         channel: Channel::Web,
     }

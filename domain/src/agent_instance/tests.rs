@@ -115,6 +115,7 @@ fn deploying_needs_an_active_store_and_organization() {
         .given_no_previous_events()
         .when(AgentInstanceCommand {
             org: OrgContext {
+                id: ids.org,
                 status: OrganizationStatus::Suspended,
                 tier: Tier::Pro,
             },

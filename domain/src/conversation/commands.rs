@@ -2,8 +2,8 @@
 
 use crate::context::{InstanceContext, OrgContext, StoreContext};
 use crate::{
-    AgentInstanceId, AgentType, Channel, ConversationId, CustomerRef, MessageContent, MessageId,
-    MessageRole, OrganizationId, Resolution, StoreId,
+    AgentInstanceId, Channel, ConversationId, CustomerRef, MessageContent, MessageId, MessageRole,
+    Resolution,
 };
 
 /// A command on a conversation, with what it needs to know of its parents.
@@ -17,12 +17,11 @@ pub struct ConversationCommand {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum ConversationAction {
+    /// Starts a conversation on the instance; what it records of the instance's store, type
+    /// and organization comes from the command's contexts.
     Start {
         id: ConversationId,
         agent_instance_id: AgentInstanceId,
-        agent_type: AgentType,
-        store_id: StoreId,
-        organization_id: OrganizationId,
         customer_ref: Option<CustomerRef>,
         channel: Channel,
     },

@@ -31,9 +31,6 @@ impl Conversation {
         if let A::Start {
             id,
             agent_instance_id,
-            agent_type,
-            store_id,
-            organization_id,
             customer_ref,
             channel,
         } = action
@@ -51,9 +48,9 @@ impl Conversation {
             return Ok(vec![E::ConversationStarted {
                 conversation_id: id,
                 agent_instance_id,
-                agent_type,
-                store_id,
-                organization_id,
+                agent_type: instance.agent_type,
+                store_id: instance.store_id,
+                organization_id: org.id,
                 customer_ref,
                 channel,
             }]);

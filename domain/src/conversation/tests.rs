@@ -19,12 +19,21 @@ struct Ids {
     org: OrganizationId,
 }
 
+/// The store and organization of every test conversation's instance, as its contexts say.
+fn parents() -> (StoreId, OrganizationId) {
+    (
+        StoreId::from_uuid(uuid::Uuid::from_u128(1)),
+        OrganizationId::from_uuid(uuid::Uuid::from_u128(2)),
+    )
+}
+
 fn ids() -> Ids {
+    let (store, org) = parents();
     Ids {
         id: ConversationId::new(),
         instance: AgentInstanceId::new(),
-        store: StoreId::new(),
-        org: OrganizationId::new(),
+        store,
+        org,
     }
 }
 
@@ -32,9 +41,6 @@ fn start(ids: &Ids) -> ConversationAction {
     ConversationAction::Start {
         id: ids.id,
         agent_instance_id: ids.instance,
-        agent_type: AgentType::CustomerService,
-        store_id: ids.store,
-        organization_id: ids.org,
         customer_ref: Some(CustomerRef::parse("cust-42").unwrap()),
         channel: Channel::Web,
     }
@@ -58,15 +64,21 @@ fn with(
     instance: InstanceStatus,
     action: ConversationAction,
 ) -> ConversationCommand {
+    let (store_id, org_id) = parents();
     ConversationCommand {
         org: OrgContext {
+            id: org_id,
             status: org,
             tier: Tier::Basic,
         },
         store: StoreContext {
             active: store_active,
         },
-        instance: InstanceContext { status: instance },
+        instance: InstanceContext {
+            status: instance,
+            agent_type: AgentType::CustomerService,
+            store_id,
+        },
         action,
     }
 }

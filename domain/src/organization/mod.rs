@@ -108,8 +108,9 @@ impl Organization {
     /// # Errors
     /// [`DomainError::NotFound`] when the organization does not exist.
     pub fn context(&self) -> Result<OrgContext, DomainError> {
-        match self.tier {
-            Some(tier) if self.exists() => Ok(OrgContext {
+        match (self.id, self.tier) {
+            (Some(id), Some(tier)) => Ok(OrgContext {
+                id,
                 status: self.status,
                 tier,
             }),

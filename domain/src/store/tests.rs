@@ -54,6 +54,7 @@ fn a_store_is_created_in_an_active_organization() {
             .given_no_previous_events()
             .when(StoreCommand {
                 org: OrgContext {
+                    id: OrganizationId::new(),
                     status,
                     tier: Tier::Pro,
                 },
