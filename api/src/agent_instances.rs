@@ -3,15 +3,16 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tenantry_commands::keys::{Secret, WIDGET_KEY_PREFIX};
 use tenantry_commands::Request;
 use tenantry_domain::agent_instance::{AgentInstance, AgentInstanceAction};
 use tenantry_domain::catalog::{AgentDefinition, CATALOG};
-use tenantry_domain::{AgentInstanceId, AgentType, Role, TenantId, WidgetKeyId};
-use tenantry_projections::directory::NAME as DIRECTORY;
+use tenantry_domain::{AgentInstanceId, AgentType, Role, WidgetKeyId};
+use tenantry_projections::queries::directory::{
+    AgentInstanceById, AgentInstanceView, AgentInstances,
+};
 use uuid::Uuid;
 
 use crate::access::{Access, Authorized};
@@ -20,7 +21,7 @@ use crate::consistency::MinPosition;
 use crate::extract::Query;
 use crate::openapi::{ApiRouter, Op};
 use crate::paths::{InstancePath, StorePath, WidgetKeyPath};
-use crate::resources::{answer, ListParams, Page};
+use crate::resources::{answer, read, ListParams, Page};
 use crate::{ApiError, AppState};
 
 pub fn router() -> ApiRouter {
@@ -131,83 +132,31 @@ async fn definitions(_: Authorized) -> Result<axum::Json<serde_json::Value>, Api
     Ok(axum::Json(serde_json::json!({ "data": data })))
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
-pub struct AgentInstanceView {
-    pub id: Uuid,
-    pub organization_id: Uuid,
-    pub store_id: Uuid,
-    pub agent_type: String,
-    /// The catalog version the instance runs.
-    pub agent_version: String,
-    pub config: Value,
-    pub status: String,
-    /// The instance's own version (for `If-Match`).
-    pub version: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub created_at: Option<DateTime<Utc>>,
-}
-
-const COLUMNS: &str = "instance_id AS id, tenant_id AS organization_id, store_id, agent_type, \
-     version AS agent_version, config, status, stream_version AS version, created_at";
-
-impl AgentInstanceView {
-    fn of(instance: &AgentInstance, version: i64) -> Result<Self, ApiError> {
-        let missing = || ApiError::NotFound("agent instance");
-        Ok(Self {
-            id: instance.id.ok_or_else(missing)?.as_uuid(),
-            organization_id: instance.organization_id.ok_or_else(missing)?.as_uuid(),
-            store_id: instance.store_id.ok_or_else(missing)?.as_uuid(),
-            agent_type: instance.agent_type.ok_or_else(missing)?.to_string(),
-            agent_version: instance.version.clone().ok_or_else(missing)?,
-            config: Value::Object(instance.config.clone()),
-            status: instance.status.as_str().to_owned(),
-            version,
-            created_at: None,
-        })
-    }
-}
-
 async fn list(
     State(state): State<AppState>,
     min_position: MinPosition,
     Query(params): Query<ListParams>,
     StorePath { org, store }: StorePath,
 ) -> Result<axum::Json<Page<AgentInstanceView>>, ApiError> {
-    let (limit, after) = params.parse()?;
-    min_position.wait(&state, &[DIRECTORY]).await?;
-    let mut tx = state.store.begin_tenant(TenantId::from(org)).await?;
-    let sql = format!(
-        "SELECT {COLUMNS} FROM agent_instances WHERE tenant_id = $1 AND store_id = $2 \
-         AND ($3::uuid IS NULL OR instance_id < $3) ORDER BY instance_id DESC LIMIT $4"
-    );
-    let rows: Vec<AgentInstanceView> = sqlx::query_as(&sql)
-        .bind(org.as_uuid())
-        .bind(store.as_uuid())
-        .bind(after)
-        .bind(limit + 1)
-        .fetch_all(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok(axum::Json(Page::of(rows, limit, |i| i.id)))
+    let page = params.page()?;
+    let instances = read(&state, org, min_position, AgentInstances(org, store, page)).await?;
+    Ok(axum::Json(instances))
 }
 
 async fn show(
     State(state): State<AppState>,
     min_position: MinPosition,
-    InstancePath { org, instance: id }: InstancePath,
+    InstancePath { org, instance }: InstancePath,
 ) -> Result<Response, ApiError> {
-    min_position.wait(&state, &[DIRECTORY]).await?;
-    let mut tx = state.store.begin_tenant(TenantId::from(org)).await?;
-    let sql =
-        format!("SELECT {COLUMNS} FROM agent_instances WHERE tenant_id = $1 AND instance_id = $2");
-    let view: Option<AgentInstanceView> = sqlx::query_as(&sql)
-        .bind(org.as_uuid())
-        .bind(id.as_uuid())
-        .fetch_optional(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    let view = view.ok_or(ApiError::NotFound("agent instance"))?;
+    let view = read(&state, org, min_position, AgentInstanceById(org, instance))
+        .await?
+        .ok_or(ApiError::NotFound("agent instance"))?;
     Ok((etag(view.version), axum::Json(view)).into_response())
+}
+
+/// The answer to an agent-instance command.
+fn view(instance: &AgentInstance, version: i64) -> Result<AgentInstanceView, ApiError> {
+    AgentInstanceView::of(instance, version).ok_or(ApiError::NotFound("agent instance"))
 }
 
 #[derive(Debug, Deserialize)]
@@ -240,7 +189,7 @@ async fn deploy(
     Ok(answer(
         StatusCode::CREATED,
         &done,
-        AgentInstanceView::of(&done.aggregate, done.version)?,
+        view(&done.aggregate, done.version)?,
     ))
 }
 
@@ -258,7 +207,7 @@ async fn run(
     Ok(answer(
         StatusCode::OK,
         &done,
-        AgentInstanceView::of(&done.aggregate, done.version)?,
+        view(&done.aggregate, done.version)?,
     ))
 }
 

@@ -3,11 +3,10 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tenantry_domain::organization::OrganizationCommand;
-use tenantry_domain::{KeyName, Role, TenantId};
-use tenantry_projections::directory::NAME as DIRECTORY;
+use tenantry_domain::{KeyName, Role};
+use tenantry_projections::queries::directory::{ApiKeyView, ApiKeys};
 use uuid::Uuid;
 
 use tenantry_commands::NewApiKey;
@@ -18,7 +17,7 @@ use crate::consistency::MinPosition;
 use crate::extract::Query;
 use crate::openapi::{ApiRouter, Op};
 use crate::paths::{ApiKeyPath, OrgPath};
-use crate::resources::{answer, ListParams, Page};
+use crate::resources::{answer, read, ListParams, Page};
 use crate::{ApiError, AppState};
 
 pub fn router() -> ApiRouter {
@@ -66,38 +65,16 @@ pub struct IssuedKey {
     pub role: &'static str,
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
-pub struct ApiKeyView {
-    pub id: Uuid,
-    pub name: String,
-    pub role: String,
-    pub prefix: String,
-    pub created_at: DateTime<Utc>,
-    pub revoked_at: Option<DateTime<Utc>>,
-    pub last_used_at: Option<DateTime<Utc>>,
-}
-
 async fn list(
     State(state): State<AppState>,
     min_position: MinPosition,
     Query(params): Query<ListParams>,
     OrgPath(org): OrgPath,
 ) -> Result<axum::Json<Page<ApiKeyView>>, ApiError> {
-    let (limit, after) = params.parse()?;
-    min_position.wait(&state, &[DIRECTORY]).await?;
-    let mut tx = state.store.begin_tenant(TenantId::from(org)).await?;
-    let rows: Vec<ApiKeyView> = sqlx::query_as(
-        "SELECT k.key_id AS id, k.name, k.role, k.prefix, k.created_at, k.revoked_at, c.last_used_at \
-         FROM api_keys k LEFT JOIN credentials c ON c.tenant_id = k.tenant_id AND c.key_id = k.key_id \
-         WHERE k.tenant_id = $1 AND ($2::uuid IS NULL OR k.key_id < $2) ORDER BY k.key_id DESC LIMIT $3",
-    )
-    .bind(org.as_uuid())
-    .bind(after)
-    .bind(limit + 1)
-    .fetch_all(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(axum::Json(Page::of(rows, limit, |k| k.id)))
+    let page = params.page()?;
+    Ok(axum::Json(
+        read(&state, org, min_position, ApiKeys(org, page)).await?,
+    ))
 }
 
 #[derive(Debug, Deserialize)]

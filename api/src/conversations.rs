@@ -4,16 +4,14 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tenantry_domain::agent_instance::AgentInstance;
 use tenantry_domain::conversation::{Conversation, ConversationAction};
-use tenantry_domain::personal::PersonalKind;
 use tenantry_domain::{
     AgentInstanceId, Channel, ConversationId, CustomerRef, MessageContent, MessageId, MessageRole,
-    Resolution, Role, TenantId,
+    Resolution, Role,
 };
-use tenantry_projections::directory::NAME as DIRECTORY;
+use tenantry_projections::queries::directory::{ConversationById, ConversationView, Conversations};
 use uuid::Uuid;
 
 use crate::access::{Access, Target};
@@ -23,7 +21,7 @@ use crate::consistency::MinPosition;
 use crate::extract::Query;
 use crate::openapi::{ApiRouter, Op};
 use crate::paths::{ConversationPath, ConversationTarget, InstancePath};
-use crate::resources::{answer, owner_of, ListParams, Page};
+use crate::resources::{answer, owner_of, read, ListParams, Page};
 use crate::{ApiError, AppState};
 
 pub fn router() -> ApiRouter {
@@ -79,55 +77,9 @@ pub fn router() -> ApiRouter {
         )
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
-pub struct ConversationView {
-    pub id: Uuid,
-    pub agent_instance_id: Uuid,
-    pub store_id: Uuid,
-    pub customer_ref: Option<String>,
-    pub channel: String,
-    pub status: String,
-    pub resolution: Option<String>,
-    pub messages: i64,
-    pub tokens_in: i64,
-    pub tokens_out: i64,
-    pub version: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub started_at: Option<DateTime<Utc>>,
-}
-
-const COLUMNS: &str =
-    "conversation_id AS id, instance_id AS agent_instance_id, store_id, customer_ref, channel, \
-     status, resolution, messages, tokens_in, tokens_out, version, started_at";
-
-impl ConversationView {
-    fn of(c: &Conversation, version: i64) -> Result<Self, ApiError> {
-        let missing = || ApiError::NotFound("conversation");
-        Ok(Self {
-            id: c.id.ok_or_else(missing)?.as_uuid(),
-            agent_instance_id: c.agent_instance_id.ok_or_else(missing)?.as_uuid(),
-            store_id: c.store_id.ok_or_else(missing)?.as_uuid(),
-            customer_ref: c.customer_ref.as_ref().map(|r| r.to_string()),
-            channel: c.channel.ok_or_else(missing)?.to_string(),
-            status: if c.ended.is_some() { "ended" } else { "open" }.into(),
-            resolution: c.ended.map(|r| r.to_string()),
-            messages: c.messages as i64,
-            tokens_in: c.tokens_in as i64,
-            tokens_out: c.tokens_out as i64,
-            version,
-            started_at: None,
-        })
-    }
-}
-
-#[derive(Debug, Serialize, sqlx::FromRow)]
-pub struct MessageView {
-    pub id: Uuid,
-    pub role: String,
-    pub content: String,
-    pub tokens_in: i64,
-    pub tokens_out: i64,
-    pub created_at: DateTime<Utc>,
+/// The answer to a conversation command.
+fn view(conversation: &Conversation, version: i64) -> Result<ConversationView, ApiError> {
+    ConversationView::of(conversation, version).ok_or(ApiError::NotFound("conversation"))
 }
 
 #[derive(Debug, Deserialize)]
@@ -171,7 +123,7 @@ async fn start(
     Ok(answer(
         StatusCode::CREATED,
         &done,
-        ConversationView::of(&done.aggregate, done.version)?,
+        view(&done.aggregate, done.version)?,
     ))
 }
 
@@ -212,7 +164,7 @@ async fn append(
     Ok(answer(
         StatusCode::CREATED,
         &done,
-        ConversationView::of(&done.aggregate, done.version)?,
+        view(&done.aggregate, done.version)?,
     ))
 }
 
@@ -237,15 +189,8 @@ async fn end(
     Ok(answer(
         StatusCode::OK,
         &done,
-        ConversationView::of(&done.aggregate, done.version)?,
+        view(&done.aggregate, done.version)?,
     ))
-}
-
-#[derive(Serialize)]
-struct WithMessages {
-    #[serde(flatten)]
-    conversation: ConversationView,
-    messages_list: Vec<MessageView>,
 }
 
 async fn show(
@@ -253,49 +198,10 @@ async fn show(
     min_position: MinPosition,
     ConversationPath { org, id }: ConversationPath,
 ) -> Result<Response, ApiError> {
-    min_position.wait(&state, &[DIRECTORY]).await?;
-    let mut tx = state.store.begin_tenant(TenantId::from(org)).await?;
-    let sql = format!(
-        "SELECT {COLUMNS} FROM conversations WHERE tenant_id = $1 AND conversation_id = $2"
-    );
-    let mut view: Option<ConversationView> = sqlx::query_as(&sql)
-        .bind(org.as_uuid())
-        .bind(id.as_uuid())
-        .fetch_optional(&mut *tx)
-        .await?;
-    let mut messages: Vec<MessageView> = sqlx::query_as(
-        "SELECT message_id AS id, role, content, tokens_in, tokens_out, created_at FROM messages \
-         WHERE tenant_id = $1 AND conversation_id = $2 ORDER BY seq",
-    )
-    .bind(org.as_uuid())
-    .bind(id.as_uuid())
-    .fetch_all(&mut *tx)
-    .await?;
-    let sealed = view
-        .iter_mut()
-        .filter_map(|c| c.customer_ref.as_mut())
-        .map(|r| (r, PersonalKind::CustomerRef))
-        .chain(
-            messages
-                .iter_mut()
-                .map(|m| (&mut m.content, PersonalKind::Text)),
-        );
-    state
-        .store
-        .vault()
-        .open(&mut tx, Some(TenantId::from(org)), sealed.collect())
-        .await?;
-    tx.commit().await?;
-    let view = view.ok_or(ApiError::NotFound("conversation"))?;
-    let version = view.version;
-    Ok((
-        etag(version),
-        axum::Json(WithMessages {
-            conversation: view,
-            messages_list: messages,
-        }),
-    )
-        .into_response())
+    let view = read(&state, org, min_position, ConversationById(org, id))
+        .await?
+        .ok_or(ApiError::NotFound("conversation"))?;
+    Ok((etag(view.conversation.version), axum::Json(view)).into_response())
 }
 
 async fn list(
@@ -304,29 +210,13 @@ async fn list(
     Query(params): Query<ListParams>,
     InstancePath { org, instance }: InstancePath,
 ) -> Result<axum::Json<Page<ConversationView>>, ApiError> {
-    let (limit, after) = params.parse()?;
-    min_position.wait(&state, &[DIRECTORY]).await?;
-    let mut tx = state.store.begin_tenant(TenantId::from(org)).await?;
-    let sql = format!(
-        "SELECT {COLUMNS} FROM conversations WHERE tenant_id = $1 AND instance_id = $2 \
-         AND ($3::uuid IS NULL OR conversation_id < $3) ORDER BY conversation_id DESC LIMIT $4"
-    );
-    let mut rows: Vec<ConversationView> = sqlx::query_as(&sql)
-        .bind(org.as_uuid())
-        .bind(instance.as_uuid())
-        .bind(after)
-        .bind(limit + 1)
-        .fetch_all(&mut *tx)
-        .await?;
-    let refs = rows
-        .iter_mut()
-        .filter_map(|c| c.customer_ref.as_mut())
-        .map(|r| (r, PersonalKind::CustomerRef));
-    state
-        .store
-        .vault()
-        .open(&mut tx, Some(TenantId::from(org)), refs.collect())
-        .await?;
-    tx.commit().await?;
-    Ok(axum::Json(Page::of(rows, limit, |c| c.id)))
+    let page = params.page()?;
+    let conversations = read(
+        &state,
+        org,
+        min_position,
+        Conversations(org, instance, page),
+    )
+    .await?;
+    Ok(axum::Json(conversations))
 }

@@ -3,13 +3,10 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tenantry_domain::organization::{Organization, OrganizationCommand};
-use tenantry_domain::personal::PersonalKind;
 use tenantry_domain::{Email, MemberId, OrganizationId, Role, TenantId};
-use tenantry_projections::directory::NAME as DIRECTORY;
-use uuid::Uuid;
+use tenantry_projections::queries::directory::{MemberView, Members};
 
 use crate::access::Access;
 use crate::command::{Command, CommandWith};
@@ -17,7 +14,7 @@ use crate::consistency::MinPosition;
 use crate::extract::Query;
 use crate::openapi::{ApiRouter, Op};
 use crate::paths::{MemberPath, OrgPath};
-use crate::resources::{answer, ListParams, Page};
+use crate::resources::{answer, read, ListParams, Page};
 use crate::{ApiError, AppState};
 
 pub fn router() -> ApiRouter {
@@ -63,25 +60,9 @@ pub fn router() -> ApiRouter {
         )
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
-pub struct MemberView {
-    pub id: Uuid,
-    pub email: String,
-    pub role: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub created_at: Option<DateTime<Utc>>,
-}
-
-impl MemberView {
-    fn of(org: &Organization, id: MemberId) -> Result<Self, ApiError> {
-        let member = org.members.get(&id).ok_or(ApiError::NotFound("member"))?;
-        Ok(Self {
-            id: id.as_uuid(),
-            email: member.email.to_string(),
-            role: member.role.to_string(),
-            created_at: None,
-        })
-    }
+/// The answer to a member command.
+fn member_view(org: &Organization, member: MemberId) -> Result<MemberView, ApiError> {
+    MemberView::of(org, member).ok_or(ApiError::NotFound("member"))
 }
 
 /// Managing owners and admins takes an owner; other roles an admin.
@@ -99,26 +80,10 @@ async fn list(
     Query(params): Query<ListParams>,
     OrgPath(org): OrgPath,
 ) -> Result<axum::Json<Page<MemberView>>, ApiError> {
-    let (limit, after) = params.parse()?;
-    min_position.wait(&state, &[DIRECTORY]).await?;
-    let mut tx = state.store.begin_tenant(TenantId::from(org)).await?;
-    let mut rows: Vec<MemberView> = sqlx::query_as(
-        "SELECT member_id AS id, email, role, created_at FROM members \
-         WHERE tenant_id = $1 AND ($2::uuid IS NULL OR member_id < $2) ORDER BY member_id DESC LIMIT $3",
-    )
-    .bind(org.as_uuid())
-    .bind(after)
-    .bind(limit + 1)
-    .fetch_all(&mut *tx)
-    .await?;
-    let emails = rows.iter_mut().map(|m| (&mut m.email, PersonalKind::Email));
-    state
-        .store
-        .vault()
-        .open(&mut tx, Some(TenantId::from(org)), emails.collect())
-        .await?;
-    tx.commit().await?;
-    Ok(axum::Json(Page::of(rows, limit, |m| m.id)))
+    let page = params.page()?;
+    Ok(axum::Json(
+        read(&state, org, min_position, Members(org, page)).await?,
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -155,7 +120,7 @@ async fn invite(
     } else {
         member_id
     };
-    let view = MemberView::of(&done.aggregate, id)?;
+    let view = member_view(&done.aggregate, id)?;
     Ok(answer(StatusCode::CREATED, &done, view))
 }
 
@@ -195,7 +160,7 @@ async fn change_role(
         role: command.body.role,
     };
     let done = state.commands.execute(org, what, &command.request).await?;
-    let view = MemberView::of(&done.aggregate, member)?;
+    let view = member_view(&done.aggregate, member)?;
     Ok(answer(StatusCode::OK, &done, view))
 }
 

@@ -3,20 +3,20 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
+use cqrs_es::Aggregate;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use sqlx::postgres::PgRow;
-use sqlx::Row;
 use tenantry_commands::organizations::NewOrganization;
 use tenantry_commands::Request;
 use tenantry_domain::organization::{Organization, OrganizationCommand};
-use tenantry_domain::personal::PersonalKind;
 use tenantry_domain::{
     Email, Money, OrganizationId, OrganizationName, Role, Slug, TenantId, Terms, Tier,
 };
-use tenantry_projections::organizations::NAME as ORGANIZATIONS;
+use tenantry_projections::queries::organizations::{
+    OrganizationById, OrganizationView, Organizations,
+};
+use tenantry_projections::queries::Scope;
 use uuid::Uuid;
 
 use crate::access::{Access, Authorized};
@@ -25,7 +25,7 @@ use crate::consistency::MinPosition;
 use crate::extract::Query;
 use crate::openapi::{ApiRouter, Op};
 use crate::paths::OrgPath;
-use crate::resources::{answer, ListParams, Page};
+use crate::resources::{answer, read, ListParams, Page};
 use crate::{ApiError, AppState};
 
 pub fn router() -> ApiRouter {
@@ -108,67 +108,21 @@ pub fn router() -> ApiRouter {
         )
 }
 
-/// An organization as the API shows it.
-#[derive(Debug, Serialize)]
-pub struct OrganizationView {
-    pub id: Uuid,
-    pub name: String,
-    pub slug: String,
-    pub tier: String,
-    pub billing_email: String,
-    pub status: String,
-    pub version: i64,
-    pub created_at: DateTime<Utc>,
-}
-
-const COLUMNS: &str = "tenant_id, name, slug, tier, billing_email, status, version, created_at";
-
-impl OrganizationView {
-    fn from_row(row: &PgRow) -> Result<Self, sqlx::Error> {
-        Ok(Self {
-            id: row.try_get("tenant_id")?,
-            name: row.try_get("name")?,
-            slug: row.try_get("slug")?,
-            tier: row.try_get("tier")?,
-            billing_email: row.try_get("billing_email")?,
-            status: row.try_get("status")?,
-            version: row.try_get("version")?,
-            created_at: row.try_get("created_at")?,
-        })
-    }
-
-    /// From the write side, right after a command.
-    async fn of(state: &AppState, org: &Organization, version: i64) -> Result<Self, ApiError> {
-        let missing = || ApiError::NotFound("organization");
-        let id = org.id.ok_or_else(missing)?;
-        Ok(Self {
-            id: id.as_uuid(),
-            name: org.name.as_ref().ok_or_else(missing)?.to_string(),
-            slug: org.slug.as_ref().ok_or_else(missing)?.to_string(),
-            tier: org.tier.ok_or_else(missing)?.to_string(),
-            billing_email: org.billing_email.as_ref().ok_or_else(missing)?.to_string(),
-            status: org.status.as_str().to_owned(),
-            version,
-            created_at: first_recorded_at(state, id).await?,
-        })
-    }
-}
-
-/// When the organization's first event was recorded.
-async fn first_recorded_at(
+/// The answer to an organization command: the organization as the command left it, created
+/// when its stream began.
+async fn view(
     state: &AppState,
-    id: OrganizationId,
-) -> Result<DateTime<Utc>, ApiError> {
-    let mut tx = state.store.begin_tenant(TenantId::from(id)).await?;
-    let at: Option<DateTime<Utc>> = sqlx::query_scalar(
-        "SELECT recorded_at FROM events WHERE tenant_id = $1 AND stream_type = 'organization' \
-         AND stream_id = $1 AND version = 1",
-    )
-    .bind(id.as_uuid())
-    .fetch_optional(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    at.ok_or(ApiError::NotFound("organization"))
+    org: &Organization,
+    version: i64,
+) -> Result<OrganizationView, ApiError> {
+    let missing = || ApiError::NotFound("organization");
+    let id = org.id.ok_or_else(missing)?;
+    let created_at = state
+        .store
+        .started_at(TenantId::from(id), Organization::TYPE, id.as_uuid())
+        .await?
+        .ok_or_else(missing)?;
+    OrganizationView::of(org, version, created_at).ok_or_else(missing)
 }
 
 /// Negotiated Enterprise terms, as sent: all three or none.
@@ -229,7 +183,7 @@ async fn create(
         .request
         .with_idempotency_scope(TenantId::from_uuid(Uuid::nil()));
     let (done, key_id, secret) = state.commands.execute((), new, &request).await?;
-    let organization = OrganizationView::of(&state, &done.aggregate, done.version).await?;
+    let organization = view(&state, &done.aggregate, done.version).await?;
     // A replay cannot show the secret again: only its hash was kept.
     let api_key = (!done.replayed).then(|| crate::api_keys::IssuedKey {
         id: key_id.as_uuid(),
@@ -252,21 +206,9 @@ async fn show(
     min_position: MinPosition,
     OrgPath(org): OrgPath,
 ) -> Result<Response, ApiError> {
-    min_position.wait(&state, &[ORGANIZATIONS]).await?;
-    let mut tx = state.store.begin_tenant(TenantId::from(org)).await?;
-    let sql = format!("SELECT {COLUMNS} FROM organizations WHERE tenant_id = $1");
-    let row = sqlx::query(&sql)
-        .bind(org.as_uuid())
-        .fetch_optional(&mut *tx)
-        .await?;
-    let mut view = OrganizationView::from_row(&row.ok_or(ApiError::NotFound("organization"))?)?;
-    let email = vec![(&mut view.billing_email, PersonalKind::Email)];
-    state
-        .store
-        .vault()
-        .open(&mut tx, Some(TenantId::from(org)), email)
-        .await?;
-    tx.commit().await?;
+    let view = read(&state, org, min_position, OrganizationById(org))
+        .await?
+        .ok_or(ApiError::NotFound("organization"))?;
     Ok((etag(view.version), axum::Json(view)).into_response())
 }
 
@@ -276,32 +218,9 @@ async fn list(
     Query(params): Query<ListParams>,
     _: Authorized,
 ) -> Result<axum::Json<Page<OrganizationView>>, ApiError> {
-    let (limit, after) = params.parse()?;
-    min_position.wait(&state, &[ORGANIZATIONS]).await?;
-    let mut tx = state.store.begin_system().await?;
-    let sql = format!(
-        "SELECT {COLUMNS} FROM organizations \
-         WHERE ($1::uuid IS NULL OR tenant_id < $1) ORDER BY tenant_id DESC LIMIT $2"
-    );
-    let rows = sqlx::query(&sql)
-        .bind(after)
-        .bind(limit + 1)
-        .fetch_all(&mut *tx)
-        .await?;
-    let mut views = rows
-        .iter()
-        .map(OrganizationView::from_row)
-        .collect::<Result<Vec<_>, _>>()?;
-    let emails = views
-        .iter_mut()
-        .map(|v| (&mut v.billing_email, PersonalKind::Email));
-    state
-        .store
-        .vault()
-        .open(&mut tx, None, emails.collect())
-        .await?;
-    tx.commit().await?;
-    Ok(axum::Json(Page::of(views, limit, |o| o.id)))
+    let page = params.page()?;
+    let organizations = read(&state, Scope::Platform, min_position, Organizations(page)).await?;
+    Ok(axum::Json(organizations))
 }
 
 #[derive(Debug, Deserialize)]
@@ -320,7 +239,7 @@ async fn run(
     what: OrganizationCommand,
 ) -> Result<Response, ApiError> {
     let done = state.commands.execute(org, what, request).await?;
-    let view = OrganizationView::of(state, &done.aggregate, done.version).await?;
+    let view = view(state, &done.aggregate, done.version).await?;
     Ok(answer(StatusCode::OK, &done, view))
 }
 

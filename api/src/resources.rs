@@ -7,11 +7,13 @@ use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 use tenantry_commands::Executed;
 use tenantry_domain::{OrganizationId, TenantId};
+pub use tenantry_projections::queries::Page;
+use tenantry_projections::queries::{Consistency, PageRequest, Query, ReadError, Scope};
 use uuid::Uuid;
 
 use crate::auth::Principal;
 use crate::command::etag;
-use crate::consistency::position_headers;
+use crate::consistency::{position_headers, MinPosition};
 use crate::{ApiError, AppState};
 
 /// The organization that owns aggregate `A` with id `id`, as the caller may see it: a key
@@ -25,35 +27,10 @@ pub async fn owner_of<A: Aggregate>(
     id: Uuid,
     what: &'static str,
 ) -> Result<OrganizationId, ApiError> {
-    let stream_type = A::TYPE;
-    let row: Option<(Uuid,)> = match principal.org() {
-        Some(org) => {
-            let mut tx = state.store.begin_tenant(TenantId::from(org)).await?;
-            let row = sqlx::query_as(
-                "SELECT tenant_id FROM streams WHERE tenant_id = $1 AND stream_type = $2 AND stream_id = $3",
-            )
-            .bind(org.as_uuid())
-            .bind(stream_type)
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            row
-        }
-        None => {
-            let mut tx = state.store.begin_system().await?;
-            let row = sqlx::query_as(
-                "SELECT tenant_id FROM streams WHERE stream_type = $1 AND stream_id = $2",
-            )
-            .bind(stream_type)
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            row
-        }
-    };
-    row.map(|(tenant,)| OrganizationId::from_uuid(tenant))
+    let within = principal.org().map(TenantId::from);
+    let owner = state.store.owner_of(within, A::TYPE, id).await?;
+    owner
+        .map(|tenant| OrganizationId::from_uuid(tenant.as_uuid()))
         .ok_or(ApiError::NotFound(what))
 }
 
@@ -70,7 +47,7 @@ impl ListParams {
     ///
     /// # Errors
     /// 400 for a limit outside 1–100 or a cursor this API did not return.
-    pub fn parse(&self) -> Result<(i64, Option<Uuid>), ApiError> {
+    pub fn page(&self) -> Result<PageRequest, ApiError> {
         let limit = self.limit.unwrap_or(20);
         if !(1..=100).contains(&limit) {
             return Err(ApiError::BadRequest {
@@ -85,32 +62,32 @@ impl ListParams {
                 detail: "cursor is not one this API returned".into(),
             })?),
         };
-        Ok((limit, after))
+        Ok(PageRequest { limit, after })
     }
 }
 
-/// A page of a list, newest first.
-#[derive(Debug, Serialize)]
-pub struct Page<T> {
-    pub data: Vec<T>,
-    /// Pass as `?cursor=` for the next page; null on the last page.
-    pub next_cursor: Option<String>,
-}
-
-impl<T> Page<T> {
-    /// Builds a page from `limit + 1` rows fetched newest first.
-    pub fn of(mut rows: Vec<T>, limit: i64, id_of: impl Fn(&T) -> Uuid) -> Self {
-        let next_cursor = if rows.len() as i64 > limit {
-            rows.truncate(limit as usize);
-            rows.last().map(|row| id_of(row).to_string())
-        } else {
-            None
-        };
-        Page {
-            data: rows,
-            next_cursor,
-        }
-    }
+/// Asks the read models `query` in `scope` (an organization's, or the platform's), once the
+/// projections it reads have passed the caller's consistency token: see
+/// [`tenantry_projections::queries::read`].
+///
+/// # Errors
+/// 503 when the projections do not catch up in time; otherwise as the query.
+pub async fn read<Q: Query>(
+    state: &AppState,
+    scope: impl Into<Scope>,
+    min_position: MinPosition,
+    query: Q,
+) -> Result<Q::Output, ApiError> {
+    let consistency = Consistency {
+        after: min_position.0,
+        timeout: state.consistency_timeout,
+    };
+    tenantry_projections::queries::read(&state.store, scope.into(), consistency, query)
+        .await
+        .map_err(|err| match err {
+            ReadError::Behind => ApiError::NotYetConsistent,
+            ReadError::Failed(err) => err.into(),
+        })
 }
 
 /// The answer to a command: 201 for a creation (200 when replayed by an idempotency key is

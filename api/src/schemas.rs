@@ -95,7 +95,7 @@ pub fn all() -> Value {
         ("channel", one_of(&["web", "email", "api"]), true),
         ("status", one_of(&["open", "ended"]), true),
         ("resolution", nullable("string"), true),
-        ("messages", count(), true),
+        ("message_count", count(), true),
         ("tokens_in", count(), true),
         ("tokens_out", count(), true),
         ("version", count(), true),
@@ -129,7 +129,7 @@ pub fn all() -> Value {
         false,
     );
     let mut with_messages = object(&conversation_fields, false);
-    with_messages["properties"]["messages_list"] = json!({ "type": "array", "items": message });
+    with_messages["properties"]["messages"] = json!({ "type": "array", "items": message });
     json!({
         "Problem": object(&[
             ("type", text(), true), ("title", text(), true), ("status", count(), true), ("detail", text(), true),

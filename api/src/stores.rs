@@ -3,13 +3,11 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tenantry_commands::Request;
 use tenantry_domain::store::{Store, StoreAction};
-use tenantry_domain::{Platform, Role, StoreDomain, StoreId, StoreName, TenantId};
-use tenantry_projections::directory::NAME as DIRECTORY;
-use uuid::Uuid;
+use tenantry_domain::{Platform, Role, StoreDomain, StoreId, StoreName};
+use tenantry_projections::queries::directory::{StoreById, StoreView, Stores};
 
 use crate::access::Access;
 use crate::command::{etag, Command, CommandWith};
@@ -17,7 +15,7 @@ use crate::consistency::MinPosition;
 use crate::extract::Query;
 use crate::openapi::{ApiRouter, Op};
 use crate::paths::{OrgPath, StorePath};
-use crate::resources::{answer, ListParams, Page};
+use crate::resources::{answer, read, ListParams, Page};
 use crate::{ApiError, AppState};
 
 pub fn router() -> ApiRouter {
@@ -78,64 +76,15 @@ pub fn router() -> ApiRouter {
         )
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
-pub struct StoreView {
-    pub id: Uuid,
-    pub organization_id: Uuid,
-    pub name: String,
-    pub domain: String,
-    pub platform: String,
-    pub status: String,
-    pub version: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub created_at: Option<DateTime<Utc>>,
-}
-
-const COLUMNS: &str =
-    "store_id AS id, tenant_id AS organization_id, name, domain, platform, status, version, created_at";
-
-impl StoreView {
-    fn of(store: &Store, version: i64) -> Result<Self, ApiError> {
-        let missing = || ApiError::NotFound("store");
-        Ok(Self {
-            id: store.id.ok_or_else(missing)?.as_uuid(),
-            organization_id: store.organization_id.ok_or_else(missing)?.as_uuid(),
-            name: store.name.as_ref().ok_or_else(missing)?.to_string(),
-            domain: store.domain.as_ref().ok_or_else(missing)?.to_string(),
-            platform: store.platform.ok_or_else(missing)?.to_string(),
-            status: if store.active {
-                "active"
-            } else {
-                "deactivated"
-            }
-            .into(),
-            version,
-            created_at: None,
-        })
-    }
-}
-
 async fn list(
     State(state): State<AppState>,
     min_position: MinPosition,
     Query(params): Query<ListParams>,
     OrgPath(org): OrgPath,
 ) -> Result<axum::Json<Page<StoreView>>, ApiError> {
-    let (limit, after) = params.parse()?;
-    min_position.wait(&state, &[DIRECTORY]).await?;
-    let mut tx = state.store.begin_tenant(TenantId::from(org)).await?;
-    let sql = format!(
-        "SELECT {COLUMNS} FROM stores WHERE tenant_id = $1 AND ($2::uuid IS NULL OR store_id < $2) \
-         ORDER BY store_id DESC LIMIT $3"
-    );
-    let rows: Vec<StoreView> = sqlx::query_as(&sql)
-        .bind(org.as_uuid())
-        .bind(after)
-        .bind(limit + 1)
-        .fetch_all(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok(axum::Json(Page::of(rows, limit, |s| s.id)))
+    let page = params.page()?;
+    let stores = read(&state, org, min_position, Stores(org, page)).await?;
+    Ok(axum::Json(stores))
 }
 
 async fn show(
@@ -143,17 +92,15 @@ async fn show(
     min_position: MinPosition,
     StorePath { org, store }: StorePath,
 ) -> Result<Response, ApiError> {
-    min_position.wait(&state, &[DIRECTORY]).await?;
-    let mut tx = state.store.begin_tenant(TenantId::from(org)).await?;
-    let sql = format!("SELECT {COLUMNS} FROM stores WHERE tenant_id = $1 AND store_id = $2");
-    let view: Option<StoreView> = sqlx::query_as(&sql)
-        .bind(org.as_uuid())
-        .bind(store.as_uuid())
-        .fetch_optional(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    let view = view.ok_or(ApiError::NotFound("store"))?;
+    let view = read(&state, org, min_position, StoreById(org, store))
+        .await?
+        .ok_or(ApiError::NotFound("store"))?;
     Ok((etag(view.version), axum::Json(view)).into_response())
+}
+
+/// The answer to a store command.
+fn view(store: &Store, version: i64) -> Result<StoreView, ApiError> {
+    StoreView::of(store, version).ok_or(ApiError::NotFound("store"))
 }
 
 #[derive(Debug, Deserialize)]
@@ -184,7 +131,7 @@ async fn create(
     Ok(answer(
         StatusCode::CREATED,
         &done,
-        StoreView::of(&done.aggregate, done.version)?,
+        view(&done.aggregate, done.version)?,
     ))
 }
 
@@ -210,7 +157,7 @@ async fn run(
     Ok(answer(
         StatusCode::OK,
         &done,
-        StoreView::of(&done.aggregate, done.version)?,
+        view(&done.aggregate, done.version)?,
     ))
 }
 

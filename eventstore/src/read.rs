@@ -6,6 +6,7 @@
 //! it has, so a reader that follows a cursor never skips or repeats an event. Transactions
 //! that write no events (projections, checkpoints, other databases) do not hold it back.
 
+use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use tenantry_domain::TenantId;
 use uuid::Uuid;
@@ -109,6 +110,55 @@ pub async fn feed_horizon(conn: &mut PgConnection) -> Result<String, StoreError>
     Ok(sqlx::query_scalar("SELECT tenantry_feed_horizon()::text")
         .fetch_one(conn)
         .await?)
+}
+
+/// The tenant that owns stream `stream_type`/`id`: looked for among `within`'s streams only
+/// when given (in that tenant's transaction), among every tenant's otherwise (in the
+/// system's).
+///
+/// # Errors
+/// On a database failure.
+pub async fn stream_owner(
+    conn: &mut PgConnection,
+    within: Option<TenantId>,
+    stream_type: &str,
+    id: Uuid,
+) -> Result<Option<TenantId>, StoreError> {
+    let tenant: Option<Uuid> = match within {
+        Some(tenant) => sqlx::query_scalar(
+            "SELECT tenant_id FROM streams WHERE tenant_id = $1 AND stream_type = $2 AND stream_id = $3",
+        )
+        .bind(tenant.as_uuid()),
+        None => sqlx::query_scalar(
+            "SELECT tenant_id FROM streams WHERE stream_type = $1 AND stream_id = $2",
+        ),
+    }
+    .bind(stream_type)
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(tenant.map(TenantId::from_uuid))
+}
+
+/// When stream `stream_type`/`id` of `tenant` began: its first event's `recorded_at`.
+///
+/// # Errors
+/// On a database failure.
+pub async fn stream_started_at(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    stream_type: &str,
+    id: Uuid,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT recorded_at FROM events WHERE tenant_id = $1 AND stream_type = $2 \
+         AND stream_id = $3 ORDER BY version LIMIT 1",
+    )
+    .bind(tenant.as_uuid())
+    .bind(stream_type)
+    .bind(id)
+    .fetch_optional(conn)
+    .await?)
 }
 
 /// The cursor of the last event below the feed horizon (system scope): what a consumer that

@@ -127,6 +127,42 @@ impl EventStore {
         OnDemand::new(self.pool.clone())
     }
 
+    /// The tenant that owns stream `stream_type`/`id`, among `within`'s streams only when
+    /// given (a caller of one organization sees only its own), among all otherwise.
+    ///
+    /// # Errors
+    /// On a database failure.
+    pub async fn owner_of(
+        &self,
+        within: Option<TenantId>,
+        stream_type: &str,
+        id: uuid::Uuid,
+    ) -> Result<Option<TenantId>, StoreError> {
+        let mut tx = match within {
+            Some(tenant) => self.begin_tenant(tenant).await?,
+            None => self.begin_system().await?,
+        };
+        let owner = crate::read::stream_owner(&mut tx, within, stream_type, id).await?;
+        tx.commit().await?;
+        Ok(owner)
+    }
+
+    /// When stream `stream_type`/`id` of `tenant` began (its first event was recorded).
+    ///
+    /// # Errors
+    /// On a database failure.
+    pub async fn started_at(
+        &self,
+        tenant: TenantId,
+        stream_type: &str,
+        id: uuid::Uuid,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
+        let mut tx = self.begin_tenant(tenant).await?;
+        let at = crate::read::stream_started_at(&mut tx, tenant, stream_type, id).await?;
+        tx.commit().await?;
+        Ok(at)
+    }
+
     /// Begins a transaction confined to `tenant`'s rows.
     ///
     /// # Errors

@@ -431,7 +431,7 @@ async fn a_tenant_moves_between_deployments_and_rebuilds_identically() {
         )
         .await;
     assert_eq!(moved["customer_ref"], "c0");
-    assert_eq!(moved["messages_list"][0]["content"], "hello");
+    assert_eq!(moved["messages"][0]["content"], "hello");
     // Rebuild the source from exactly the exported history: import it into a third deployment
     // and compare, so the export's own audit event does not count.
     let third = spawn_app().await;

@@ -120,7 +120,7 @@ async fn contents(owner: &mut Client<'_>, conversation: &str) -> (Value, Vec<Str
             None,
         )
         .await;
-    let messages = c["messages_list"]
+    let messages = c["messages"]
         .as_array()
         .unwrap()
         .iter()

@@ -264,12 +264,12 @@ async fn a_new_user_walks_through_the_platform() {
     assert_eq!(conversations.len(), 3);
     assert!(conversations
         .iter()
-        .all(|c| c["status"] == "ended" && c["messages"] == 2));
+        .all(|c| c["status"] == "ended" && c["message_count"] == 2));
     let first = conversations[0]["id"].as_str().unwrap();
     let detail = owner
         .ok(Method::GET, &format!("/v1/conversations/{first}"), None)
         .await;
-    let messages = detail["messages_list"].as_array().unwrap();
+    let messages = detail["messages"].as_array().unwrap();
     assert_eq!(messages.len(), 2);
     assert_eq!(messages[0]["role"], "customer");
     assert_eq!(detail["tokens_in"], 9);

@@ -80,6 +80,12 @@ pub enum Scope {
     Platform,
 }
 
+impl From<tenantry_domain::OrganizationId> for Scope {
+    fn from(org: tenantry_domain::OrganizationId) -> Self {
+        Scope::Tenant(TenantId::from(org))
+    }
+}
+
 /// A consistency token and how long to wait for it.
 #[derive(Clone, Copy, Debug)]
 pub struct Consistency {
