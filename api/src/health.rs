@@ -51,27 +51,12 @@ async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, Api
         .iter()
         .map(|p| p.name())
         .collect();
-    let mut tx = state.store.begin_system().await?;
-    let lags: Vec<(String, String, f64)> = sqlx::query_as(
-        "WITH checkpoints AS ( \
-             SELECT 'relay' AS component, $2 AS name, \
-                    COALESCE(r.transaction_id, 0) AS transaction_id, COALESCE(r.position, 0) AS position \
-             FROM (SELECT 1) one LEFT JOIN relay_checkpoints r ON r.name = $2 \
-             UNION ALL \
-             SELECT 'projection', p.name, COALESCE(c.transaction_id, 0), COALESCE(c.position, 0) \
-             FROM unnest($1::text[]) AS p(name) \
-             LEFT JOIN projection_checkpoints c ON c.projection = p.name) \
-         SELECT c.component, c.name, COALESCE(( \
-             SELECT EXTRACT(EPOCH FROM now() - e.recorded_at)::float8 FROM events e \
-             WHERE (e.transaction_id, e.position) > (c.transaction_id::text::xid8, c.position) \
-             ORDER BY e.transaction_id, e.position LIMIT 1), 0) \
-         FROM checkpoints c ORDER BY 1, 2",
+    let lags = tenantry_projections::consistency::feed_lags(
+        &state.store,
+        tenantry_commands::relay::RELAY_NAME,
+        &projection_names,
     )
-    .bind(projection_names)
-    .bind(tenantry_commands::relay::RELAY_NAME)
-    .fetch_all(&mut *tx)
     .await?;
-    tx.commit().await?;
     let mut out = crate::metrics::handle().render();
     out.push_str("# HELP tenantry_feed_lag_seconds Age of the oldest event a component has not yet handled.\n");
     out.push_str("# TYPE tenantry_feed_lag_seconds gauge\n");

@@ -19,6 +19,8 @@ use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 use tenantry_domain::{OrganizationId, Tier};
+use tenantry_projections::queries::organizations::TierOf;
+use tenantry_projections::queries::{read, Consistency, Scope};
 
 use crate::auth::authenticate;
 use crate::{ApiError, AppState};
@@ -82,15 +84,13 @@ impl RateLimits {
 }
 
 async fn read_tier(state: &AppState, org: OrganizationId) -> Option<Tier> {
-    let mut tx = state.store.begin_system().await.ok()?;
-    let tier: Option<String> =
-        sqlx::query_scalar("SELECT tier FROM organizations WHERE tenant_id = $1")
-            .bind(org.as_uuid())
-            .fetch_optional(&mut *tx)
-            .await
-            .ok()?;
-    tx.commit().await.ok()?;
-    tier?.parse().ok()
+    let now = Consistency {
+        after: None,
+        timeout: Duration::ZERO,
+    };
+    read(&state.store, Scope::Platform, now, TierOf(org))
+        .await
+        .ok()?
 }
 
 /// The middleware.

@@ -21,6 +21,41 @@ pub async fn checkpoint(pool: &PgPool, projection: &str) -> Result<Cursor, sqlx:
     Ok(row.map_or(Cursor::START, |(tx, pos)| Cursor::new(tx, pos)))
 }
 
+/// How far behind the relay (`relay`, its checkpoint's name) and each of `projections` are:
+/// `(component, name, seconds)`, the age of the oldest event each has not handled yet (0
+/// when none), for `/metrics`.
+///
+/// # Errors
+/// On a database failure.
+pub async fn feed_lags(
+    store: &tenantry_eventstore::EventStore,
+    relay: &str,
+    projections: &[&str],
+) -> Result<Vec<(String, String, f64)>, tenantry_eventstore::StoreError> {
+    let mut tx = store.begin_system().await?;
+    let lags = sqlx::query_as(
+        "WITH checkpoints AS ( \
+             SELECT 'relay' AS component, $2 AS name, \
+                    COALESCE(r.transaction_id, 0) AS transaction_id, COALESCE(r.position, 0) AS position \
+             FROM (SELECT 1) one LEFT JOIN relay_checkpoints r ON r.name = $2 \
+             UNION ALL \
+             SELECT 'projection', p.name, COALESCE(c.transaction_id, 0), COALESCE(c.position, 0) \
+             FROM unnest($1::text[]) AS p(name) \
+             LEFT JOIN projection_checkpoints c ON c.projection = p.name) \
+         SELECT c.component, c.name, COALESCE(( \
+             SELECT EXTRACT(EPOCH FROM now() - e.recorded_at)::float8 FROM events e \
+             WHERE (e.transaction_id, e.position) > (c.transaction_id::text::xid8, c.position) \
+             ORDER BY e.transaction_id, e.position LIMIT 1), 0) \
+         FROM checkpoints c ORDER BY 1, 2",
+    )
+    .bind(projections)
+    .bind(relay)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(lags)
+}
+
 /// Waits until every one of `projections` is at or past `token`, for at most `timeout`.
 /// Returns whether they got there.
 ///

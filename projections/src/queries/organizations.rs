@@ -6,7 +6,7 @@ use serde::Serialize;
 use sqlx::PgConnection;
 use tenantry_domain::organization::Organization;
 use tenantry_domain::personal::PersonalKind;
-use tenantry_domain::OrganizationId;
+use tenantry_domain::{OrganizationId, Tier};
 use uuid::Uuid;
 
 use super::{Page, PageRequest, Query, Sealed};
@@ -69,6 +69,25 @@ impl Query for OrganizationById {
             .bind(self.0.as_uuid())
             .fetch_optional(conn)
             .await?)
+    }
+}
+
+impl Sealed for Tier {}
+
+/// An organization's tier, as the read model has it (`None` before it is there).
+pub struct TierOf(pub OrganizationId);
+
+impl Query for TierOf {
+    type Output = Option<Tier>;
+    const READS: &'static [&'static str] = &[ORGANIZATIONS];
+
+    async fn run(self, conn: &mut PgConnection) -> Result<Self::Output, ProjectionError> {
+        let tier: Option<String> =
+            sqlx::query_scalar("SELECT tier FROM organizations WHERE tenant_id = $1")
+                .bind(self.0.as_uuid())
+                .fetch_optional(conn)
+                .await?;
+        Ok(tier.and_then(|t| t.parse().ok()))
     }
 }
 
