@@ -1,11 +1,11 @@
 //! The command engine: one loop that runs an attempt (load → decide → append), writes what it
 //! decided, and decides again from a fresh load when another writer got there first.
 //!
-//! How an attempt's appends are written is passed in ([`Write`]):
-//! - [`OwnTransaction`]: the attempt runs in a tenant transaction of its own, may write several
+//! How an attempt's appends are written is passed in (`Write`):
+//! - `OwnTransaction`: the attempt runs in a tenant transaction of its own, may write several
 //!   streams and other rows (slots, credentials, erasure), and commits them together, with
 //!   the idempotency key's record when there is one.
-//! - [`Grouped`]: the attempt reads outside any transaction ([`Session::Autocommit`]) and
+//! - `Grouped`: the attempt reads outside any transaction ([`Session::Autocommit`]) and
 //!   stages one stream's append, which is then group-committed with other commands' appends
 //!   ([`tenantry_eventstore::group`]).
 //!
@@ -96,7 +96,7 @@ impl CommandBus {
     }
 
     /// Runs `attempt` in a tenant transaction until it commits, a refusal stops it, or
-    /// [`MAX_ATTEMPTS`] conflicts have passed. With an idempotency key, a key already used with
+    /// `MAX_ATTEMPTS` (12) conflicts have passed. With an idempotency key, a key already used with
     /// the same fingerprint returns the first result and records nothing.
     ///
     /// # Errors

@@ -1,11 +1,24 @@
 //! Command execution and the relay.
 //!
-//! - [`executor`]: load an aggregate → decide → append, in one tenant-scoped transaction,
-//!   retried from a fresh load when another writer got there first; conversation commands
-//!   read outside any transaction and append by group commit.
-//! - [`organizations`], [`stores`], [`agent_instances`], [`conversations`]: the commands of
-//!   each aggregate, with the parents they check and the organization slots (tier limits)
-//!   they take or give back in the same transaction.
+//! What happens when a command runs is in the module named for its aggregate, as the
+//! `Execute` impl of its type, run by [`CommandBus::execute`]:
+//!
+//! | command | module |
+//! |---|---|
+//! | `NewOrganization`, `OrganizationCommand`, `NewApiKey` | [`organizations`] |
+//! | `Erase` (tenant or one customer) | [`erasure`] |
+//! | `StoreAction` | [`stores`] |
+//! | `AgentInstanceAction` | [`agent_instances`] |
+//! | `ConversationAction` | [`conversations`] |
+//!
+//! The engine underneath, top to bottom:
+//! - [`executor`]: [`CommandBus`], the one retry loop and the two ways an attempt is written
+//!   (its own transaction, or a grouped append).
+//! - [`session`]: where an attempt runs, and the [`attempt!`] macro that builds one.
+//! - [`aggregate`]: loading (or folding) an aggregate, deciding, saving or staging its events.
+//! - [`idempotency`]: replaying a request whose key was seen before.
+//! - [`request`]: what a command comes with and what it answers.
+//! - [`keys`]: API and widget key secrets and the `credentials` rows they grant.
 //! - [`relay`]: follows the gap-free feed and publishes it to JetStream, checkpointing only
 //!   what NATS acknowledged.
 

@@ -16,7 +16,7 @@ pub enum Session {
     /// An open tenant transaction.
     Transaction(Tx),
     /// A pooled connection outside any transaction, each statement its own, taken only if a
-    /// statement is needed (the read of a grouped command, [`CommandBus::transact_grouped`],
+    /// statement is needed (the read of a grouped command, [`CommandBus::transact_grouped`](crate::CommandBus::transact_grouped),
     /// which may decide from what it keeps in memory). Only what confines itself to the
     /// tenant sees its rows here: [`read_streams`](tenantry_eventstore::read::read_streams)
     /// and the vault's keys (migration 0014); a plain query sees nothing.
