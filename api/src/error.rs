@@ -5,9 +5,10 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use schemars::JsonSchema;
 use serde::Serialize;
 use tenantry_commands::CommandError;
-use tenantry_domain::RejectionKind;
+use tenantry_domain::{RejectionKind, Tier};
 
 /// The prefix of every problem `type`.
 pub const PROBLEM_TYPE_PREFIX: &str = "urn:tenantry:problem:";
@@ -52,16 +53,22 @@ pub enum ApiError {
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// An RFC 9457 problem: the body of every error.
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct Problem<'a> {
+    /// `urn:tenantry:problem:` and a stable code.
     #[serde(rename = "type")]
     kind: String,
     title: &'a str,
     status: u16,
     detail: String,
+    /// The invalid field, on a 422.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
     field: Option<&'a str>,
+    /// The tier that would allow it, on a 403 `tier-required`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Tier")]
     required_tier: Option<&'a str>,
 }
 

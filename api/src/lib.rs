@@ -31,7 +31,6 @@ pub mod organizations;
 pub mod paths;
 pub mod rate_limit;
 pub mod resources;
-pub mod schemas;
 pub mod stores;
 
 use std::sync::Arc;
@@ -83,9 +82,8 @@ pub struct Shared {
     pub consistency_timeout: Duration,
 }
 
-/// The whole API.
-pub fn router(state: AppState) -> Router {
-    metrics::handle();
+/// Every route with its documentation: the resources' routers, merged.
+pub fn routes() -> openapi::ApiRouter {
     openapi::ApiRouter::new()
         .merge(organizations::router())
         .merge(members::router())
@@ -97,6 +95,12 @@ pub fn router(state: AppState) -> Router {
         .merge(history::router())
         .merge(erasure::router())
         .merge(health::router())
+}
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    metrics::handle();
+    routes()
         .finish()
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
