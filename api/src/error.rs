@@ -29,6 +29,8 @@ pub enum ApiError {
     MalformedJson(String),
     #[error("the body is larger than 1 MiB")]
     PayloadTooLarge,
+    #[error("the body must be JSON (Content-Type: application/json), not {0}")]
+    UnsupportedMediaType(String),
     #[error("{0}")]
     PreconditionFailed(String),
     #[error("too many requests for this organization's tier; retry after {retry_after} s")]
@@ -95,6 +97,11 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload-too-large",
                 "Payload too large",
+            ),
+            UnsupportedMediaType(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
             ),
             PreconditionFailed(_) => (
                 StatusCode::PRECONDITION_FAILED,
