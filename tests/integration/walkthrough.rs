@@ -166,11 +166,21 @@ async fn a_new_user_walks_through_the_platform() {
             .ok(
                 Method::POST,
                 &format!("/v1/conversations/{id}/messages"),
+                Some(json!({ "role": "customer", "content": "Where is my order?" })),
+            )
+            .await;
+        // Token counts are the platform's, never a widget's.
+        let (status, problem) = widget
+            .send(
+                Method::POST,
+                &format!("/v1/conversations/{id}/messages"),
                 Some(
-                    json!({ "role": "customer", "content": "Where is my order?", "tokens_in": 9 }),
+                    json!({ "role": "customer", "content": "Where is my order?", "tokens_in": 10_000_000 }),
                 ),
             )
             .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+        assert_eq!(problem["field"], "tokens_in");
         let (status, _) = widget
             .send(
                 Method::POST,
@@ -183,7 +193,9 @@ async fn a_new_user_walks_through_the_platform() {
             .ok(
                 Method::POST,
                 &format!("/v1/conversations/{id}/messages"),
-                Some(json!({ "role": "agent", "content": "It ships today.", "tokens_out": 7 })),
+                Some(
+                    json!({ "role": "agent", "content": "It ships today.", "tokens_in": 9, "tokens_out": 7 }),
+                ),
             )
             .await;
         let (status, _) = widget
