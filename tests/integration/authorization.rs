@@ -606,3 +606,83 @@ async fn the_first_thing_wrong_with_a_request_is_what_it_is_told() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+/// Keys follow the members' rule: owner and admin keys are issued and revoked by an owner,
+/// and the organization keeps at least one owner key.
+#[tokio::test]
+async fn only_an_owner_manages_owner_and_admin_keys_and_one_owner_key_stays() {
+    let app = spawn_app().await;
+    let (org, mut owner) = organization(&app, "keyrule", "pro").await;
+    let issue = |role: &str| json!({ "name": role, "role": role });
+    let keys = format!("/v1/organizations/{org}/api-keys");
+    let admin = owner.ok(Method::POST, &keys, Some(issue("admin"))).await;
+    let mut admin_client = crate::walkthrough::Client::new(&app, admin["secret"].as_str().unwrap());
+    admin_client.position = owner.position.clone();
+
+    // An admin key issues neither owner nor admin keys; developer keys it may.
+    for role in ["owner", "admin"] {
+        let (status, problem) = admin_client
+            .send(Method::POST, &keys, Some(issue(role)))
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{role}: {problem}");
+    }
+    let developer = admin_client
+        .ok(Method::POST, &keys, Some(issue("developer")))
+        .await;
+
+    // An admin key revokes neither the owner's key nor an admin's, but a developer's.
+    let listed = owner.ok(Method::GET, &keys, None).await;
+    let owner_key = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["role"] == "owner")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for id in [owner_key.as_str(), admin["id"].as_str().unwrap()] {
+        let (status, problem) = admin_client
+            .send(Method::DELETE, &format!("{keys}/{id}"), None)
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
+    }
+    admin_client
+        .ok(
+            Method::DELETE,
+            &format!("{keys}/{}", developer["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(
+        owner.send(Method::GET, &keys, None).await.0,
+        StatusCode::OK,
+        "the owner's key still works"
+    );
+
+    // The last owner key cannot be revoked, by its owner or by the platform admin.
+    let mut platform = crate::walkthrough::Client::new(&app, ADMIN_KEY);
+    for caller in [&mut owner, &mut platform] {
+        let (status, problem) = caller
+            .send(Method::DELETE, &format!("{keys}/{owner_key}"), None)
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+        assert_eq!(
+            problem["type"], "urn:tenantry:problem:last-owner-key",
+            "{problem}"
+        );
+    }
+    // With a second owner key, the first can go.
+    let second = owner.ok(Method::POST, &keys, Some(issue("owner"))).await;
+    owner
+        .ok(Method::DELETE, &format!("{keys}/{owner_key}"), None)
+        .await;
+    let mut second = crate::walkthrough::Client::new(&app, second["secret"].as_str().unwrap());
+    second
+        .ok(
+            Method::DELETE,
+            &format!("{keys}/{}", admin["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+}
