@@ -18,7 +18,8 @@ use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
-use tenantry_domain::{OrganizationId, Tier};
+use tenantry_domain::organization::Organization;
+use tenantry_domain::{OrganizationId, TenantId, Tier};
 use tenantry_projections::queries::organizations::TierOf;
 use tenantry_projections::queries::{read, Consistency, Scope};
 
@@ -75,7 +76,11 @@ impl RateLimits {
                 return tier;
             }
         }
-        let tier = read_tier(state, org).await.unwrap_or(Tier::Basic);
+        // Only a tier read is remembered: a fallback would hold a new Pro organization to
+        // Basic's limit for TIER_TTL.
+        let Some(tier) = read_tier(state, org).await else {
+            return Tier::Basic;
+        };
         if let Ok(mut tiers) = self.tiers.lock() {
             tiers.insert(org, (tier, Instant::now()));
         }
@@ -83,14 +88,23 @@ impl RateLimits {
     }
 }
 
+/// The organization's tier: the read model's, or, before the read model has the
+/// organization (it was just created), the organization's own on the write side, known from
+/// the moment its creation committed. `None` when neither can be read.
 async fn read_tier(state: &AppState, org: OrganizationId) -> Option<Tier> {
     let now = Consistency {
         after: None,
         timeout: Duration::ZERO,
     };
-    read(&state.store, Scope::Platform, now, TierOf(org))
+    if let Ok(Some(tier)) = read(&state.store, Scope::Platform, now, TierOf(org)).await {
+        return Some(tier);
+    }
+    let (organization, _) = state
+        .commands
+        .load::<Organization>(TenantId::from(org), org.as_uuid())
         .await
-        .ok()?
+        .ok()?;
+    organization.tier
 }
 
 /// The middleware.

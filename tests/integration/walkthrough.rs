@@ -448,3 +448,34 @@ async fn each_organization_is_rate_limited_by_its_tier() {
         );
     }
 }
+
+/// The tier comes from what created the organization: before the read model has it (here it
+/// never will, projections are off) a new Pro organization is limited as Pro, not as Basic.
+#[tokio::test]
+async fn a_new_organization_is_limited_by_its_own_tier_at_once() {
+    use futures::StreamExt;
+    let app = crate::helpers::spawn_app_with(|s| s.run_projections = false).await;
+    let (org, owner) = organization(&app, "eager", "pro").await;
+    let path = app.url(&format!("/v1/organizations/{org}/stores"));
+    let statuses: Vec<(StatusCode, String)> = futures::stream::iter(0..700)
+        .map(|_| {
+            let request = app.client.get(&path).bearer_auth(&owner.key).send();
+            async move {
+                let response = request.await.unwrap();
+                let limit = response.headers()["ratelimit-limit"]
+                    .to_str()
+                    .unwrap()
+                    .to_owned();
+                (response.status(), limit)
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let limited = statuses
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!(limited, 0, "{limited} of 700 answered 429");
+    assert!(statuses.iter().all(|(_, limit)| limit == "3000"));
+}
