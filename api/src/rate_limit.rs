@@ -6,11 +6,12 @@
 //! request's extensions for the handler.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -107,13 +108,24 @@ async fn read_tier(state: &AppState, org: OrganizationId) -> Option<Tier> {
     organization.tier
 }
 
+/// The address of the client, as the connection gives it (the server is served with
+/// `ConnectInfo`; a proxy in front would make it the proxy's, and `X-Forwarded-For` is not
+/// trusted). `None` when the router is called without a connection (tests of the router).
+fn client_address(request: &Request) -> Option<IpAddr> {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip())
+}
+
 /// The middleware.
 pub async fn limit(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let key = crate::auth::bearer(request.headers()).map(str::to_owned);
     let Some(key) = key else {
         return next.run(request).await;
     };
-    let principal = match authenticate(&state, &key).await {
+    let address = client_address(&request);
+    let principal = match authenticate(&state, &key, address).await {
         Ok(principal) => principal,
         Err(err) => return err.into_response(),
     };

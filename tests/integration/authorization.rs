@@ -53,7 +53,9 @@ fn allowed(caller: Caller, need: Need) -> Result<(), StatusCode> {
 
 #[tokio::test]
 async fn every_route_answers_every_caller_as_it_should() {
-    let app = spawn_app().await;
+    // The matrix presents a bad and a revoked key on every route: some 70 failed
+    // authentications from one address within seconds, more than a minute's allowance.
+    let app = crate::helpers::spawn_app_with(|s| s.failed_auth_per_minute = 1_000).await;
     let (org, mut owner) = organization(&app, "matrix", "pro").await;
     let (_, other_owner) = organization(&app, "matrix-other", "pro").await;
 
@@ -685,4 +687,46 @@ async fn only_an_owner_manages_owner_and_admin_keys_and_one_owner_key_stays() {
             None,
         )
         .await;
+}
+
+/// Failed authentications are limited per client address: after 20 in a minute, 429 with
+/// Retry-After, and keys the server does not know are no longer looked up for that address;
+/// known keys keep working.
+#[tokio::test]
+async fn failed_authentications_are_limited_per_address() {
+    let app = spawn_app().await;
+    let (org, owner) = organization(&app, "guarded", "pro").await;
+    let path = app.url(&format!("/v1/organizations/{org}/stores"));
+    let get = |key: String| app.client.get(&path).bearer_auth(key).send();
+    assert_eq!(
+        get(owner.key.clone()).await.unwrap().status(),
+        StatusCode::OK
+    );
+    for attempt in 1..=20 {
+        let response = get("sk_live_nobody-has-this-key".into()).await.unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::UNAUTHORIZED,
+            "attempt {attempt}"
+        );
+    }
+    for key in [
+        "sk_live_nobody-has-this-key",
+        "sk_live_nor-this-one",
+        "pk_widget_or-this",
+    ] {
+        let response = get(key.into()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS, "{key}");
+        let retry_after: u64 = response.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=60).contains(&retry_after), "{retry_after}");
+    }
+    assert_eq!(
+        get(owner.key.clone()).await.unwrap().status(),
+        StatusCode::OK,
+        "a known key still works from that address"
+    );
 }
