@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tenantry_api::auth::{AdminKey, LastUsed};
+use tenantry_api::auth::{AdminKey, FailedAuth, LastUsed};
 use tenantry_api::credentials;
 use tenantry_api::rate_limit::RateLimits;
 use tenantry_api::{AppState, Shared};
@@ -38,6 +38,9 @@ pub struct Settings {
     pub run_projections: bool,
     /// Requests per minute for every tier instead of the price list's (tests, load runs).
     pub rate_limit_per_minute: Option<u32>,
+    /// Failed authentications a client address may have in a minute before it is answered
+    /// 429 (20).
+    pub failed_auth_per_minute: u32,
     /// Seals and opens personal data (`TENANTRY_MASTER_KEY`); the API needs it, the relay and
     /// the projections handle personal data sealed and do not.
     pub vault: Vault,
@@ -59,6 +62,7 @@ impl Settings {
             run_relay: true,
             run_projections: true,
             rate_limit_per_minute: None,
+            failed_auth_per_minute: 20,
             vault: Vault::disabled(),
         }
     }
@@ -157,6 +161,8 @@ impl Application {
             admin_key: AdminKey::new(&settings.admin_key),
             credentials,
             last_used,
+            unknown_keys: credentials::UnknownKeys::default(),
+            failed_auth: FailedAuth::new(settings.failed_auth_per_minute),
             rate_limits: RateLimits::new(settings.rate_limit_per_minute),
             consistency_timeout: settings.consistency_timeout,
         });
@@ -188,6 +194,8 @@ impl Application {
             Some(listener) => {
                 tracing::info!(address = %listener.local_addr()?, "serving the API");
                 let app = tenantry_api::router(self.state.clone());
+                // Each request knows its client's address: limits per address need it.
+                let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
                 axum::serve(listener, app)
                     .with_graceful_shutdown(signal)
                     .await?;

@@ -5,8 +5,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use tenantry_domain::organization::OrganizationCommand;
-use tenantry_domain::{KeyName, Role};
+use tenantry_domain::organization::{Organization, OrganizationCommand};
+use tenantry_domain::{KeyName, Role, TenantId};
 use tenantry_projections::queries::directory::{ApiKeyView, ApiKeys};
 use uuid::Uuid;
 
@@ -16,6 +16,7 @@ use crate::access::Access;
 use crate::command::{Command, CommandWith};
 use crate::consistency::MinPosition;
 use crate::extract::Query;
+use crate::members::role_needed_to_manage;
 use crate::openapi::{ApiRouter, Op};
 use crate::paths::{ApiKeyPath, OrgPath};
 use crate::resources::{answer, read, Acknowledgement, ListParams, Page};
@@ -41,7 +42,7 @@ pub fn router() -> ApiRouter {
             )
             .tag(T)
             .access(Access::Role(Role::Admin))
-            .note("never a role above the caller's")
+            .note("never a role above the caller's; owner for owner and admin keys")
             .body::<Issue>()
             .returns::<IssuedKey>(201),
             issue,
@@ -52,7 +53,8 @@ pub fn router() -> ApiRouter {
                 "Revoke an API key (at once)",
             )
             .tag(T)
-            .access(Access::Role(Role::Admin)),
+            .access(Access::Role(Role::Admin))
+            .note("owner for owner and admin keys; never the last owner key (409)"),
             revoke,
         )
 }
@@ -102,6 +104,11 @@ async fn issue(
             )));
         }
     }
+    // The route's rule took an admin; owner and admin keys are issued by an owner, as
+    // owners and admins are invited by one.
+    command
+        .principal
+        .require(org, role_needed_to_manage(command.body.role))?;
     let (done, key_id, secret) = state
         .commands
         .execute(
@@ -143,6 +150,20 @@ async fn revoke(
     command: Command<ApiKeyPath>,
 ) -> Result<Response, ApiError> {
     let ApiKeyPath { org, key } = command.path;
+    // As for members: owner and admin keys are revoked by an owner (the organization refuses
+    // to lose its last owner key).
+    let (organization, _) = state
+        .commands
+        .load::<Organization>(TenantId::from(org), org.as_uuid())
+        .await?;
+    let role = organization
+        .api_keys
+        .get(&key)
+        .map(|k| k.role)
+        .ok_or(ApiError::NotFound("api key"))?;
+    command
+        .principal
+        .require(org, role_needed_to_manage(role))?;
     let what = OrganizationCommand::RevokeApiKey { key_id: key };
     let done = state.commands.execute(org, what, &command.request).await?;
     // Refused from now on here; other servers hear of it from PostgreSQL.

@@ -10,7 +10,9 @@
 //! What each route allows is its [`crate::access::Access`] rule.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
@@ -122,6 +124,82 @@ impl Principal {
     }
 }
 
+/// Failed authentications per client address: after `per_minute` in a minute, the address
+/// is answered 429 (with `Retry-After`) until the minute is over, and keys the credential
+/// cache does not hold are not looked up for it. Keys already known keep working.
+///
+/// Bounded: one entry per address that failed within the last minute, at most
+/// [`FailedAuth::CAPACITY`]; when full, finished windows go first, and an address that
+/// still finds no room is not counted.
+#[derive(Debug)]
+pub struct FailedAuth {
+    per_minute: u32,
+    windows: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+}
+
+impl FailedAuth {
+    pub const CAPACITY: usize = 100_000;
+    const WINDOW: Duration = Duration::from_secs(60);
+
+    pub fn new(per_minute: u32) -> Self {
+        Self {
+            per_minute: per_minute.max(1),
+            windows: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// 429 while `address` has used up its failures.
+    fn check(&self, address: Option<IpAddr>) -> Result<(), ApiError> {
+        let Some(address) = address else {
+            return Ok(());
+        };
+        let Ok(windows) = self.windows.lock() else {
+            return Ok(());
+        };
+        match windows.get(&address) {
+            Some((start, failures))
+                if *failures >= self.per_minute && start.elapsed() < Self::WINDOW =>
+            {
+                Err(Self::limited(*start))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts a failure of `address`: 401, or 429 once it is over the limit.
+    fn fail(&self, address: Option<IpAddr>) -> ApiError {
+        let Some(address) = address else {
+            return ApiError::Unauthorized;
+        };
+        let Ok(mut windows) = self.windows.lock() else {
+            return ApiError::Unauthorized;
+        };
+        if windows.len() >= Self::CAPACITY && !windows.contains_key(&address) {
+            windows.retain(|_, (start, _)| start.elapsed() < Self::WINDOW);
+            if windows.len() >= Self::CAPACITY {
+                return ApiError::Unauthorized;
+            }
+        }
+        let (start, failures) = windows.entry(address).or_insert((Instant::now(), 0));
+        if start.elapsed() >= Self::WINDOW {
+            (*start, *failures) = (Instant::now(), 0);
+        }
+        *failures += 1;
+        if *failures > self.per_minute {
+            Self::limited(*start)
+        } else {
+            ApiError::Unauthorized
+        }
+    }
+
+    fn limited(start: Instant) -> ApiError {
+        let wait = Self::WINDOW.saturating_sub(start.elapsed());
+        ApiError::RateLimited {
+            retry_after: (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1),
+        }
+    }
+}
+
 /// When each key was last used, flushed to `credentials.last_used_at` in batches instead of
 /// a write per request.
 #[derive(Clone, Default)]
@@ -189,27 +267,34 @@ impl FromRequestParts<AppState> for Principal {
             return Ok(*principal);
         }
         let key = bearer(&parts.headers).ok_or(ApiError::Unauthorized)?;
-        let principal = authenticate(state, key).await?;
+        let principal = authenticate(state, key, None).await?;
         parts.extensions.insert(principal);
         Ok(principal)
     }
 }
 
-/// Resolves a bearer key.
+/// Resolves a bearer key presented from `address` (when known).
 ///
 /// # Errors
-/// 401 for an unknown, malformed or revoked key.
-pub async fn authenticate(state: &AppState, key: &str) -> Result<Principal, ApiError> {
+/// 401 for an unknown, malformed or revoked key; 429 once `address` has failed too often
+/// ([`FailedAuth`]).
+pub async fn authenticate(
+    state: &AppState,
+    key: &str,
+    address: Option<IpAddr>,
+) -> Result<Principal, ApiError> {
     if state.admin_key.matches(key) {
         return Ok(Principal::Admin);
     }
     if !(key.starts_with(API_KEY_PREFIX) || key.starts_with(WIDGET_KEY_PREFIX)) || key.len() > 200 {
-        return Err(ApiError::Unauthorized);
+        return Err(state.failed_auth.fail(address));
     }
     let hash = keys::hash(key);
     let credential = match state.credentials.get(&hash) {
         Some(credential) => Some(credential),
+        None if state.unknown_keys.contains(&hash) => None,
         None => {
+            state.failed_auth.check(address)?;
             let epoch = state.credentials.epoch();
             // One round trip, outside any transaction (migration 0008).
             let credential: Option<Credential> = sqlx::query_as(
@@ -219,10 +304,11 @@ pub async fn authenticate(state: &AppState, key: &str) -> Result<Principal, ApiE
             .bind(&hash)
             .fetch_optional(state.store.pool())
             .await?;
-            if let Some(credential) = &credential {
-                state
+            match &credential {
+                Some(credential) => state
                     .credentials
-                    .keep(hash.clone(), credential.clone(), epoch);
+                    .keep(hash.clone(), credential.clone(), epoch),
+                None => state.unknown_keys.remember(&hash),
             }
             credential
         }
@@ -236,10 +322,10 @@ pub async fn authenticate(state: &AppState, key: &str) -> Result<Principal, ApiE
         revoked_at,
     }) = credential
     else {
-        return Err(ApiError::Unauthorized);
+        return Err(state.failed_auth.fail(address));
     };
     if revoked_at.is_some() {
-        return Err(ApiError::Unauthorized);
+        return Err(state.failed_auth.fail(address));
     }
     state.last_used.touch(&hash);
     let org = OrganizationId::from_uuid(tenant);

@@ -55,7 +55,7 @@ pub fn router() -> ApiRouter {
             Op::post("/v1/conversations/{id}/messages", "Add a message")
                 .tag(T)
                 .access(Access::RoleOrWidget(Role::Developer))
-                .note("a widget key adds customer messages only")
+                .note("a widget key adds customer messages only, without token counts")
                 .body::<Append>()
                 .returns::<ConversationView>(201),
             append,
@@ -139,10 +139,8 @@ async fn start(
 struct Append {
     role: MessageRole,
     content: MessageContent,
-    #[serde(default)]
-    tokens_in: u64,
-    #[serde(default)]
-    tokens_out: u64,
+    tokens_in: Option<u64>,
+    tokens_out: Option<u64>,
 }
 
 async fn append(
@@ -157,12 +155,29 @@ async fn append(
             "a widget key may only add customer messages".into(),
         ));
     }
+    // Token counts are the platform's (the provider's report): a widget runs in end
+    // customers' browsers and would otherwise set its tenant's usage.
+    if matches!(command.principal, Principal::Widget { .. }) {
+        for (field, value) in [
+            ("tokens_in", command.body.tokens_in),
+            ("tokens_out", command.body.tokens_out),
+        ] {
+            if value.is_some() {
+                return Err(ApiError::Validation {
+                    field: field.into(),
+                    message: format!(
+                        "a widget key may not set {field}: token counts come from the platform"
+                    ),
+                });
+            }
+        }
+    }
     let action = ConversationAction::AppendMessage {
         message_id: MessageId::new(),
         role: command.body.role,
         content: command.body.content,
-        tokens_in: command.body.tokens_in,
-        tokens_out: command.body.tokens_out,
+        tokens_in: command.body.tokens_in.unwrap_or(0),
+        tokens_out: command.body.tokens_out.unwrap_or(0),
     };
     let done = state
         .commands

@@ -152,7 +152,9 @@ async fn replay(
                 let chunk = chunk?;
                 let mut buffer = Vec::with_capacity(chunk.len() * 512);
                 for event in &chunk {
-                    serde_json::to_writer(&mut buffer, event).map_err(ApiError::internal)?;
+                    let mut event = event.clone();
+                    redact(&mut event.payload, &event.event_type);
+                    serde_json::to_writer(&mut buffer, &event).map_err(ApiError::internal)?;
                     buffer.push(b'\n');
                 }
                 if lines.send(Ok(Bytes::from(buffer))).await.is_err() {
@@ -226,13 +228,38 @@ struct AsOf {
     version: Option<i64>,
 }
 
-/// Folds the events of `A` up to the point.
+/// Folds the events of `A` up to the point (with its keys' hashes left out).
 fn fold<A: Aggregate>(events: &[RecordedEvent]) -> Result<serde_json::Value, ApiError> {
     let mut state = A::default();
     for event in events {
         state.apply(event.decode::<A::Event>()?);
     }
-    serde_json::to_value(&state).map_err(ApiError::internal)
+    let mut state = serde_json::to_value(&state).map_err(ApiError::internal)?;
+    for keys in KEYS_IN_STATE {
+        if let Some(keys) = state.get_mut(keys).and_then(|k| k.as_object_mut()) {
+            for key in keys.values_mut() {
+                redact(key, CREDENTIAL_EVENTS[0]);
+            }
+        }
+    }
+    Ok(state)
+}
+
+/// The events that record a credential with its hash (the SHA-256 of its secret).
+const CREDENTIAL_EVENTS: [&str; 2] = ["ApiKeyIssued", "WidgetKeyIssued"];
+/// Where aggregates keep their credentials: `Organization::api_keys`,
+/// `AgentInstance::widget_keys`.
+const KEYS_IN_STATE: [&str; 2] = ["api_keys", "widget_keys"];
+
+/// A credential as tenants are shown it: its id and prefix, never its hash (which would let
+/// anyone who reads the history test guesses offline). The stored event and its chain are
+/// untouched; only what is shown leaves the hash out.
+fn redact(payload: &mut serde_json::Value, event_type: &str) {
+    if CREDENTIAL_EVENTS.contains(&event_type) {
+        if let Some(fields) = payload.as_object_mut() {
+            fields.remove("hash");
+        }
+    }
 }
 
 /// `{org}/history/{stream_type}/{stream_id}`: the stream is read once the caller is allowed.

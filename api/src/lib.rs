@@ -77,6 +77,10 @@ pub struct Shared {
     pub credentials: credentials::CredentialCache,
     /// When keys were last used, flushed in batches.
     pub last_used: auth::LastUsed,
+    /// Keys recently looked up and not found.
+    pub unknown_keys: credentials::UnknownKeys,
+    /// Failed authentications per client address.
+    pub failed_auth: auth::FailedAuth,
     pub rate_limits: rate_limit::RateLimits,
     /// How long a query waits for `X-Tenantry-Min-Position` before answering 503.
     pub consistency_timeout: Duration,

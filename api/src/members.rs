@@ -66,8 +66,9 @@ fn member_view(org: &Organization, member: MemberId) -> Result<MemberView, ApiEr
     MemberView::of(org, member).ok_or(ApiError::NotFound("member"))
 }
 
-/// Managing owners and admins takes an owner; other roles an admin.
-fn role_needed_to_manage(role: Role) -> Role {
+/// Managing owners and admins takes an owner; other roles an admin. The same rule holds for
+/// the keys that act with those roles ([`crate::api_keys`]).
+pub(crate) fn role_needed_to_manage(role: Role) -> Role {
     if role.includes(Role::Admin) {
         Role::Owner
     } else {

@@ -59,6 +59,8 @@ pub enum DomainError {
     MemberExists,
     #[error("the key is already revoked")]
     KeyRevoked,
+    #[error("an organization must keep at least one owner key")]
+    LastOwnerKey,
     #[error("{agent_type} has no version {version} in the catalog")]
     UnknownAgentVersion {
         agent_type: AgentType,
@@ -115,6 +117,7 @@ impl Rejection for DomainError {
             LastOwner => "last-owner",
             MemberExists => "member-exists",
             KeyRevoked => "key-revoked",
+            LastOwnerKey => "last-owner-key",
             UnknownAgentVersion { .. } => "unknown-agent-version",
             SameVersion(_) => "same-version",
             PlatformAdminOnly => "platform-admin-only",

@@ -459,3 +459,89 @@ async fn a_tenant_moves_between_deployments_and_rebuilds_identically() {
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&tampered);
 }
+
+#[tokio::test]
+async fn credential_events_show_tenants_a_keys_id_and_prefix_never_its_hash() {
+    let app = spawn_app().await;
+    let (org, mut owner) = organization(&app, "keyholders", "pro").await;
+    let admin_key = owner
+        .ok(
+            Method::POST,
+            &format!("/v1/organizations/{org}/api-keys"),
+            Some(json!({ "name": "ops", "role": "admin" })),
+        )
+        .await;
+    let (_, agent) = owner.store_with_agent(&org, "sales").await;
+    let widget = owner
+        .ok(
+            Method::POST,
+            &format!("/v1/agent-instances/{agent}/widget-keys"),
+            None,
+        )
+        .await;
+    let admin = admin_key["secret"].as_str().unwrap().to_owned();
+    let path = format!("/v1/organizations/{org}/events");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let events = loop {
+        let events = ndjson(owner_get(&app, &admin, &path).await).await;
+        if events.iter().any(|e| e["event_type"] == "WidgetKeyIssued") {
+            break events;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the widget key's event reaches the history"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let credentials: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event_type"] == "ApiKeyIssued" || e["event_type"] == "WidgetKeyIssued")
+        .collect();
+    assert_eq!(
+        credentials.len(),
+        3,
+        "the owner's, the admin's and the widget's"
+    );
+    for event in &credentials {
+        assert!(event["payload"]["key_id"].is_string(), "{event}");
+        assert!(event["payload"]["prefix"].is_string(), "{event}");
+        assert!(event["payload"].get("hash").is_none(), "{event}");
+    }
+    assert!(credentials
+        .iter()
+        .any(|e| e["payload"]["prefix"] == admin_key["prefix"]));
+    assert!(credentials
+        .iter()
+        .any(|e| e["payload"]["prefix"] == widget["prefix"]));
+
+    // Time travel shows the keys without their hashes too.
+    for path in [
+        format!("/v1/organizations/{org}/history/organization/{org}"),
+        format!("/v1/organizations/{org}/history/agent_instance/{agent}"),
+    ] {
+        let response = owner_get(&app, &admin, &path).await;
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let state: Value = response.json().await.unwrap();
+        let keys = state["state"]["api_keys"]
+            .as_object()
+            .or_else(|| state["state"]["widget_keys"].as_object())
+            .unwrap_or_else(|| panic!("{path}: {state}"));
+        assert!(!keys.is_empty(), "{path}");
+        for key in keys.values() {
+            assert!(key["prefix"].is_string(), "{path}: {key}");
+            assert!(key.get("hash").is_none(), "{path}: {key}");
+        }
+    }
+
+    // What is stored is untouched: the chains still verify.
+    let report: Value = owner_get(
+        &app,
+        &admin,
+        &format!("/v1/organizations/{org}/audit/verify"),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+}

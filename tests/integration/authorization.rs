@@ -53,7 +53,9 @@ fn allowed(caller: Caller, need: Need) -> Result<(), StatusCode> {
 
 #[tokio::test]
 async fn every_route_answers_every_caller_as_it_should() {
-    let app = spawn_app().await;
+    // The matrix presents a bad and a revoked key on every route: some 70 failed
+    // authentications from one address within seconds, more than a minute's allowance.
+    let app = crate::helpers::spawn_app_with(|s| s.failed_auth_per_minute = 1_000).await;
     let (org, mut owner) = organization(&app, "matrix", "pro").await;
     let (_, other_owner) = organization(&app, "matrix-other", "pro").await;
 
@@ -605,4 +607,126 @@ async fn the_first_thing_wrong_with_a_request_is_what_it_is_told() {
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// Keys follow the members' rule: owner and admin keys are issued and revoked by an owner,
+/// and the organization keeps at least one owner key.
+#[tokio::test]
+async fn only_an_owner_manages_owner_and_admin_keys_and_one_owner_key_stays() {
+    let app = spawn_app().await;
+    let (org, mut owner) = organization(&app, "keyrule", "pro").await;
+    let issue = |role: &str| json!({ "name": role, "role": role });
+    let keys = format!("/v1/organizations/{org}/api-keys");
+    let admin = owner.ok(Method::POST, &keys, Some(issue("admin"))).await;
+    let mut admin_client = crate::walkthrough::Client::new(&app, admin["secret"].as_str().unwrap());
+    admin_client.position = owner.position.clone();
+
+    // An admin key issues neither owner nor admin keys; developer keys it may.
+    for role in ["owner", "admin"] {
+        let (status, problem) = admin_client
+            .send(Method::POST, &keys, Some(issue(role)))
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{role}: {problem}");
+    }
+    let developer = admin_client
+        .ok(Method::POST, &keys, Some(issue("developer")))
+        .await;
+
+    // An admin key revokes neither the owner's key nor an admin's, but a developer's.
+    let listed = owner.ok(Method::GET, &keys, None).await;
+    let owner_key = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["role"] == "owner")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for id in [owner_key.as_str(), admin["id"].as_str().unwrap()] {
+        let (status, problem) = admin_client
+            .send(Method::DELETE, &format!("{keys}/{id}"), None)
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
+    }
+    admin_client
+        .ok(
+            Method::DELETE,
+            &format!("{keys}/{}", developer["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(
+        owner.send(Method::GET, &keys, None).await.0,
+        StatusCode::OK,
+        "the owner's key still works"
+    );
+
+    // The last owner key cannot be revoked, by its owner or by the platform admin.
+    let mut platform = crate::walkthrough::Client::new(&app, ADMIN_KEY);
+    for caller in [&mut owner, &mut platform] {
+        let (status, problem) = caller
+            .send(Method::DELETE, &format!("{keys}/{owner_key}"), None)
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+        assert_eq!(
+            problem["type"], "urn:tenantry:problem:last-owner-key",
+            "{problem}"
+        );
+    }
+    // With a second owner key, the first can go.
+    let second = owner.ok(Method::POST, &keys, Some(issue("owner"))).await;
+    owner
+        .ok(Method::DELETE, &format!("{keys}/{owner_key}"), None)
+        .await;
+    let mut second = crate::walkthrough::Client::new(&app, second["secret"].as_str().unwrap());
+    second
+        .ok(
+            Method::DELETE,
+            &format!("{keys}/{}", admin["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+}
+
+/// Failed authentications are limited per client address: after 20 in a minute, 429 with
+/// Retry-After, and keys the server does not know are no longer looked up for that address;
+/// known keys keep working.
+#[tokio::test]
+async fn failed_authentications_are_limited_per_address() {
+    let app = spawn_app().await;
+    let (org, owner) = organization(&app, "guarded", "pro").await;
+    let path = app.url(&format!("/v1/organizations/{org}/stores"));
+    let get = |key: String| app.client.get(&path).bearer_auth(key).send();
+    assert_eq!(
+        get(owner.key.clone()).await.unwrap().status(),
+        StatusCode::OK
+    );
+    for attempt in 1..=20 {
+        let response = get("sk_live_nobody-has-this-key".into()).await.unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::UNAUTHORIZED,
+            "attempt {attempt}"
+        );
+    }
+    for key in [
+        "sk_live_nobody-has-this-key",
+        "sk_live_nor-this-one",
+        "pk_widget_or-this",
+    ] {
+        let response = get(key.into()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS, "{key}");
+        let retry_after: u64 = response.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=60).contains(&retry_after), "{retry_after}");
+    }
+    assert_eq!(
+        get(owner.key.clone()).await.unwrap().status(),
+        StatusCode::OK,
+        "a known key still works from that address"
+    );
 }

@@ -166,11 +166,21 @@ async fn a_new_user_walks_through_the_platform() {
             .ok(
                 Method::POST,
                 &format!("/v1/conversations/{id}/messages"),
+                Some(json!({ "role": "customer", "content": "Where is my order?" })),
+            )
+            .await;
+        // Token counts are the platform's, never a widget's.
+        let (status, problem) = widget
+            .send(
+                Method::POST,
+                &format!("/v1/conversations/{id}/messages"),
                 Some(
-                    json!({ "role": "customer", "content": "Where is my order?", "tokens_in": 9 }),
+                    json!({ "role": "customer", "content": "Where is my order?", "tokens_in": 10_000_000 }),
                 ),
             )
             .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+        assert_eq!(problem["field"], "tokens_in");
         let (status, _) = widget
             .send(
                 Method::POST,
@@ -183,7 +193,9 @@ async fn a_new_user_walks_through_the_platform() {
             .ok(
                 Method::POST,
                 &format!("/v1/conversations/{id}/messages"),
-                Some(json!({ "role": "agent", "content": "It ships today.", "tokens_out": 7 })),
+                Some(
+                    json!({ "role": "agent", "content": "It ships today.", "tokens_in": 9, "tokens_out": 7 }),
+                ),
             )
             .await;
         let (status, _) = widget
@@ -435,4 +447,93 @@ async fn each_organization_is_rate_limited_by_its_tier() {
             StatusCode::OK
         );
     }
+}
+
+/// The tier comes from what created the organization: before the read model has it (here it
+/// never will, projections are off) a new Pro organization is limited as Pro, not as Basic.
+#[tokio::test]
+async fn a_new_organization_is_limited_by_its_own_tier_at_once() {
+    use futures::StreamExt;
+    let app = crate::helpers::spawn_app_with(|s| s.run_projections = false).await;
+    let (org, owner) = organization(&app, "eager", "pro").await;
+    let path = app.url(&format!("/v1/organizations/{org}/stores"));
+    let statuses: Vec<(StatusCode, String)> = futures::stream::iter(0..700)
+        .map(|_| {
+            let request = app.client.get(&path).bearer_auth(&owner.key).send();
+            async move {
+                let response = request.await.unwrap();
+                let limit = response.headers()["ratelimit-limit"]
+                    .to_str()
+                    .unwrap()
+                    .to_owned();
+                (response.status(), limit)
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let limited = statuses
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!(limited, 0, "{limited} of 700 answered 429");
+    assert!(statuses.iter().all(|(_, limit)| limit == "3000"));
+}
+
+/// A widget key spends allowances of its own (per key and per client address), never its
+/// organization's: a flood of widget requests leaves the owner's secret key untouched.
+#[tokio::test]
+async fn widget_traffic_does_not_drain_its_organizations_limit() {
+    let app = crate::helpers::spawn_app_with(|s| s.rate_limit_per_minute = Some(50)).await;
+    let (org, mut owner) = organization(&app, "popular", "pro").await;
+    let (_, agent) = owner.store_with_agent(&org, "sales").await;
+    let widget = owner
+        .ok(
+            Method::POST,
+            &format!("/v1/agent-instances/{agent}/widget-keys"),
+            None,
+        )
+        .await;
+    let widget = widget["secret"].as_str().unwrap().to_owned();
+    // Any request of the widget's counts, whatever the route answers (here 403).
+    let path = app.url(&format!("/v1/organizations/{org}/stores"));
+    let mut limited = 0;
+    for i in 0..150 {
+        let response = app
+            .client
+            .get(&path)
+            .bearer_auth(&widget)
+            .send()
+            .await
+            .unwrap();
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            limited += 1;
+            assert_eq!(response.headers()["ratelimit-limit"], "120", "request {i}");
+        } else {
+            assert_eq!(response.status(), StatusCode::FORBIDDEN, "request {i}");
+        }
+    }
+    // 120 at once, then two a second.
+    assert!(
+        (20..=30).contains(&limited),
+        "120 a minute per client address: {limited} of 150 limited"
+    );
+    let response = app
+        .client
+        .get(&path)
+        .bearer_auth(&owner.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["ratelimit-limit"], "50");
+    let remaining: u32 = response.headers()["ratelimit-remaining"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        remaining >= 40,
+        "the owner's allowance is its own: {remaining} left"
+    );
 }

@@ -345,6 +345,9 @@ impl Organization {
                 if key.revoked {
                     return Err(DomainError::KeyRevoked);
                 }
+                if key.role == Role::Owner && self.owner_keys() == 1 {
+                    return Err(DomainError::LastOwnerKey);
+                }
                 vec![E::ApiKeyRevoked { key_id }]
             }
             _ => unreachable!("not an API key command"),
@@ -425,6 +428,14 @@ impl Organization {
             }
             _ => unreachable!("not a slot command"),
         })
+    }
+
+    /// The owner keys not revoked: the organization's owner credentials.
+    fn owner_keys(&self) -> usize {
+        self.api_keys
+            .values()
+            .filter(|k| k.role == Role::Owner && !k.revoked)
+            .count()
     }
 
     fn owners(&self) -> usize {

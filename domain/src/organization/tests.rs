@@ -296,6 +296,47 @@ fn api_keys_are_issued_and_revoked_once() {
 }
 
 #[test]
+fn the_last_owner_key_cannot_be_revoked() {
+    let (id, owner) = ids();
+    let issued = |key_id, role| OrganizationEvent::ApiKeyIssued {
+        key_id,
+        name: KeyName::parse("k").unwrap(),
+        role,
+        prefix: "sk_live_ab12".into(),
+        hash: "00".repeat(32),
+    };
+    let (first, second, admin) = (ApiKeyId::new(), ApiKeyId::new(), ApiKeyId::new());
+    org()
+        .given(created(id, owner, Tier::Basic))
+        .and(vec![issued(first, Role::Owner), issued(admin, Role::Admin)])
+        .when(OrganizationCommand::RevokeApiKey { key_id: first })
+        .then_expect_error(DomainError::LastOwnerKey);
+    org()
+        .given(created(id, owner, Tier::Basic))
+        .and(vec![
+            issued(first, Role::Owner),
+            issued(second, Role::Owner),
+        ])
+        .when(OrganizationCommand::RevokeApiKey { key_id: first })
+        .then_expect_events(vec![OrganizationEvent::ApiKeyRevoked { key_id: first }]);
+    org()
+        .given(created(id, owner, Tier::Basic))
+        .and(vec![
+            issued(first, Role::Owner),
+            issued(second, Role::Owner),
+            OrganizationEvent::ApiKeyRevoked { key_id: second },
+        ])
+        .when(OrganizationCommand::RevokeApiKey { key_id: first })
+        .then_expect_error(DomainError::LastOwnerKey);
+    // The admin key goes; the owner key stays.
+    org()
+        .given(created(id, owner, Tier::Basic))
+        .and(vec![issued(first, Role::Owner), issued(admin, Role::Admin)])
+        .when(OrganizationCommand::RevokeApiKey { key_id: admin })
+        .then_expect_events(vec![OrganizationEvent::ApiKeyRevoked { key_id: admin }]);
+}
+
+#[test]
 fn store_slots_follow_the_tier() {
     let (id, owner) = ids();
     let first = StoreId::new();
