@@ -37,6 +37,7 @@ pub mod stores;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::handler::Handler;
 use axum::http::{HeaderName, Request};
 use axum::Router;
 use tenantry_commands::CommandBus;
@@ -98,7 +99,11 @@ pub fn router(state: AppState) -> Router {
         .merge(erasure::router())
         .merge(health::router())
         .finish()
-        .fallback(|| async { ApiError::RouteNotFound })
+        // The fallback is outside `route_layer`, so it is counted on its own, as one route.
+        .fallback(
+            (|| async { ApiError::RouteNotFound })
+                .layer(axum::middleware::from_fn(metrics::record)),
+        )
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
         .layer(axum::middleware::from_fn_with_state(state.clone(), rate_limit::limit))
