@@ -87,7 +87,7 @@ pub struct Shared {
 /// The whole API.
 pub fn router(state: AppState) -> Router {
     metrics::handle();
-    openapi::ApiRouter::new()
+    let api = openapi::ApiRouter::new()
         .merge(organizations::router())
         .merge(members::router())
         .merge(api_keys::router())
@@ -97,8 +97,9 @@ pub fn router(state: AppState) -> Router {
         .merge(billing::router())
         .merge(history::router())
         .merge(erasure::router())
-        .merge(health::router())
-        .finish()
+        .merge(health::router());
+    let public: Arc<[&'static str]> = api.public_paths().into();
+    api.finish()
         // The fallback is outside `route_layer`, so it is counted on its own, as one route.
         .fallback(
             (|| async { ApiError::RouteNotFound })
@@ -107,6 +108,9 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
         .layer(axum::middleware::from_fn_with_state(state.clone(), rate_limit::limit))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            access::mark_public(public.clone(), request, next)
+        }))
         .route_layer(axum::middleware::from_fn(metrics::record))
         .with_state(state)
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))

@@ -47,3 +47,37 @@ async fn made_up_methods_and_paths_do_not_grow_the_metrics() {
         );
     }
 }
+
+#[tokio::test]
+async fn public_routes_ignore_an_unknown_key() {
+    let app = spawn_app().await;
+    assert!(
+        crate::helpers::eventually(std::time::Duration::from_secs(10), || async {
+            let response = app.client.get(app.url("/readyz")).send().await.unwrap();
+            response.status() == StatusCode::OK
+        })
+        .await,
+        "never ready"
+    );
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        for key in ["sk_live_nonsense", "pk_widget_nonsense", "whatever"] {
+            let response = app
+                .client
+                .get(app.url(path))
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{path} with {key}");
+        }
+    }
+    // A keyed route still refuses the same key.
+    let response = app
+        .client
+        .get(app.url("/v1/organizations"))
+        .bearer_auth("sk_live_nonsense")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
