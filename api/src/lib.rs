@@ -38,10 +38,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::handler::Handler;
-use axum::http::{HeaderName, Request};
+use axum::http::{HeaderName, Request, StatusCode};
 use axum::Router;
 use tenantry_commands::CommandBus;
 use tenantry_eventstore::EventStore;
+use tower_http::classify::ServerErrorsFailureClass;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
@@ -122,10 +123,23 @@ pub fn router(state: AppState) -> Router {
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or_default();
                 tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
-            }),
+            })
+            .on_failure(failed),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
+}
+
+/// Logs a response that failed: an error, but a 503 (the server is briefly unable: a read
+/// model behind a token, a database restarting) is a warning, answered with `Retry-After`.
+fn failed(class: ServerErrorsFailureClass, latency: Duration, _span: &tracing::Span) {
+    let latency = latency.as_millis();
+    match class {
+        ServerErrorsFailureClass::StatusCode(StatusCode::SERVICE_UNAVAILABLE) => {
+            tracing::warn!(latency_ms = latency, "response unavailable, retry after");
+        }
+        class => tracing::error!(classification = %class, latency_ms = latency, "response failed"),
+    }
 }
 
 /// A handler that panicked answers like any other server error: an opaque problem, the

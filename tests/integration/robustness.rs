@@ -81,3 +81,46 @@ async fn public_routes_ignore_an_unknown_key() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn a_position_never_issued_is_400_at_once() {
+    let app = spawn_app().await;
+    let response = app.create_organization("tokens").await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let position = response.headers()["x-tenantry-position"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let created: serde_json::Value = response.json().await.unwrap();
+    let path = format!("/v1/organizations/{}", created["id"].as_str().unwrap());
+    let (transaction, _) = position.split_once('-').unwrap();
+    for made_up in [
+        "99999999999-1".to_owned(),
+        format!("{transaction}-99999999999"),
+    ] {
+        let started = std::time::Instant::now();
+        let response = app
+            .admin(Method::GET, &path)
+            .header("X-Tenantry-Min-Position", &made_up)
+            .send()
+            .await
+            .unwrap();
+        let elapsed = started.elapsed();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{made_up}");
+        let problem: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(problem["type"], "urn:tenantry:problem:invalid-position");
+        assert!(
+            elapsed < std::time::Duration::from_secs(1),
+            "{made_up} took {elapsed:?}"
+        );
+    }
+    for issued in [position.as_str(), "0-0", "1-1"] {
+        let response = app
+            .admin(Method::GET, &path)
+            .header("X-Tenantry-Min-Position", issued)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{issued}");
+    }
+}
