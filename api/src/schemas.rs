@@ -144,7 +144,7 @@ pub fn all() -> Value {
         ]), true),
         "UpdateOrganization": object(&[("name", text(), false), ("billing_email", text(), false), ("settings", json!({ "type": "object" }), false)], true),
         "ChangeTier": object(&terms(vec![("tier", one_of(TIERS), true)]), true),
-        "Suspend": object(&[("reason", text(), false)], true),
+        "Suspend": object(&[("reason", json!({ "type": "string", "minLength": 1, "maxLength": 1000 }), false)], true),
         "Member": object(&[("id", uuid(), true), ("email", text(), true), ("role", one_of(ROLES), true), ("created_at", time(), false)], false),
         "Erasure": object(&[("organization_id", uuid(), true), ("scope", one_of(&["tenant", "customer"]), true), ("keys_destroyed", count(), true)], false),
         "EraseCustomer": object(&[("customer_ref", text(), true)], true),

@@ -124,3 +124,40 @@ async fn a_position_never_issued_is_400_at_once() {
         assert_eq!(response.status(), StatusCode::OK, "{issued}");
     }
 }
+
+#[tokio::test]
+async fn a_suspend_reason_is_validated_like_every_text_field() {
+    let app = spawn_app().await;
+    let response = app.create_organization("reasoned").await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let created: serde_json::Value = response.json().await.unwrap();
+    let path = format!(
+        "/v1/organizations/{}/suspend",
+        created["id"].as_str().unwrap()
+    );
+    for (reason, why) in [
+        ("unpaid\u{0}".to_owned(), "NUL"),
+        ("x".repeat(500_000), "length"),
+        ("   ".to_owned(), "blank"),
+    ] {
+        let response = app
+            .admin(Method::POST, &path)
+            .json(&serde_json::json!({ "reason": reason }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{why}");
+        let problem: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(problem["type"], "urn:tenantry:problem:validation", "{why}");
+        assert_eq!(problem["field"], "reason", "{why}");
+    }
+    let response = app
+        .admin(Method::POST, &path)
+        .json(&serde_json::json!({ "reason": "  unpaid invoices  " }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let suspended: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(suspended["status"], "suspended");
+}
