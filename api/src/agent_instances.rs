@@ -3,6 +3,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tenantry_commands::keys::{Secret, WIDGET_KEY_PREFIX};
@@ -21,7 +22,7 @@ use crate::consistency::MinPosition;
 use crate::extract::Query;
 use crate::openapi::{ApiRouter, Op};
 use crate::paths::{InstancePath, StorePath, WidgetKeyPath};
-use crate::resources::{answer, read, ListParams, Page};
+use crate::resources::{answer, read, Acknowledgement, ListParams, Page};
 use crate::{ApiError, AppState};
 
 pub fn router() -> ApiRouter {
@@ -31,7 +32,7 @@ pub fn router() -> ApiRouter {
             Op::get("/v1/agent-definitions", "The agent catalog")
                 .tag(T)
                 .access(Access::AnyKey)
-                .returns(200, "AgentDefinitions"),
+                .returns::<AgentDefinitions>(200),
             definitions,
         )
         .route(
@@ -41,7 +42,7 @@ pub fn router() -> ApiRouter {
             )
             .tag(T)
             .access(Access::Role(Role::Member))
-            .lists("AgentInstance"),
+            .lists::<AgentInstanceView>(),
             list,
         )
         .route(
@@ -51,22 +52,22 @@ pub fn router() -> ApiRouter {
             )
             .tag(T)
             .access(Access::Role(Role::Developer))
-            .body("Deploy")
-            .returns(201, "AgentInstance"),
+            .body::<Deploy>()
+            .returns::<AgentInstanceView>(201),
             deploy,
         )
         .route(
             Op::get("/v1/agent-instances/{id}", "Show an agent instance")
                 .tag(T)
                 .access(Access::Role(Role::Member))
-                .returns(200, "AgentInstance"),
+                .returns::<AgentInstanceView>(200),
             show,
         )
         .route(
             Op::delete("/v1/agent-instances/{id}", "Archive an agent instance")
                 .tag(T)
                 .access(Access::Role(Role::Developer))
-                .returns(200, "AgentInstance"),
+                .returns::<AgentInstanceView>(200),
             archive,
         )
         .route(
@@ -76,22 +77,22 @@ pub fn router() -> ApiRouter {
             )
             .tag(T)
             .access(Access::Role(Role::Developer))
-            .body("ChangeConfig")
-            .returns(200, "AgentInstance"),
+            .body::<ChangeConfig>()
+            .returns::<AgentInstanceView>(200),
             change_config,
         )
         .route(
             Op::post("/v1/agent-instances/{id}/pause", "Pause (frees its slot)")
                 .tag(T)
                 .access(Access::Role(Role::Developer))
-                .returns(200, "AgentInstance"),
+                .returns::<AgentInstanceView>(200),
             pause,
         )
         .route(
             Op::post("/v1/agent-instances/{id}/resume", "Resume (tier limit)")
                 .tag(T)
                 .access(Access::Role(Role::Developer))
-                .returns(200, "AgentInstance"),
+                .returns::<AgentInstanceView>(200),
             resume,
         )
         .route(
@@ -101,8 +102,8 @@ pub fn router() -> ApiRouter {
             )
             .tag(T)
             .access(Access::Role(Role::Developer))
-            .body("Upgrade")
-            .returns(200, "AgentInstance"),
+            .body::<Upgrade>()
+            .returns::<AgentInstanceView>(200),
             upgrade,
         )
         .route(
@@ -112,7 +113,7 @@ pub fn router() -> ApiRouter {
             )
             .tag(T)
             .access(Access::Role(Role::Developer))
-            .returns(201, "WidgetKey"),
+            .returns::<IssuedWidgetKey>(201),
             issue_widget_key,
         )
         .route(
@@ -126,10 +127,15 @@ pub fn router() -> ApiRouter {
         )
 }
 
+/// The agent catalog.
+#[derive(Debug, Serialize, JsonSchema)]
+struct AgentDefinitions {
+    data: &'static [AgentDefinition],
+}
+
 /// Any valid key may read the catalog.
-async fn definitions(_: Authorized) -> Result<axum::Json<serde_json::Value>, ApiError> {
-    let data: &[AgentDefinition] = CATALOG;
-    Ok(axum::Json(serde_json::json!({ "data": data })))
+async fn definitions(_: Authorized) -> Result<axum::Json<AgentDefinitions>, ApiError> {
+    Ok(axum::Json(AgentDefinitions { data: CATALOG }))
 }
 
 async fn list(
@@ -159,11 +165,13 @@ fn view(instance: &AgentInstance, version: i64) -> Result<AgentInstanceView, Api
     AgentInstanceView::of(instance, version).ok_or(ApiError::NotFound("agent instance"))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Deploy {
     agent_type: AgentType,
+    /// A catalog version of the type (default: its newest).
     version: Option<String>,
+    /// Overrides of the definition's settings; prompt keys need the Enterprise tier.
     #[serde(default)]
     config: Map<String, Value>,
 }
@@ -211,7 +219,7 @@ async fn run(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ChangeConfig {
     config: Map<String, Value>,
@@ -266,7 +274,7 @@ async fn archive(
     .await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Upgrade {
     version: String,
@@ -283,10 +291,12 @@ async fn upgrade(
 }
 
 /// A widget key just issued: its secret is shown this once.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "WidgetKey")]
 struct IssuedWidgetKey {
     id: Uuid,
     agent_instance_id: Uuid,
+    /// Null when the request was a replay: only the secret's hash was kept.
     secret: Option<String>,
     prefix: String,
 }
@@ -351,6 +361,6 @@ async fn revoke_widget_key(
     Ok(answer(
         StatusCode::OK,
         &done,
-        serde_json::json!({ "id": key_id.as_uuid(), "revoked": true }),
+        Acknowledgement::revoked(key_id.as_uuid()),
     ))
 }

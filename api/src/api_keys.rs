@@ -3,6 +3,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tenantry_domain::organization::OrganizationCommand;
 use tenantry_domain::{KeyName, Role};
@@ -17,7 +18,7 @@ use crate::consistency::MinPosition;
 use crate::extract::Query;
 use crate::openapi::{ApiRouter, Op};
 use crate::paths::{ApiKeyPath, OrgPath};
-use crate::resources::{answer, read, ListParams, Page};
+use crate::resources::{answer, read, Acknowledgement, ListParams, Page};
 use crate::{ApiError, AppState};
 
 pub fn router() -> ApiRouter {
@@ -30,7 +31,7 @@ pub fn router() -> ApiRouter {
             )
             .tag(T)
             .access(Access::Role(Role::Admin))
-            .lists("ApiKey"),
+            .lists::<ApiKeyView>(),
             list,
         )
         .route(
@@ -41,8 +42,8 @@ pub fn router() -> ApiRouter {
             .tag(T)
             .access(Access::Role(Role::Admin))
             .note("never a role above the caller's")
-            .body("IssueApiKey")
-            .returns(201, "IssuedApiKey"),
+            .body::<Issue>()
+            .returns::<IssuedKey>(201),
             issue,
         )
         .route(
@@ -57,11 +58,14 @@ pub fn router() -> ApiRouter {
 }
 
 /// A key just issued: its secret is shown this once.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "IssuedApiKey")]
 pub struct IssuedKey {
     pub id: Uuid,
-    pub secret: String,
+    /// Null when the request was a replay: only the secret's hash was kept.
+    pub secret: Option<String>,
     pub prefix: String,
+    #[schemars(with = "Role")]
     pub role: &'static str,
 }
 
@@ -77,8 +81,9 @@ async fn list(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "IssueApiKey")]
 struct Issue {
     name: KeyName,
     role: Role,
@@ -116,13 +121,17 @@ async fn issue(
             .iter()
             .next_back()
             .ok_or(ApiError::NotFound("api key"))?;
-        let view =
-            serde_json::json!({ "id": id, "prefix": key.prefix, "role": key.role, "secret": null });
+        let view = IssuedKey {
+            id: id.as_uuid(),
+            secret: None,
+            prefix: key.prefix.clone(),
+            role: key.role.as_str(),
+        };
         return Ok(answer(StatusCode::CREATED, &done, view));
     }
     let view = IssuedKey {
         id: key_id.as_uuid(),
-        secret: secret.secret,
+        secret: Some(secret.secret),
         prefix: secret.prefix,
         role: command.body.role.as_str(),
     };
@@ -141,6 +150,6 @@ async fn revoke(
     Ok(answer(
         StatusCode::OK,
         &done,
-        serde_json::json!({ "id": key.as_uuid(), "revoked": true }),
+        Acknowledgement::revoked(key.as_uuid()),
     ))
 }

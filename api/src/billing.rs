@@ -4,6 +4,7 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use chrono::{NaiveDate, Utc};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use tenantry_domain::billing::Month;
 use tenantry_domain::{OrganizationId, Role};
@@ -12,6 +13,7 @@ use tenantry_projections::queries::billing::{
     Activity, ActivityOf, Dashboard, DashboardOf, InvoiceList, InvoiceOf, InvoicesOf, Usage,
     UsageOf, Volume, VolumeOf,
 };
+use tenantry_projections::reconcile::Reconciliation;
 
 use crate::access::{Access, Authorized};
 use crate::command::CommandWith;
@@ -33,7 +35,8 @@ pub fn router() -> ApiRouter {
             )
             .tag(T)
             .access(Access::Role(Role::Member))
-            .returns(200, "Usage"),
+            .query::<MonthParam>()
+            .returns::<Usage>(200),
             usage,
         )
         .route(
@@ -43,7 +46,7 @@ pub fn router() -> ApiRouter {
             )
             .tag(T)
             .access(Access::Role(Role::Admin))
-            .returns(200, "Invoices"),
+            .returns::<InvoiceList>(200),
             invoices,
         )
         .route(
@@ -53,7 +56,7 @@ pub fn router() -> ApiRouter {
             )
             .tag(T)
             .access(Access::Role(Role::Admin))
-            .returns(200, "Invoice"),
+            .returns::<Invoice>(200),
             invoice,
         )
         .route(
@@ -63,7 +66,7 @@ pub fn router() -> ApiRouter {
             )
             .tag(T)
             .access(Access::Role(Role::Member))
-            .returns(200, "Dashboard"),
+            .returns::<Dashboard>(200),
             dashboard,
         )
         .route(
@@ -73,14 +76,15 @@ pub fn router() -> ApiRouter {
             )
             .tag(T)
             .access(Access::Role(Role::Member))
-            .returns(200, "Volume"),
+            .query::<Range>()
+            .returns::<Volume>(200),
             volume,
         )
         .route(
             Op::get("/v1/stores/{store}/stats", "A store's activity")
                 .tag(T)
                 .access(Access::Role(Role::Member))
-                .returns(200, "Stats"),
+                .returns::<Activity>(200),
             store_stats,
         )
         .route(
@@ -90,7 +94,7 @@ pub fn router() -> ApiRouter {
             )
             .tag(T)
             .access(Access::Role(Role::Member))
-            .returns(200, "Stats"),
+            .returns::<Activity>(200),
             instance_stats,
         )
         .route(
@@ -100,8 +104,8 @@ pub fn router() -> ApiRouter {
             )
             .tag(T)
             .access(Access::PlatformAdmin)
-            .body("MonthRequest")
-            .returns(200, "CloseReport"),
+            .body::<MonthRequest>()
+            .returns::<jobs::CloseReport>(200),
             close,
         )
         .route(
@@ -111,8 +115,8 @@ pub fn router() -> ApiRouter {
             )
             .tag(T)
             .access(Access::PlatformAdmin)
-            .body("MonthRequest")
-            .returns(200, "Reconciliation"),
+            .body::<MonthRequest>()
+            .returns::<Reconciliation>(200),
             reconcile,
         )
 }
@@ -130,9 +134,11 @@ fn parse_month(raw: Option<&str>) -> Result<Month, ApiError> {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct MonthParam {
+    /// Default: this month.
+    #[schemars(with = "Option<Month>")]
     month: Option<String>,
 }
 
@@ -205,10 +211,12 @@ async fn dashboard(
     Ok(axum::Json(dashboard))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Range {
+    /// Default: 29 days before `to`.
     from: Option<NaiveDate>,
+    /// Default: today; at most 366 days after `from`.
     to: Option<NaiveDate>,
 }
 
@@ -254,7 +262,7 @@ async fn instance_stats(
     Ok(axum::Json(activity))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct MonthRequest {
     month: Month,

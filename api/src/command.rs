@@ -17,7 +17,7 @@ use tenantry_commands::Request;
 use tenantry_eventstore::Metadata;
 
 use crate::auth::Principal;
-use crate::extract::{body_rejection, parse_json};
+use crate::extract::{body_rejection, parse_json, require_json};
 use crate::{ApiError, AppState, REQUEST_ID};
 
 /// A command without a body, on what its path `P` names.
@@ -159,9 +159,14 @@ where
         let path = P::from_request_parts(&mut parts, state)
             .await
             .map_err(IntoResponse::into_response);
+        // A body must be JSON (checked on the headers before the body takes them).
+        let json = require_json(&parts.headers);
         let bytes = Bytes::from_request(HttpRequest::from_parts(parts, body), state)
             .await
             .map_err(body_rejection)?;
+        if !bytes.is_empty() {
+            json?;
+        }
         // An empty body reads as `null`, which an optional body accepts.
         let body = parse_json(if bytes.is_empty() { b"null" } else { &bytes })?;
         let request = pending.finish(&bytes);

@@ -4,6 +4,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use tenantry_domain::agent_instance::AgentInstance;
 use tenantry_domain::conversation::{Conversation, ConversationAction};
@@ -11,7 +12,9 @@ use tenantry_domain::{
     AgentInstanceId, Channel, ConversationId, CustomerRef, MessageContent, MessageId, MessageRole,
     Resolution, Role,
 };
-use tenantry_projections::queries::directory::{ConversationById, ConversationView, Conversations};
+use tenantry_projections::queries::directory::{
+    ConversationById, ConversationView, Conversations, WithMessages,
+};
 use uuid::Uuid;
 
 use crate::access::{Access, Target};
@@ -34,8 +37,8 @@ pub fn router() -> ApiRouter {
             )
             .tag(T)
             .access(Access::RoleOrWidget(Role::Developer))
-            .body("StartConversation")
-            .returns(201, "Conversation"),
+            .body::<Start>()
+            .returns::<ConversationView>(201),
             start,
         )
         .route(
@@ -45,7 +48,7 @@ pub fn router() -> ApiRouter {
             )
             .tag(T)
             .access(Access::Role(Role::Member))
-            .returns(200, "ConversationWithMessages"),
+            .returns::<WithMessages>(200),
             show,
         )
         .route(
@@ -53,16 +56,16 @@ pub fn router() -> ApiRouter {
                 .tag(T)
                 .access(Access::RoleOrWidget(Role::Developer))
                 .note("a widget key adds customer messages only")
-                .body("AppendMessage")
-                .returns(201, "Conversation"),
+                .body::<Append>()
+                .returns::<ConversationView>(201),
             append,
         )
         .route(
             Op::post("/v1/conversations/{id}/end", "End a conversation")
                 .tag(T)
                 .access(Access::Role(Role::Developer))
-                .body("EndConversation")
-                .returns(200, "Conversation"),
+                .body::<End>()
+                .returns::<ConversationView>(200),
             end,
         )
         .route(
@@ -72,7 +75,7 @@ pub fn router() -> ApiRouter {
             )
             .tag(T)
             .access(Access::Role(Role::Member))
-            .lists("Conversation"),
+            .lists::<ConversationView>(),
             list,
         )
 }
@@ -82,11 +85,14 @@ fn view(conversation: &Conversation, version: i64) -> Result<ConversationView, A
     ConversationView::of(conversation, version).ok_or(ApiError::NotFound("conversation"))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "StartConversation")]
 struct Start {
     agent_instance_id: Uuid,
+    /// The end customer, as the caller knows them (personal data).
     customer_ref: Option<CustomerRef>,
+    /// Default: `api`.
     channel: Option<Channel>,
 }
 
@@ -127,8 +133,9 @@ async fn start(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "AppendMessage")]
 struct Append {
     role: MessageRole,
     content: MessageContent,
@@ -168,8 +175,9 @@ async fn append(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "EndConversation")]
 struct End {
     resolution: Resolution,
 }

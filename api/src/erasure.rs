@@ -3,6 +3,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tenantry_commands::Erase;
 use tenantry_domain::organization::ErasureScope;
@@ -25,7 +26,7 @@ pub fn router() -> ApiRouter {
             )
             .tag(T)
             .access(Access::Role(Role::Owner))
-            .returns(200, "Erasure"),
+            .returns::<Erasure>(200),
             erase_tenant,
         )
         .route(
@@ -35,14 +36,14 @@ pub fn router() -> ApiRouter {
             )
             .tag(T)
             .access(Access::Role(Role::Owner))
-            .body("EraseCustomer")
-            .returns(200, "Erasure"),
+            .body::<EraseCustomer>()
+            .returns::<Erasure>(200),
             erase_customer,
         )
 }
 
 /// What an erasure did.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 struct Erasure {
     organization_id: uuid::Uuid,
     scope: ErasureScope,
@@ -66,7 +67,7 @@ async fn erase_tenant(
     Ok(answer(StatusCode::OK, &done, view))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct EraseCustomer {
     customer_ref: CustomerRef,

@@ -5,9 +5,10 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use schemars::JsonSchema;
 use serde::Serialize;
 use tenantry_commands::CommandError;
-use tenantry_domain::RejectionKind;
+use tenantry_domain::{RejectionKind, Tier};
 
 /// The prefix of every problem `type`.
 pub const PROBLEM_TYPE_PREFIX: &str = "urn:tenantry:problem:";
@@ -28,6 +29,8 @@ pub enum ApiError {
     MalformedJson(String),
     #[error("the body is larger than 1 MiB")]
     PayloadTooLarge,
+    #[error("the body must be JSON (Content-Type: application/json), not {0}")]
+    UnsupportedMediaType(String),
     #[error("{0}")]
     PreconditionFailed(String),
     #[error("too many requests for this organization's tier; retry after {retry_after} s")]
@@ -56,16 +59,22 @@ pub enum ApiError {
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// An RFC 9457 problem: the body of every error.
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct Problem<'a> {
+    /// `urn:tenantry:problem:` and a stable code.
     #[serde(rename = "type")]
     kind: String,
     title: &'a str,
     status: u16,
     detail: String,
+    /// The invalid field, on a 422.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
     field: Option<&'a str>,
+    /// The tier that would allow it, on a 403 `tier-required`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Tier")]
     required_tier: Option<&'a str>,
 }
 
@@ -92,6 +101,11 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload-too-large",
                 "Payload too large",
+            ),
+            UnsupportedMediaType(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
             ),
             PreconditionFailed(_) => (
                 StatusCode::PRECONDITION_FAILED,

@@ -17,6 +17,34 @@ pub fn body_rejection(rejection: BytesRejection) -> ApiError {
     }
 }
 
+/// Refuses a body sent as anything but JSON: a `Content-Type` other than `application/json`
+/// (or a `+json` type) is 415 before the body is parsed. A body sent without one is taken
+/// as JSON.
+///
+/// # Errors
+/// [`ApiError::UnsupportedMediaType`].
+pub fn require_json(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    let Some(value) = headers.get(axum::http::header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let text = value.to_str().unwrap_or("");
+    let essence = text
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if essence == "application/json" || essence.ends_with("+json") {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType(if text.is_empty() {
+            "an unreadable type".into()
+        } else {
+            text.chars().take(100).collect()
+        }))
+    }
+}
+
 /// Deserializes `bytes`, classifying the failure as malformed JSON or an invalid field.
 ///
 /// # Errors

@@ -7,7 +7,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 
 use crate::access::Access;
-use crate::openapi::{ApiRouter, Op};
+use crate::openapi::{ApiRouter, Op, Text};
 use crate::{ApiError, AppState};
 
 pub fn router() -> ApiRouter {
@@ -16,19 +16,25 @@ pub fn router() -> ApiRouter {
         .route(
             Op::get("/healthz", "Liveness")
                 .tag(T)
-                .access(Access::Public),
+                .access(Access::Public)
+                .returns::<Text>(200)
+                .media_type("text/plain"),
             || async { "ok" },
         )
         .route(
             Op::get("/readyz", "Readiness: PostgreSQL and NATS reachable")
                 .tag(T)
-                .access(Access::Public),
+                .access(Access::Public)
+                .returns::<Text>(200)
+                .media_type("text/plain"),
             ready,
         )
         .route(
             Op::get("/metrics", "Prometheus metrics")
                 .tag(T)
-                .access(Access::Public),
+                .access(Access::Public)
+                .returns::<Text>(200)
+                .media_type("text/plain; version=0.0.4"),
             metrics,
         )
 }

@@ -10,12 +10,14 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
 use futures::StreamExt;
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use tenantry_domain::agent_instance::AgentInstance;
 use tenantry_domain::conversation::Conversation;
 use tenantry_domain::organization::{Organization, OrganizationCommand};
 use tenantry_domain::store::Store;
 use tenantry_domain::{OrganizationId, Role, TenantId};
+use tenantry_eventstore::chain::StreamReport;
 use tenantry_eventstore::read::{
     read_stream, stream_revealed_history, verify_tenant, HistoryFilter,
 };
@@ -38,7 +40,9 @@ pub fn router() -> ApiRouter {
             )
             .tag(T)
             .access(Access::Role(Role::Admin))
-            .returns(200, "HistoryEvent"),
+            .query::<ReplayParams>()
+            .returns::<RecordedEvent>(200)
+            .media_type("application/x-ndjson"),
             replay,
         )
         .route(
@@ -48,7 +52,7 @@ pub fn router() -> ApiRouter {
             )
             .tag(T)
             .access(Access::Role(Role::Admin))
-            .returns(200, "Verification"),
+            .returns::<Verification>(200),
             verify,
         )
         .route(
@@ -58,12 +62,13 @@ pub fn router() -> ApiRouter {
             )
             .tag(T)
             .access(Access::Role(Role::Admin))
-            .returns(200, "AggregateState"),
+            .query::<AsOf>()
+            .returns::<AggregateState>(200),
             time_travel,
         )
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ReplayParams {
     stream_type: Option<String>,
@@ -183,22 +188,41 @@ async fn verify(
     let mut tx = state.store.begin_tenant(TenantId::from(org)).await?;
     let reports = verify_tenant(&mut tx, TenantId::from(org)).await?;
     tx.commit().await?;
-    let broken: Vec<_> = reports.iter().filter(|r| r.broken.is_some()).collect();
+    let broken: Vec<_> = reports
+        .iter()
+        .filter(|r| r.broken.is_some())
+        .cloned()
+        .collect();
     let events: i64 = reports.iter().map(|r| r.events).sum();
-    Ok(axum::Json(serde_json::json!({
-        "ok": broken.is_empty(),
-        "streams": reports.len(),
-        "events": events,
-        "broken": broken,
-        "report": reports,
-    }))
+    Ok(axum::Json(Verification {
+        ok: broken.is_empty(),
+        streams: reports.len(),
+        events,
+        broken,
+        report: reports,
+    })
     .into_response())
 }
 
-#[derive(Debug, Deserialize)]
+/// What verifying a tenant's hash chains found.
+#[derive(Debug, Serialize, JsonSchema)]
+struct Verification {
+    /// Whether every stream verified.
+    ok: bool,
+    streams: usize,
+    events: i64,
+    /// The streams that did not verify.
+    broken: Vec<StreamReport>,
+    /// Every stream.
+    report: Vec<StreamReport>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct AsOf {
+    /// Fold the events recorded until then.
     as_of: Option<DateTime<Utc>>,
+    /// Fold the events up to this version.
     version: Option<i64>,
 }
 
@@ -263,12 +287,26 @@ async fn time_travel(
     };
     let (version, recorded_at) = (last.version, last.recorded_at);
     let aggregate = fold(&events)?;
-    Ok(axum::Json(serde_json::json!({
-        "stream_type": stream_type,
-        "stream_id": stream_id,
-        "version": version,
-        "as_of": recorded_at,
-        "state": aggregate,
-    }))
+    Ok(axum::Json(AggregateState {
+        stream_type,
+        stream_id,
+        version,
+        as_of: recorded_at,
+        state: aggregate,
+    })
     .into_response())
+}
+
+/// An aggregate as it was after one of its events.
+#[derive(Debug, Serialize, JsonSchema)]
+struct AggregateState {
+    #[schemars(extend("enum" = [Organization::TYPE, Store::TYPE, AgentInstance::TYPE, Conversation::TYPE]))]
+    stream_type: String,
+    stream_id: uuid::Uuid,
+    /// The version of the last event folded.
+    version: i64,
+    /// When that event was recorded.
+    as_of: DateTime<Utc>,
+    /// The aggregate's state as the domain serializes it.
+    state: serde_json::Value,
 }

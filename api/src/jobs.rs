@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
+use schemars::JsonSchema;
 use serde::Serialize;
 use tenantry_commands::{CommandBus, CommandError, Request};
 use tenantry_domain::billing::Month;
@@ -15,7 +16,7 @@ use tenantry_projections::billing::{self as billing_model, invoice_number};
 use crate::ApiError;
 
 /// What closing a month did.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct CloseReport {
     pub month: Month,
     pub finalized: usize,

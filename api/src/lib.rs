@@ -31,7 +31,6 @@ pub mod organizations;
 pub mod paths;
 pub mod rate_limit;
 pub mod resources;
-pub mod schemas;
 pub mod stores;
 
 use std::sync::Arc;
@@ -85,10 +84,9 @@ pub struct Shared {
     pub consistency_timeout: Duration,
 }
 
-/// The whole API.
-pub fn router(state: AppState) -> Router {
-    metrics::handle();
-    let api = openapi::ApiRouter::new()
+/// Every route with its documentation: the resources' routers, merged.
+pub fn routes() -> openapi::ApiRouter {
+    openapi::ApiRouter::new()
         .merge(organizations::router())
         .merge(members::router())
         .merge(api_keys::router())
@@ -98,7 +96,13 @@ pub fn router(state: AppState) -> Router {
         .merge(billing::router())
         .merge(history::router())
         .merge(erasure::router())
-        .merge(health::router());
+        .merge(health::router())
+}
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    metrics::handle();
+    let api = routes();
     let public: Arc<[&'static str]> = api.public_paths().into();
     api.finish()
         // The fallback is outside `route_layer`, so it is counted on its own, as one route.

@@ -3,6 +3,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use tenantry_domain::organization::{Organization, OrganizationCommand};
 use tenantry_domain::{Email, MemberId, OrganizationId, Role, TenantId};
@@ -14,7 +15,7 @@ use crate::consistency::MinPosition;
 use crate::extract::Query;
 use crate::openapi::{ApiRouter, Op};
 use crate::paths::{MemberPath, OrgPath};
-use crate::resources::{answer, read, ListParams, Page};
+use crate::resources::{answer, read, Acknowledgement, ListParams, Page};
 use crate::{ApiError, AppState};
 
 pub fn router() -> ApiRouter {
@@ -24,7 +25,7 @@ pub fn router() -> ApiRouter {
             Op::get("/v1/organizations/{org}/members", "List the team")
                 .tag(T)
                 .access(Access::Role(Role::Member))
-                .lists("Member"),
+                .lists::<MemberView>(),
             list,
         )
         .route(
@@ -32,8 +33,8 @@ pub fn router() -> ApiRouter {
                 .tag(T)
                 .access(Access::Role(Role::Admin))
                 .note("owner for owner and admin roles; Pro or Enterprise")
-                .body("Invite")
-                .returns(201, "Member"),
+                .body::<Invite>()
+                .returns::<MemberView>(201),
             invite,
         )
         .route(
@@ -44,8 +45,8 @@ pub fn router() -> ApiRouter {
             .tag(T)
             .access(Access::Role(Role::Admin))
             .note("owner for owner and admin roles")
-            .body("ChangeRole")
-            .returns(200, "Member"),
+            .body::<ChangeRole>()
+            .returns::<MemberView>(200),
             change_role,
         )
         .route(
@@ -86,7 +87,7 @@ async fn list(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Invite {
     email: Email,
@@ -124,7 +125,7 @@ async fn invite(
     Ok(answer(StatusCode::CREATED, &done, view))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ChangeRole {
     role: Role,
@@ -178,6 +179,6 @@ async fn remove(
     Ok(answer(
         StatusCode::OK,
         &done,
-        serde_json::json!({ "id": member.as_uuid(), "removed": true }),
+        Acknowledgement::removed(member.as_uuid()),
     ))
 }

@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use cqrs_es::Aggregate;
 use rust_decimal::Decimal;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tenantry_commands::organizations::NewOrganization;
@@ -35,7 +36,7 @@ pub fn router() -> ApiRouter {
             Op::get("/v1/organizations", "List organizations, newest first")
                 .tag(T)
                 .access(Access::PlatformAdmin)
-                .lists("Organization"),
+                .lists::<OrganizationView>(),
             list,
         )
         .route(
@@ -45,15 +46,15 @@ pub fn router() -> ApiRouter {
             )
             .tag(T)
             .access(Access::PlatformAdmin)
-            .body("CreateOrganization")
-            .returns(201, "OrganizationCreated"),
+            .body::<CreateOrganization>()
+            .returns::<Created>(201),
             create,
         )
         .route(
             Op::get("/v1/organizations/{org}", "Show an organization")
                 .tag(T)
                 .access(Access::Role(Role::Member))
-                .returns(200, "Organization"),
+                .returns::<OrganizationView>(200),
             show,
         )
         .route(
@@ -63,15 +64,15 @@ pub fn router() -> ApiRouter {
             )
             .tag(T)
             .access(Access::Role(Role::Admin))
-            .body("UpdateOrganization")
-            .returns(200, "Organization"),
+            .body::<UpdateOrganization>()
+            .returns::<OrganizationView>(200),
             update,
         )
         .route(
             Op::delete("/v1/organizations/{org}", "Close the organization")
                 .tag(T)
                 .access(Access::Role(Role::Owner))
-                .returns(200, "Organization"),
+                .returns::<OrganizationView>(200),
             close,
         )
         .route(
@@ -81,8 +82,8 @@ pub fn router() -> ApiRouter {
             )
             .tag(T)
             .access(Access::Role(Role::Owner))
-            .body("ChangeTier")
-            .returns(200, "Organization"),
+            .body::<ChangeTier>()
+            .returns::<OrganizationView>(200),
             change_tier,
         )
         .route(
@@ -92,8 +93,8 @@ pub fn router() -> ApiRouter {
             )
             .tag(T)
             .access(Access::PlatformAdmin)
-            .body("Suspend")
-            .returns(200, "Organization"),
+            .body::<Suspend>()
+            .returns::<OrganizationView>(200),
             suspend,
         )
         .route(
@@ -103,7 +104,7 @@ pub fn router() -> ApiRouter {
             )
             .tag(T)
             .access(Access::PlatformAdmin)
-            .returns(200, "Organization"),
+            .returns::<OrganizationView>(200),
             reactivate,
         )
 }
@@ -147,23 +148,28 @@ fn custom_terms(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateOrganization {
     name: OrganizationName,
     slug: Slug,
     tier: Tier,
     billing_email: Email,
+    /// Enterprise terms, all three or none: the monthly fee in USD, …
     base_fee: Option<Decimal>,
+    /// … the conversations it includes, …
     included_conversations: Option<u64>,
+    /// … and the USD per conversation beyond them.
     overage_rate: Option<Decimal>,
 }
 
 /// A new organization with the owner key's secret, shown this once.
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
+#[schemars(rename = "OrganizationCreated")]
 struct Created {
     #[serde(flatten)]
     organization: OrganizationView,
+    /// The owner's key; null when the request was a replay (only its hash was kept).
     api_key: Option<crate::api_keys::IssuedKey>,
 }
 
@@ -187,7 +193,7 @@ async fn create(
     // A replay cannot show the secret again: only its hash was kept.
     let api_key = (!done.replayed).then(|| crate::api_keys::IssuedKey {
         id: key_id.as_uuid(),
-        secret: secret.secret,
+        secret: Some(secret.secret),
         prefix: secret.prefix,
         role: Role::Owner.as_str(),
     });
@@ -223,7 +229,7 @@ async fn list(
     Ok(axum::Json(organizations))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateOrganization {
     name: Option<OrganizationName>,
@@ -257,12 +263,15 @@ async fn update(
     run(&state, org, &command.request, what).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ChangeTier {
     tier: Tier,
+    /// Enterprise terms, all three or none: the monthly fee in USD, …
     base_fee: Option<Decimal>,
+    /// … the conversations it includes, …
     included_conversations: Option<u64>,
+    /// … and the USD per conversation beyond them.
     overage_rate: Option<Decimal>,
 }
 
@@ -283,7 +292,7 @@ async fn change_tier(
     run(&state, org, &command.request, what).await
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Suspend {
     reason: Option<Reason>,

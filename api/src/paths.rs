@@ -25,8 +25,8 @@ use crate::extract::parse_id;
 use crate::resources::owner_of;
 use crate::{ApiError, AppState};
 
-/// A path's parameters by name. A segment that is not UTF-8 gets axum's own rejection, as
-/// `Path` always answered it.
+/// A path's parameters by name. A segment that is not UTF-8 (`%ff%fe`) is 400 `invalid-path`,
+/// a problem like every other error.
 pub struct Params(Vec<(String, String)>);
 
 impl Params {
@@ -35,7 +35,13 @@ impl Params {
     pub async fn of(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
         let Path(params) = Path::<Vec<(String, String)>>::from_request_parts(parts, state)
             .await
-            .map_err(IntoResponse::into_response)?;
+            .map_err(|rejection| {
+                ApiError::BadRequest {
+                    code: "invalid-path",
+                    detail: rejection.body_text(),
+                }
+                .into_response()
+            })?;
         Ok(Params(params))
     }
 

@@ -4,6 +4,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use cqrs_es::Aggregate;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tenantry_commands::Executed;
 use tenantry_domain::{OrganizationId, TenantId};
@@ -35,10 +36,13 @@ pub async fn owner_of<A: Aggregate>(
 }
 
 /// `?limit=&cursor=` of every list: at most 100, newest first by id.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
+    /// How many (default 20).
+    #[schemars(range(min = 1, max = 100), extend("default" = 20))]
     pub limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }
 
@@ -88,6 +92,40 @@ pub async fn read<Q: Query>(
             ReadError::Behind => ApiError::NotYetConsistent,
             ReadError::Failed(err) => err.into(),
         })
+}
+
+/// The answer to a command that leaves nothing to show: what it was done to, and what was done.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Acknowledgement {
+    pub id: Uuid,
+    /// A key revoked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "bool")]
+    pub revoked: Option<bool>,
+    /// A member removed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "bool")]
+    pub removed: Option<bool>,
+}
+
+impl Acknowledgement {
+    /// `{ "id": …, "revoked": true }`.
+    pub fn revoked(id: Uuid) -> Self {
+        Self {
+            id,
+            revoked: Some(true),
+            removed: None,
+        }
+    }
+
+    /// `{ "id": …, "removed": true }`.
+    pub fn removed(id: Uuid) -> Self {
+        Self {
+            id,
+            revoked: None,
+            removed: Some(true),
+        }
+    }
 }
 
 /// The answer to a command: 201 for a creation (200 when replayed by an idempotency key is

@@ -3,6 +3,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use tenantry_commands::Request;
 use tenantry_domain::store::{Store, StoreAction};
@@ -25,7 +26,7 @@ pub fn router() -> ApiRouter {
             Op::get("/v1/organizations/{org}/stores", "List stores")
                 .tag(T)
                 .access(Access::Role(Role::Member))
-                .lists("Store"),
+                .lists::<StoreView>(),
             list,
         )
         .route(
@@ -35,23 +36,23 @@ pub fn router() -> ApiRouter {
             )
             .tag(T)
             .access(Access::Role(Role::Admin))
-            .body("CreateStore")
-            .returns(201, "Store"),
+            .body::<CreateStore>()
+            .returns::<StoreView>(201),
             create,
         )
         .route(
             Op::get("/v1/stores/{store}", "Show a store")
                 .tag(T)
                 .access(Access::Role(Role::Member))
-                .returns(200, "Store"),
+                .returns::<StoreView>(200),
             show,
         )
         .route(
             Op::patch("/v1/stores/{store}", "Change a store")
                 .tag(T)
                 .access(Access::Role(Role::Admin))
-                .body("UpdateStore")
-                .returns(200, "Store"),
+                .body::<UpdateStore>()
+                .returns::<StoreView>(200),
             update,
         )
         .route(
@@ -61,7 +62,7 @@ pub fn router() -> ApiRouter {
             )
             .tag(T)
             .access(Access::Role(Role::Admin))
-            .returns(200, "Store"),
+            .returns::<StoreView>(200),
             deactivate,
         )
         .route(
@@ -71,7 +72,7 @@ pub fn router() -> ApiRouter {
             )
             .tag(T)
             .access(Access::Role(Role::Admin))
-            .returns(200, "Store"),
+            .returns::<StoreView>(200),
             activate,
         )
 }
@@ -103,7 +104,7 @@ fn view(store: &Store, version: i64) -> Result<StoreView, ApiError> {
     StoreView::of(store, version).ok_or(ApiError::NotFound("store"))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateStore {
     name: StoreName,
@@ -135,7 +136,7 @@ async fn create(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateStore {
     name: Option<StoreName>,

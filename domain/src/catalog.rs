@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::{AgentType, Tier};
 
 /// One version of an agent definition.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct AgentDefinition {
     pub agent_type: AgentType,
     pub version: &'static str,

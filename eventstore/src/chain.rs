@@ -84,7 +84,7 @@ impl<'a> From<&'a RecordedEvent> for Canonical<'a> {
 }
 
 /// What verification found in one stream.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct StreamReport {
     pub stream_type: String,
     pub stream_id: Uuid,
@@ -94,7 +94,7 @@ pub struct StreamReport {
 }
 
 /// The first event at which a stream's chain breaks, and why.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Broken {
     /// The version at which the problem shows (the expected one for a missing event).
     pub version: i64,

@@ -14,7 +14,18 @@ use serde::{Deserialize, Serialize};
 ///
 /// Its text form, used in headers and consistency tokens, is `<transaction_id>-<position>`.
 #[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
 )]
 pub struct Cursor {
     pub transaction_id: i64,

@@ -25,7 +25,9 @@ pub struct Metadata {
 }
 
 /// One event as the store holds it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+// The name the API's history gives it.
+#[schemars(rename = "HistoryEvent")]
 pub struct RecordedEvent {
     pub tenant_id: Uuid,
     pub stream_type: String,

@@ -1,4 +1,4 @@
-//! Tenantry's event store on PostgreSQL (DESIGN.md §2).
+//! Tenantry's event store on PostgreSQL: append-only, tenant-partitioned, hash-chained.
 //!
 //! - [`cursor`]: the one ordering of the platform, `(transaction_id, position)`.
 //! - [`store`]: the [`EventStore`]: its connection pools, vault, group commit and kept streams,

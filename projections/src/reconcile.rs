@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use cqrs_es::Aggregate;
 use futures::StreamExt;
+use schemars::JsonSchema;
 use serde::Serialize;
 use tenantry_domain::billing::{apply_to_timeline, bill, segment_of, segments, Month, TermsChange};
 use tenantry_domain::conversation::{Conversation, ConversationEvent};
@@ -19,7 +20,7 @@ use crate::billing;
 use crate::ProjectionError;
 
 /// One difference between the read models and the event log.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct Difference {
     pub tenant_id: Uuid,
     pub field: String,
@@ -28,7 +29,7 @@ pub struct Difference {
 }
 
 /// What reconciling a month found.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Reconciliation {
     pub month: Month,
     pub organizations: usize,

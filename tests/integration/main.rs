@@ -5,6 +5,7 @@ mod audit;
 mod authorization;
 mod billing;
 mod commands;
+mod contract;
 mod erasure;
 mod eventstore;
 mod feed;

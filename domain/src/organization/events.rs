@@ -15,7 +15,7 @@ use crate::{
 use super::OrganizationStatus;
 
 /// Whose personal data an erasure destroyed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErasureScope {
     /// Every personal field the tenant recorded until then.

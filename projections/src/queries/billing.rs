@@ -216,7 +216,9 @@ pub struct UsageAlert {
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct Dashboard {
     pub organization_id: Uuid,
+    #[schemars(extend("enum" = ["basic", "pro", "enterprise"]))]
     pub tier: String,
+    #[schemars(extend("enum" = ["trial", "active", "past_due", "suspended", "closed"]))]
     pub status: String,
     /// Stores by status.
     pub stores: BTreeMap<String, i64>,

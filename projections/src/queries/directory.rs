@@ -202,7 +202,8 @@ pub struct ConversationView {
     pub status: String,
     /// `resolved`, `abandoned` or `escalated` once ended.
     pub resolution: Option<String>,
-    /// How many messages it holds (the transcript itself is [`WithMessages::messages`]).
+    /// How many messages it holds (the transcript is `messages` of the conversation shown
+    /// alone).
     pub message_count: i64,
     pub tokens_in: i64,
     pub tokens_out: i64,
