@@ -137,6 +137,23 @@ pub(crate) async fn declare(access: Access, mut request: Request, next: Next) ->
     next.run(request).await
 }
 
+/// Marks a request for a route open to anyone (one of `public`, the paths of the
+/// [`Access::Public`] routes), before routing: such a route ignores any key it is sent, so
+/// [`crate::rate_limit::limit`] does not look at it.
+#[derive(Clone, Copy, Debug)]
+pub struct PublicRoute;
+
+pub(crate) async fn mark_public(
+    public: std::sync::Arc<[&'static str]>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if public.contains(&request.uri().path()) {
+        request.extensions_mut().insert(PublicRoute);
+    }
+    next.run(request).await
+}
+
 /// The rule of the route a request was routed to.
 impl<S: Send + Sync> FromRequestParts<S> for Access {
     type Rejection = ApiError;

@@ -16,10 +16,15 @@ pub const MIN_POSITION: HeaderName = HeaderName::from_static("x-tenantry-min-pos
 #[derive(Clone, Copy, Debug)]
 pub struct MinPosition(pub Option<Cursor>);
 
-impl<S: Send + Sync> FromRequestParts<S> for MinPosition {
+/// A token that is not a position, or one beyond every event (no command issued it, and no
+/// wait would see it passed), is a 400 at once.
+impl FromRequestParts<AppState> for MinPosition {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let Some(value) = parts.headers.get(MIN_POSITION) else {
             return Ok(MinPosition(None));
         };
@@ -33,6 +38,11 @@ impl<S: Send + Sync> FromRequestParts<S> for MinPosition {
         let cursor = text
             .parse()
             .map_err(|e| bad(format!("X-Tenantry-Min-Position: {e}")))?;
+        if !state.store.issued(cursor).await? {
+            return Err(bad(
+                "X-Tenantry-Min-Position is beyond every position this server has issued".into(),
+            ));
+        }
         Ok(MinPosition(Some(cursor)))
     }
 }

@@ -51,6 +51,10 @@ pub enum ApiError {
     NotYetConsistent,
     #[error("{0}")]
     Unavailable(String),
+    /// The database could not be reached or dropped the connection (a restart, a network
+    /// blip, no connection free in time): worth retrying, so 503 with `Retry-After`.
+    #[error("the database is briefly unavailable; retry shortly")]
+    DatabaseUnavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -134,7 +138,7 @@ impl ApiError {
                 "not-yet-consistent",
                 "Not yet consistent",
             ),
-            Unavailable(_) => (
+            Unavailable(_) | DatabaseUnavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "Unavailable",
@@ -153,6 +157,9 @@ impl IntoResponse for ApiError {
         let (status, code, title) = self.parts();
         if let ApiError::Internal(cause) = &self {
             tracing::error!(error = %cause, source = ?cause.source(), "request failed");
+        }
+        if let ApiError::DatabaseUnavailable(cause) = &self {
+            tracing::warn!(error = %cause, source = ?cause.source(), "database unavailable");
         }
         let problem = Problem {
             kind: format!("{PROBLEM_TYPE_PREFIX}{code}"),
@@ -245,6 +252,7 @@ impl From<tenantry_eventstore::StoreError> for ApiError {
                 kind: RejectionKind::Conflict,
                 message: err.to_string(),
             },
+            err if err.is_transient() => ApiError::DatabaseUnavailable(Box::new(err)),
             err => ApiError::internal(err),
         }
     }
@@ -261,6 +269,111 @@ impl From<tenantry_projections::ProjectionError> for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
-        ApiError::internal(err)
+        tenantry_eventstore::StoreError::Database(err).into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::*;
+
+    /// A database error with a SQLSTATE, as the driver would report it.
+    #[derive(Debug)]
+    struct Sqlstate(&'static str);
+
+    impl std::fmt::Display for Sqlstate {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "SQLSTATE {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Sqlstate {}
+
+    impl sqlx::error::DatabaseError for Sqlstate {
+        fn message(&self) -> &str {
+            "terminating connection due to administrator command"
+        }
+        fn code(&self) -> Option<Cow<'_, str>> {
+            Some(Cow::Borrowed(self.0))
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    async fn answer(err: impl Into<ApiError>) -> (StatusCode, Option<String>, String) {
+        let response = err.into().into_response();
+        let retry_after = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .map(|v| v.to_str().unwrap().to_owned());
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        (
+            status,
+            retry_after,
+            problem["type"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    #[tokio::test]
+    async fn connection_errors_are_503_with_retry_after() {
+        let reset = || std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        let transient = [
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            sqlx::Error::Io(reset()),
+            sqlx::Error::Database(Box::new(Sqlstate("57P01"))),
+            sqlx::Error::Database(Box::new(Sqlstate("57P02"))),
+            sqlx::Error::Database(Box::new(Sqlstate("57P03"))),
+            sqlx::Error::Database(Box::new(Sqlstate("08006"))),
+            sqlx::Error::Database(Box::new(Sqlstate("08001"))),
+            sqlx::Error::Database(Box::new(Sqlstate("53300"))),
+        ];
+        for err in transient {
+            let what = format!("{err:?}");
+            let (status, retry_after, kind) = answer(err).await;
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{what}");
+            assert_eq!(retry_after.as_deref(), Some("1"), "{what}");
+            assert_eq!(kind, "urn:tenantry:problem:unavailable", "{what}");
+        }
+        // Through the event store's and the projections' errors too.
+        let store = tenantry_eventstore::StoreError::Database(sqlx::Error::Io(reset()));
+        assert_eq!(answer(store).await.0, StatusCode::SERVICE_UNAVAILABLE);
+        let projection = tenantry_projections::ProjectionError::Store(
+            tenantry_eventstore::StoreError::Database(sqlx::Error::PoolTimedOut),
+        );
+        assert_eq!(answer(projection).await.0, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[tokio::test]
+    async fn other_database_errors_stay_500() {
+        for err in [
+            sqlx::Error::Database(Box::new(Sqlstate("22P05"))),
+            sqlx::Error::Database(Box::new(Sqlstate("23505"))),
+            sqlx::Error::Database(Box::new(Sqlstate("42P01"))),
+            sqlx::Error::Protocol("unexpected message".into()),
+            sqlx::Error::RowNotFound,
+        ] {
+            let what = format!("{err:?}");
+            let (status, retry_after, kind) = answer(err).await;
+            assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{what}");
+            assert_eq!(retry_after, None, "{what}");
+            assert_eq!(kind, "urn:tenantry:problem:internal", "{what}");
+        }
     }
 }

@@ -36,10 +36,12 @@ pub mod stores;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::{HeaderName, Request};
+use axum::handler::Handler;
+use axum::http::{HeaderName, Request, StatusCode};
 use axum::Router;
 use tenantry_commands::CommandBus;
 use tenantry_eventstore::EventStore;
+use tower_http::classify::ServerErrorsFailureClass;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
@@ -104,12 +106,20 @@ pub fn routes() -> openapi::ApiRouter {
 /// The whole API.
 pub fn router(state: AppState) -> Router {
     metrics::handle();
-    routes()
-        .finish()
-        .fallback(|| async { ApiError::RouteNotFound })
+    let api = routes();
+    let public: Arc<[&'static str]> = api.public_paths().into();
+    api.finish()
+        // The fallback is outside `route_layer`, so it is counted on its own, as one route.
+        .fallback(
+            (|| async { ApiError::RouteNotFound })
+                .layer(axum::middleware::from_fn(metrics::record)),
+        )
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
         .layer(axum::middleware::from_fn_with_state(state.clone(), rate_limit::limit))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            access::mark_public(public.clone(), request, next)
+        }))
         .route_layer(axum::middleware::from_fn(metrics::record))
         .with_state(state)
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
@@ -121,10 +131,23 @@ pub fn router(state: AppState) -> Router {
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or_default();
                 tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
-            }),
+            })
+            .on_failure(failed),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
+}
+
+/// Logs a response that failed: an error, but a 503 (the server is briefly unable: a read
+/// model behind a token, a database restarting) is a warning, answered with `Retry-After`.
+fn failed(class: ServerErrorsFailureClass, latency: Duration, _span: &tracing::Span) {
+    let latency = latency.as_millis();
+    match class {
+        ServerErrorsFailureClass::StatusCode(StatusCode::SERVICE_UNAVAILABLE) => {
+            tracing::warn!(latency_ms = latency, "response unavailable, retry after");
+        }
+        class => tracing::error!(classification = %class, latency_ms = latency, "response failed"),
+    }
 }
 
 /// A handler that panicked answers like any other server error: an opaque problem, the

@@ -198,6 +198,15 @@ impl ApiRouter {
         self
     }
 
+    /// The paths of the routes open to anyone ([`Access::Public`]); none has a parameter.
+    pub fn public_paths(&self) -> Vec<&'static str> {
+        self.ops
+            .iter()
+            .filter(|op| op.access == Access::Public)
+            .map(|op| op.path)
+            .collect()
+    }
+
     pub fn merge(mut self, other: ApiRouter) -> Self {
         self.router = self.router.merge(other.router);
         self.ops.extend(other.ops);

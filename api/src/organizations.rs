@@ -12,7 +12,7 @@ use tenantry_commands::organizations::NewOrganization;
 use tenantry_commands::Request;
 use tenantry_domain::organization::{Organization, OrganizationCommand};
 use tenantry_domain::{
-    Email, Money, OrganizationId, OrganizationName, Role, Slug, TenantId, Terms, Tier,
+    Email, Money, OrganizationId, OrganizationName, Reason, Role, Slug, TenantId, Terms, Tier,
 };
 use tenantry_projections::queries::organizations::{
     OrganizationById, OrganizationView, Organizations,
@@ -295,7 +295,7 @@ async fn change_tier(
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Suspend {
-    reason: Option<String>,
+    reason: Option<Reason>,
 }
 
 async fn suspend(
@@ -303,12 +303,12 @@ async fn suspend(
     command: CommandWith<Option<Suspend>, OrgPath>,
 ) -> Result<Response, ApiError> {
     let OrgPath(org) = command.path;
+    let reason = match command.body.unwrap_or_default().reason {
+        Some(reason) => reason,
+        None => Reason::parse("suspended by the platform").map_err(ApiError::internal)?,
+    };
     let what = OrganizationCommand::Suspend {
-        reason: command
-            .body
-            .unwrap_or_default()
-            .reason
-            .unwrap_or_else(|| "suspended by the platform".into()),
+        reason,
         by_platform_admin: true,
     };
     run(&state, org, &command.request, what).await

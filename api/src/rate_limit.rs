@@ -163,6 +163,13 @@ fn client_address(request: &Request) -> Option<IpAddr> {
 
 /// The middleware.
 pub async fn limit(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    if request
+        .extensions()
+        .get::<crate::access::PublicRoute>()
+        .is_some()
+    {
+        return next.run(request).await;
+    }
     let key = crate::auth::bearer(request.headers()).map(str::to_owned);
     let Some(key) = key else {
         return next.run(request).await;

@@ -49,7 +49,8 @@ pub use ids::{
 pub use tier::{Limits, Terms, Tier};
 pub use values::{
     AgentType, Channel, CustomerRef, Email, KeyName, MessageContent, MessageRole, Money,
-    OrganizationName, Platform, Resolution, Role, Slug, StoreDomain, StoreName, ValidationError,
+    OrganizationName, Platform, Reason, Resolution, Role, Slug, StoreDomain, StoreName,
+    ValidationError,
 };
 
 /// The `event_type` name of an aggregate event (its serde tag).

@@ -138,7 +138,7 @@ proptest! {
                     tier,
                     custom_terms: (tier == Tier::Enterprise).then(enterprise_terms),
                 },
-                OrgOp::Suspend => OrganizationCommand::Suspend { reason: "test".into(), by_platform_admin: true },
+                OrgOp::Suspend => OrganizationCommand::Suspend { reason: crate::Reason::parse("test").unwrap(), by_platform_admin: true },
                 OrgOp::Reactivate => OrganizationCommand::Reactivate { by_platform_admin: true },
                 OrgOp::PastDue => OrganizationCommand::SetSubscription(Subscription::PastDue),
                 OrgOp::Activate => OrganizationCommand::SetSubscription(Subscription::Active),

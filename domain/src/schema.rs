@@ -97,6 +97,7 @@ schema!(StoreDomain => {
 schema!(KeyName => { "type": "string", "minLength": 1, "maxLength": 100 });
 schema!(CustomerRef => { "type": "string", "minLength": 1, "maxLength": 200 });
 schema!(MessageContent => { "type": "string", "minLength": 1, "maxLength": 32000 });
+schema!(Reason => { "type": "string", "minLength": 1, "maxLength": 1000 });
 schema!(Money => {
     "type": "string",
     "pattern": MONEY_PATTERN,

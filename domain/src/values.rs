@@ -158,6 +158,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn reasons() {
+        assert_eq!(Reason::parse("  unpaid\n").unwrap().as_str(), "unpaid");
+        assert!(Reason::parse("line one\nline two\tend").is_ok());
+        assert!(Reason::parse("x".repeat(Reason::MAX_CHARS)).is_ok());
+        for bad in [
+            String::new(),
+            "   ".into(),
+            "a\0b".into(),
+            "bell\u{7}".into(),
+            "x".repeat(Reason::MAX_CHARS + 1),
+            "x".repeat(500_000),
+        ] {
+            let err = Reason::parse(bad.clone()).unwrap_err();
+            assert_eq!(err.field, "reason", "{bad:?}");
+        }
+        let from_json: Result<Reason, _> = serde_json::from_str("\"a\\u0000b\"");
+        assert!(from_json.is_err());
+    }
+
+    #[test]
     fn slugs() {
         assert!(Slug::parse("acme-2").is_ok());
         assert!(Slug::parse("ab").is_err());
@@ -228,6 +248,12 @@ string_value!(
     MessageContent,
     "content"
 );
+string_value!(
+    /// Why something was done, in an operator's words (an organization's suspension): 1–1,000
+    /// characters after trimming, no control characters but line breaks and tabs.
+    Reason,
+    "reason"
+);
 
 fn trimmed_text(field: &'static str, value: String, max: usize) -> Result<String, ValidationError> {
     let value = value.trim().to_owned();
@@ -267,6 +293,15 @@ impl KeyName {
 impl CustomerRef {
     pub fn parse(value: impl Into<String>) -> Result<Self, ValidationError> {
         trimmed_text(Self::FIELD, value.into(), 200).map(Self)
+    }
+}
+
+impl Reason {
+    /// The most characters a reason may have.
+    pub const MAX_CHARS: usize = 1000;
+
+    pub fn parse(value: impl Into<String>) -> Result<Self, ValidationError> {
+        trimmed_text(Self::FIELD, value.into(), Self::MAX_CHARS).map(Self)
     }
 }
 

@@ -29,6 +29,32 @@ pub enum StoreError {
     SubjectErased,
 }
 
+impl StoreError {
+    /// True when the database could not be reached or dropped the connection: the operation
+    /// may succeed if retried shortly ([`is_connection_error`]).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Database(err) if is_connection_error(err))
+    }
+}
+
+/// True when `err` says the database could not be reached or the connection was lost, not
+/// that the statement was wrong: no connection free in time, an I/O error (a reset during a
+/// restart), SQLSTATE class 08 (connection exception), 57P01–57P03 (the server shutting down
+/// or not accepting connections yet) or 53300 (too many connections). Classified by kind and
+/// SQLSTATE, never by message text.
+pub fn is_connection_error(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
+    }
+}
+
 /// The SQLSTATE of a unique violation.
 pub(crate) const UNIQUE_VIOLATION: &str = "23505";
 

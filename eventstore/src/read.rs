@@ -179,6 +179,22 @@ pub async fn feed_head(conn: &mut PgConnection) -> Result<Option<Cursor>, StoreE
     Ok(head.map(|(transaction_id, position)| Cursor::new(transaction_id, position)))
 }
 
+/// Whether the feed holds an event at or after `cursor` (system scope). A consistency token
+/// is the cursor of a committed event, so a token beyond the last one was never issued.
+///
+/// # Errors
+/// On a database failure.
+pub async fn feed_reaches(conn: &mut PgConnection, cursor: Cursor) -> Result<bool, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM events \
+         WHERE (transaction_id, position) >= ($1::text::xid8, $2))",
+    )
+    .bind(cursor.transaction_id.to_string())
+    .bind(cursor.position)
+    .fetch_one(conn)
+    .await?)
+}
+
 /// Up to `limit` events of the whole platform after `after`, in feed order (system scope).
 ///
 /// One round trip: `tenantry_feed` (migration 0011) computes the horizon and then reads below

@@ -147,6 +147,22 @@ impl EventStore {
         Ok(owner)
     }
 
+    /// Whether `token` is a position this store could have issued: the cursor of an event it
+    /// holds, or one before it. A query may wait for such a token; one beyond every event
+    /// would keep it waiting for nothing.
+    ///
+    /// # Errors
+    /// On a database failure.
+    pub async fn issued(&self, token: crate::Cursor) -> Result<bool, StoreError> {
+        if token == crate::Cursor::START {
+            return Ok(true);
+        }
+        let mut tx = self.begin_system().await?;
+        let issued = crate::read::feed_reaches(&mut tx, token).await?;
+        tx.commit().await?;
+        Ok(issued)
+    }
+
     /// When stream `stream_type`/`id` of `tenant` began (its first event was recorded).
     ///
     /// # Errors

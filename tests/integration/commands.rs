@@ -262,7 +262,7 @@ async fn a_suspended_organization_refuses_commands_on_everything_it_owns() {
     bus.execute(
         org,
         OrganizationCommand::Suspend {
-            reason: "unpaid".into(),
+            reason: tenantry_domain::Reason::parse("unpaid").unwrap(),
             by_platform_admin: true,
         },
         &request("platform-admin"),

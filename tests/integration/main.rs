@@ -13,6 +13,7 @@ mod helpers;
 mod isolation;
 mod kept;
 mod relay;
+mod robustness;
 mod tamper;
 mod vault;
 mod walkthrough;

@@ -8,7 +8,7 @@ use crate::billing::{Line, Month};
 use crate::tier::Terms;
 use crate::{
     AgentInstanceId, AgentType, ApiKeyId, Email, KeyName, MemberId, Money, OrganizationId,
-    OrganizationName, Role, Slug, StoreId, Tier,
+    OrganizationName, Reason, Role, Slug, StoreId, Tier,
 };
 
 use super::ErasureScope;
@@ -50,7 +50,7 @@ pub enum OrganizationCommand {
     },
     SetSubscription(Subscription),
     Suspend {
-        reason: String,
+        reason: Reason,
         by_platform_admin: bool,
     },
     Reactivate {

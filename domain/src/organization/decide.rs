@@ -243,7 +243,9 @@ impl Organization {
                 if !by_platform_admin {
                     return Err(DomainError::PlatformAdminOnly);
                 }
-                vec![E::OrganizationSuspended { reason }]
+                vec![E::OrganizationSuspended {
+                    reason: reason.into(),
+                }]
             }
             C::Close => vec![E::OrganizationClosed {}],
             _ => unreachable!("not a change of status"),

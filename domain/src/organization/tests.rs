@@ -83,7 +83,7 @@ fn a_suspended_organization_accepts_nothing_but_reactivation() {
             store_id: StoreId::new(),
         },
         OrganizationCommand::Suspend {
-            reason: "again".into(),
+            reason: crate::Reason::parse("again").unwrap(),
             by_platform_admin: true,
         },
     ] {
@@ -139,14 +139,14 @@ fn only_the_platform_admin_suspends() {
     org()
         .given(created(id, owner, Tier::Pro))
         .when(OrganizationCommand::Suspend {
-            reason: "fraud".into(),
+            reason: crate::Reason::parse("fraud").unwrap(),
             by_platform_admin: false,
         })
         .then_expect_error(DomainError::PlatformAdminOnly);
     org()
         .given(created(id, owner, Tier::Pro))
         .when(OrganizationCommand::Suspend {
-            reason: "unpaid".into(),
+            reason: crate::Reason::parse("unpaid").unwrap(),
             by_platform_admin: true,
         })
         .then_expect_events(vec![suspended_event()]);
