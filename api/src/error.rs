@@ -33,7 +33,7 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     PreconditionFailed(String),
-    #[error("too many requests for this organization's tier; retry after {retry_after} s")]
+    #[error("too many requests (the organization's tier, this widget key or this address); retry after {retry_after} s")]
     RateLimited { retry_after: u64 },
     #[error("{detail}")]
     BadRequest { code: &'static str, detail: String },
