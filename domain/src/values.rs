@@ -217,6 +217,51 @@ mod tests {
     }
 
     #[test]
+    fn base_fees_have_cents_and_bounds() {
+        let fee = |s: &str| BaseFee::parse(s.parse().unwrap());
+        assert_eq!(fee("0.01").unwrap().to_string(), "0.01");
+        assert_eq!(fee("2500.00").unwrap().to_string(), "2500.00");
+        assert!(fee("1000000.00").is_ok());
+        assert!(fee("0.010").is_ok(), "trailing zeros are not places");
+        for bad in [
+            "0.000000000000000000000000001",
+            "0.001",
+            "0",
+            "0.00",
+            "-5",
+            "1000000.01",
+        ] {
+            assert_eq!(fee(bad).unwrap_err().field, "base_fee", "{bad}");
+        }
+        assert!(fee("0.001")
+            .unwrap_err()
+            .message
+            .contains("2 decimal places"));
+    }
+
+    #[test]
+    fn overage_rates_have_four_places_and_bounds() {
+        let rate = |s: &str| OverageRate::parse(s.parse().unwrap());
+        assert!(rate("0.0001").is_ok());
+        assert!(rate("0.0125").is_ok());
+        assert!(rate("1000").is_ok());
+        for bad in ["0.0000000001", "0.00001", "0", "-0.5", "1000.0001"] {
+            assert_eq!(rate(bad).unwrap_err().field, "overage_rate", "{bad}");
+        }
+    }
+
+    #[test]
+    fn prices_keep_their_wire_format() {
+        // Events already stored hold decimal strings; they decode, and encode the same.
+        let fee: BaseFee = serde_json::from_str("\"2500.00\"").unwrap();
+        assert_eq!(serde_json::to_string(&fee).unwrap(), "\"2500.00\"");
+        let rate: OverageRate = serde_json::from_str("\"0.0125\"").unwrap();
+        assert_eq!(serde_json::to_string(&rate).unwrap(), "\"0.0125\"");
+        assert!(serde_json::from_str::<BaseFee>("\"0.001\"").is_err());
+        assert!(serde_json::from_str::<OverageRate>("\"0.00001\"").is_err());
+    }
+
+    #[test]
     fn deserializing_validates() {
         let err = serde_json::from_str::<Slug>("\"NO\"").unwrap_err();
         assert!(err.to_string().contains("slug"));
@@ -441,6 +486,121 @@ impl fmt::Display for Money {
         write!(f, "{:.2}", self.0)
     }
 }
+
+/// A decimal of at most `places` decimal places in `min..=max`, or why not, for `field`.
+fn bounded_decimal(
+    field: &'static str,
+    value: rust_decimal::Decimal,
+    places: u32,
+    (min, max): (rust_decimal::Decimal, rust_decimal::Decimal),
+) -> Result<rust_decimal::Decimal, ValidationError> {
+    if value.normalize().scale() > places {
+        return Err(ValidationError::new(
+            field,
+            format!("must have at most {places} decimal places"),
+        ));
+    }
+    if value < min || value > max {
+        return Err(ValidationError::new(
+            field,
+            format!("must be from {min} to {max}"),
+        ));
+    }
+    Ok(value)
+}
+
+/// A monthly base fee in US dollars: at most 2 decimal places, from 0.01 to 1,000,000.00.
+/// Serialized as a decimal string, as [`Money`] is (stored events keep decoding).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "rust_decimal::Decimal", into = "rust_decimal::Decimal")]
+pub struct BaseFee(rust_decimal::Decimal);
+
+impl BaseFee {
+    /// The field name used in validation errors.
+    pub const FIELD: &'static str = "base_fee";
+    /// The smallest fee, 0.01.
+    pub const MIN: rust_decimal::Decimal = rust_decimal::Decimal::from_parts(1, 0, 0, false, 2);
+    /// The largest fee, 1,000,000.00.
+    pub const MAX: rust_decimal::Decimal =
+        rust_decimal::Decimal::from_parts(100_000_000, 0, 0, false, 2);
+
+    /// # Errors
+    /// When `value` has more than 2 decimal places or lies outside 0.01–1,000,000.00.
+    pub fn parse(value: rust_decimal::Decimal) -> Result<Self, ValidationError> {
+        bounded_decimal(Self::FIELD, value, 2, (Self::MIN, Self::MAX)).map(Self)
+    }
+
+    /// `units` cents, for the list prices (which are within bounds).
+    pub(crate) const fn cents(units: u32) -> Self {
+        BaseFee(rust_decimal::Decimal::from_parts(units, 0, 0, false, 2))
+    }
+
+    pub fn get(self) -> rust_decimal::Decimal {
+        self.0
+    }
+}
+
+/// The price of one conversation beyond the included ones, in US dollars: at most 4 decimal
+/// places, from 0.0001 to 1,000.0000. Serialized as a decimal string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "rust_decimal::Decimal", into = "rust_decimal::Decimal")]
+pub struct OverageRate(rust_decimal::Decimal);
+
+impl OverageRate {
+    /// The field name used in validation errors.
+    pub const FIELD: &'static str = "overage_rate";
+    /// The smallest rate, 0.0001.
+    pub const MIN: rust_decimal::Decimal = rust_decimal::Decimal::from_parts(1, 0, 0, false, 4);
+    /// The largest rate, 1,000.0000.
+    pub const MAX: rust_decimal::Decimal =
+        rust_decimal::Decimal::from_parts(10_000_000, 0, 0, false, 4);
+
+    /// # Errors
+    /// When `value` has more than 4 decimal places or lies outside 0.0001–1,000.0000.
+    pub fn parse(value: rust_decimal::Decimal) -> Result<Self, ValidationError> {
+        bounded_decimal(Self::FIELD, value, 4, (Self::MIN, Self::MAX)).map(Self)
+    }
+
+    /// `units` cents, for the list prices (which are within bounds).
+    pub(crate) const fn cents(units: u32) -> Self {
+        OverageRate(rust_decimal::Decimal::from_parts(units, 0, 0, false, 2))
+    }
+
+    pub fn get(self) -> rust_decimal::Decimal {
+        self.0
+    }
+}
+
+macro_rules! decimal_value_conversions {
+    ($($name:ident),+) => {$(
+        impl TryFrom<rust_decimal::Decimal> for $name {
+            type Error = ValidationError;
+            fn try_from(value: rust_decimal::Decimal) -> Result<Self, Self::Error> {
+                Self::parse(value)
+            }
+        }
+
+        impl From<$name> for rust_decimal::Decimal {
+            fn from(value: $name) -> rust_decimal::Decimal {
+                value.0
+            }
+        }
+
+        impl From<$name> for Money {
+            fn from(value: $name) -> Money {
+                Money(value.0)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0, f)
+            }
+        }
+    )+};
+}
+
+decimal_value_conversions!(BaseFee, OverageRate);
 
 /// The most a free-form JSON object (settings, agent config) may weigh, serialized.
 pub const MAX_JSON_OBJECT_BYTES: usize = 64 * 1024;

@@ -12,7 +12,7 @@ use sqlx::PgConnection;
 use tenantry_domain::billing::{apply_to_timeline, bill, segments, Bill, Line, Month, TermsChange};
 use tenantry_domain::conversation::{Conversation, ConversationEvent};
 use tenantry_domain::organization::{Organization, OrganizationEvent};
-use tenantry_domain::{Money, Terms};
+use tenantry_domain::{BaseFee, Money, OverageRate, Terms};
 use tenantry_eventstore::{EventStore, RecordedEvent};
 use uuid::Uuid;
 
@@ -278,9 +278,9 @@ async fn save_timeline(
         .bind(tenant)
         .bind(change.from)
         .bind(change.tier.as_str())
-        .bind(change.terms.base_fee.0)
+        .bind(change.terms.base_fee.get())
         .bind(change.terms.included_conversations as i64)
-        .bind(change.terms.overage_rate.0)
+        .bind(change.terms.overage_rate.get())
         .bind(change.trial)
         .bind(change.closed)
         .execute(&mut *conn)
@@ -364,9 +364,9 @@ pub async fn timeline(
                 from: row.effective_at,
                 tier: row.tier.parse().ok()?,
                 terms: Terms {
-                    base_fee: Money(row.base_fee),
+                    base_fee: BaseFee::parse(row.base_fee).ok()?,
                     included_conversations: row.included as u64,
-                    overage_rate: Money(row.overage_rate),
+                    overage_rate: OverageRate::parse(row.overage_rate).ok()?,
                 },
                 trial: row.trial,
                 closed: row.closed,

@@ -415,6 +415,7 @@ async fn rebuilt_tables_equal_the_live_ones_row_for_row() {
             tenantry_domain::organization::OrganizationCommand::ChangeTier {
                 tier: Tier::Pro,
                 custom_terms: None,
+                by_platform_admin: false,
             },
             &tenantry_commands::Request::default(),
         )
@@ -694,4 +695,78 @@ async fn events_delivered_twice_are_counted_once_by_every_read_model() {
         .await;
     assert_eq!(usage["conversations"], 5);
     assert_eq!(usage["messages"], 5);
+}
+
+#[tokio::test]
+async fn only_the_platform_admin_sets_enterprise_terms_and_they_are_bounded() {
+    let app = spawn_app().await;
+    let (org, mut owner) = organization(&app, "own-price", "pro").await;
+    let mut admin = Client::new(&app, ADMIN_KEY);
+    admin.position = owner.position.clone();
+    let tier = format!("/v1/organizations/{org}/tier");
+
+    // An owner may not price Enterprise, nor ask for it without terms.
+    for body in [
+        json!({ "tier": "enterprise", "base_fee": "0.01", "included_conversations": 1_000, "overage_rate": "0.0001" }),
+        json!({ "tier": "enterprise" }),
+    ] {
+        let (status, problem) = owner.send(Method::POST, &tier, Some(body)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
+        assert!(
+            problem["type"]
+                .as_str()
+                .unwrap()
+                .ends_with("platform-admin-only"),
+            "{problem}"
+        );
+        assert!(
+            problem["detail"].as_str().unwrap().contains("Enterprise"),
+            "{problem}"
+        );
+    }
+
+    // The platform admin's terms are checked value by value: cents, four places, bounds.
+    let terms = |fee: &str, rate: &str| json!({ "tier": "enterprise", "base_fee": fee, "included_conversations": 50_000, "overage_rate": rate });
+    for (body, field) in [
+        (terms("0.000000000000000000000000001", "0.02"), "base_fee"),
+        (terms("0.001", "0.02"), "base_fee"),
+        (terms("0", "0.02"), "base_fee"),
+        (terms("1000000.01", "0.02"), "base_fee"),
+        (terms("2500.00", "0.0000000001"), "overage_rate"),
+        (terms("2500.00", "0.00001"), "overage_rate"),
+        (terms("2500.00", "1000.0001"), "overage_rate"),
+        (terms("2500.00", "-1"), "overage_rate"),
+    ] {
+        let (status, problem) = admin.send(Method::POST, &tier, Some(body.clone())).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}: {problem}"
+        );
+        assert_eq!(problem["field"], field, "{body}: {problem}");
+    }
+
+    // The platform admin's own terms are taken, and billed.
+    let enterprise = admin
+        .ok(Method::POST, &tier, Some(terms("2500.00", "0.0125")))
+        .await;
+    assert_eq!(enterprise["tier"], "enterprise");
+    owner.position = admin.position.clone();
+    let invoices = owner
+        .ok(
+            Method::GET,
+            &format!("/v1/organizations/{org}/invoices"),
+            None,
+        )
+        .await;
+    let lines = invoices["data"][0]["lines"].as_array().unwrap();
+    let last_fee = &lines[lines.len() - 2];
+    assert_eq!(last_fee["unit_price"], "2500.00", "{invoices}");
+    assert_eq!(lines[lines.len() - 1]["unit_price"], "0.0125", "{invoices}");
+
+    // An owner may still leave Enterprise for a listed tier.
+    let pro = owner
+        .ok(Method::POST, &tier, Some(json!({ "tier": "pro" })))
+        .await;
+    assert_eq!(pro["tier"], "pro");
 }
