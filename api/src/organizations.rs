@@ -11,8 +11,8 @@ use tenantry_commands::organizations::NewOrganization;
 use tenantry_commands::Request;
 use tenantry_domain::organization::{Organization, OrganizationCommand};
 use tenantry_domain::{
-    BaseFee, Email, OrganizationId, OrganizationName, OverageRate, Reason, Role, Slug, TenantId,
-    Terms, Tier,
+    BaseFee, Email, IncludedConversations, OrganizationId, OrganizationName, OverageRate, Reason,
+    Role, Slug, TenantId, Terms, Tier,
 };
 use tenantry_projections::queries::organizations::{
     OrganizationById, OrganizationView, Organizations,
@@ -130,7 +130,7 @@ async fn view(
 /// Negotiated Enterprise terms, as sent: all three or none (each already within its bounds).
 fn custom_terms(
     base_fee: Option<BaseFee>,
-    included_conversations: Option<u64>,
+    included_conversations: Option<IncludedConversations>,
     overage_rate: Option<OverageRate>,
 ) -> Result<Option<Terms>, ApiError> {
     {
@@ -160,7 +160,7 @@ struct CreateOrganization {
     /// in USD, …
     base_fee: Option<BaseFee>,
     /// … the conversations it includes, …
-    included_conversations: Option<u64>,
+    included_conversations: Option<IncludedConversations>,
     /// … and the USD per conversation beyond them.
     overage_rate: Option<OverageRate>,
 }
@@ -273,7 +273,7 @@ struct ChangeTier {
     /// in USD, …
     base_fee: Option<BaseFee>,
     /// … the conversations it includes, …
-    included_conversations: Option<u64>,
+    included_conversations: Option<IncludedConversations>,
     /// … and the USD per conversation beyond them.
     overage_rate: Option<OverageRate>,
 }

@@ -373,7 +373,7 @@ pub fn segment_of(segments: &[Segment], at: DateTime<Utc>) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{BaseFee, OverageRate};
+    use crate::{BaseFee, IncludedConversations, OverageRate};
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().to_utc()
@@ -535,7 +535,7 @@ mod tests {
             tier: Tier::Enterprise,
             terms: Terms {
                 base_fee: BaseFee::parse(Decimal::new(2_500_000, 2)).unwrap(),
-                included_conversations: 100_000,
+                included_conversations: IncludedConversations::parse(100_000).unwrap(),
                 overage_rate: OverageRate::parse(Decimal::new(125, 4)).unwrap(),
             },
             trial: false,

@@ -48,9 +48,9 @@ pub use ids::{
 };
 pub use tier::{Limits, Terms, Tier};
 pub use values::{
-    AgentType, BaseFee, Channel, CustomerRef, Email, KeyName, MessageContent, MessageRole, Money,
-    OrganizationName, OverageRate, Platform, Reason, Resolution, Role, Slug, StoreDomain,
-    StoreName, ValidationError,
+    AgentType, BaseFee, Channel, CustomerRef, Email, IncludedConversations, KeyName,
+    MessageContent, MessageRole, Money, OrganizationName, OverageRate, Platform, Reason,
+    Resolution, Role, Slug, StoreDomain, StoreName, ValidationError,
 };
 
 /// The `event_type` name of an aggregate event (its serde tag).
@@ -112,7 +112,7 @@ pub(crate) mod fixtures {
     pub fn enterprise_terms() -> Terms {
         Terms {
             base_fee: values::BaseFee::cents(250_000),
-            included_conversations: 50_000,
+            included_conversations: values::IncludedConversations::of(50_000),
             overage_rate: values::OverageRate::cents(2),
         }
     }

@@ -119,6 +119,11 @@ schema!(OverageRate => {
     "pattern": OVERAGE_RATE_PATTERN,
     "description": "USD per conversation as a decimal string, at most 4 decimal places, 0.0001 to 1000.0000"
 });
+schema!(IncludedConversations => {
+    "type": "integer",
+    "minimum": 0,
+    "maximum": IncludedConversations::MAX
+});
 schema!(Month => { "type": "string", "pattern": MONTH_PATTERN });
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::values::{AgentType, BaseFee, OverageRate, ValidationError};
+use crate::values::{AgentType, BaseFee, IncludedConversations, OverageRate, ValidationError};
 
 /// A subscription tier.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -65,12 +65,12 @@ impl Tier {
         match self {
             Tier::Basic => Some(Terms {
                 base_fee: BaseFee::cents(9_900),
-                included_conversations: 1_000,
+                included_conversations: IncludedConversations::of(1_000),
                 overage_rate: OverageRate::cents(10),
             }),
             Tier::Pro => Some(Terms {
                 base_fee: BaseFee::cents(49_900),
-                included_conversations: 5_000,
+                included_conversations: IncludedConversations::of(5_000),
                 overage_rate: OverageRate::cents(5),
             }),
             Tier::Enterprise => None,
@@ -104,7 +104,7 @@ pub struct Limits {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Terms {
     pub base_fee: BaseFee,
-    pub included_conversations: u64,
+    pub included_conversations: IncludedConversations,
     pub overage_rate: OverageRate,
 }
 
@@ -128,7 +128,7 @@ impl Terms {
                 "the enterprise tier needs base_fee, included_conversations and overage_rate",
             )),
             (None, Some(terms)) => {
-                if terms.included_conversations == 0 {
+                if terms.included_conversations.is_zero() {
                     return Err(ValidationError::new(
                         "included_conversations",
                         "must be positive",
@@ -169,14 +169,14 @@ mod tests {
     fn enterprise_needs_positive_custom_terms() {
         let custom = Terms {
             base_fee: BaseFee::cents(250_000),
-            included_conversations: 50_000,
+            included_conversations: IncludedConversations::of(50_000),
             overage_rate: OverageRate::cents(2),
         };
         assert_eq!(Terms::for_tier(Tier::Enterprise, Some(custom)), Ok(custom));
         assert!(Terms::for_tier(Tier::Enterprise, None).is_err());
         assert!(Terms::for_tier(Tier::Pro, Some(custom)).is_err());
         let zero = Terms {
-            included_conversations: 0,
+            included_conversations: IncludedConversations::ZERO,
             ..custom
         };
         assert_eq!(

@@ -262,6 +262,32 @@ mod tests {
     }
 
     #[test]
+    fn included_conversations_are_bounded_and_lossless() {
+        assert_eq!(IncludedConversations::parse(0).unwrap().get(), 0);
+        let most = IncludedConversations::parse(1_000_000_000).unwrap();
+        assert_eq!(i64::from(most), 1_000_000_000);
+        assert_eq!(u64::from(most), 1_000_000_000);
+        assert_eq!(most.to_string(), "1000000000");
+        for bad in [1_000_000_001, u64::from(u32::MAX) + 1, u64::MAX] {
+            assert_eq!(
+                IncludedConversations::parse(bad).unwrap_err().field,
+                "included_conversations",
+                "{bad}"
+            );
+        }
+        assert!(IncludedConversations::try_from(-1i64).is_err());
+        assert_eq!(
+            IncludedConversations::try_from(50_000i64).unwrap().get(),
+            50_000
+        );
+        // The wire format: a JSON integer, as stored events hold it.
+        let n: IncludedConversations = serde_json::from_str("50000").unwrap();
+        assert_eq!(serde_json::to_string(&n).unwrap(), "50000");
+        assert!(serde_json::from_str::<IncludedConversations>("18446744073709551615").is_err());
+        assert!(serde_json::from_str::<IncludedConversations>("-1").is_err());
+    }
+
+    #[test]
     fn deserializing_validates() {
         let err = serde_json::from_str::<Slug>("\"NO\"").unwrap_err();
         assert!(err.to_string().contains("slug"));
@@ -568,6 +594,101 @@ impl OverageRate {
 
     pub fn get(self) -> rust_decimal::Decimal {
         self.0
+    }
+}
+
+/// How many conversations a month's base fee includes: a whole number from 0 to
+/// 1,000,000,000 ([`IncludedConversations::MAX`]). Held as a `u32`, so it converts without loss
+/// to the `u64` of the domain's arithmetic, the `i64` (BIGINT) of the read model and every
+/// JSON reader's numbers: the usage, the dashboard and the invoice show the same number.
+/// Serialized as a JSON integer, as stored events always held it.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(try_from = "u64", into = "u64")]
+pub struct IncludedConversations(u32);
+
+impl IncludedConversations {
+    /// The field name used in validation errors.
+    pub const FIELD: &'static str = "included_conversations";
+    /// The most a month may include.
+    pub const MAX: u32 = 1_000_000_000;
+    /// None included (what a reader shows for an organization without terms).
+    pub const ZERO: Self = Self(0);
+
+    /// # Errors
+    /// When `value` is above [`Self::MAX`].
+    pub fn parse(value: u64) -> Result<Self, ValidationError> {
+        u32::try_from(value)
+            .ok()
+            .filter(|n| *n <= Self::MAX)
+            .map(Self)
+            .ok_or_else(|| {
+                ValidationError::new(
+                    Self::FIELD,
+                    format!("must be a whole number from 0 to {}", Self::MAX),
+                )
+            })
+    }
+
+    /// `n` conversations, for the list prices (which are within bounds).
+    pub(crate) const fn of(n: u32) -> Self {
+        Self(n)
+    }
+
+    pub fn get(self) -> u64 {
+        u64::from(self.0)
+    }
+
+    pub fn is_zero(self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl TryFrom<u64> for IncludedConversations {
+    type Error = ValidationError;
+    fn try_from(value: u64) -> Result<Self, Self::Error> {
+        Self::parse(value)
+    }
+}
+
+/// A read model's BIGINT, checked on the way back.
+impl TryFrom<i64> for IncludedConversations {
+    type Error = ValidationError;
+    fn try_from(value: i64) -> Result<Self, Self::Error> {
+        u64::try_from(value)
+            .map_err(|_| ValidationError::new(Self::FIELD, "must not be negative"))
+            .and_then(Self::parse)
+    }
+}
+
+impl From<IncludedConversations> for u64 {
+    fn from(value: IncludedConversations) -> u64 {
+        u64::from(value.0)
+    }
+}
+
+impl From<IncludedConversations> for i64 {
+    fn from(value: IncludedConversations) -> i64 {
+        i64::from(value.0)
+    }
+}
+
+impl From<IncludedConversations> for f64 {
+    fn from(value: IncludedConversations) -> f64 {
+        f64::from(value.0)
+    }
+}
+
+impl From<IncludedConversations> for rust_decimal::Decimal {
+    fn from(value: IncludedConversations) -> rust_decimal::Decimal {
+        rust_decimal::Decimal::from(value.0)
+    }
+}
+
+impl fmt::Display for IncludedConversations {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
     }
 }
 

@@ -770,3 +770,114 @@ async fn only_the_platform_admin_sets_enterprise_terms_and_they_are_bounded() {
         .await;
     assert_eq!(pro["tier"], "pro");
 }
+
+/// An Enterprise organization on `included` conversations a month, created (as an import
+/// would) early in `month`, so every later month is billed whole under its terms.
+async fn enterprise_since(
+    store: &EventStore,
+    slug: &str,
+    month: Month,
+    included: IncludedConversations,
+) -> OrganizationId {
+    let org = OrganizationId::new();
+    let tenant = TenantId::from(org);
+    let mut tx = store.begin_tenant(tenant).await.unwrap();
+    sqlx::query("INSERT INTO organization_slugs (slug, tenant_id) VALUES ($1, $2)")
+        .bind(slug)
+        .bind(org.as_uuid())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let created = OrganizationEvent::OrganizationCreated {
+        organization_id: org,
+        name: OrganizationName::parse(slug).unwrap(),
+        slug: Slug::parse(slug).unwrap(),
+        tier: Tier::Enterprise,
+        terms: Terms {
+            base_fee: BaseFee::parse(rust_decimal::Decimal::new(250_000, 2)).unwrap(),
+            included_conversations: included,
+            overage_rate: OverageRate::parse(rust_decimal::Decimal::new(2, 2)).unwrap(),
+        },
+        billing_email: Email::parse("b@enterprise.example.com").unwrap(),
+        status: OrganizationStatus::Active,
+        trial_ends_at: None,
+    };
+    append_at(
+        &mut tx,
+        tenant,
+        "organization",
+        org.as_uuid(),
+        Expected::NoStream,
+        vec![event(&created)],
+        &Metadata::default(),
+        month.start() + chrono::Duration::days(2),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    org
+}
+
+#[tokio::test]
+async fn included_conversations_are_bounded_and_read_the_same_everywhere() {
+    let app = spawn_app().await;
+    let mut admin = Client::new(&app, ADMIN_KEY);
+
+    // Above the bound, and the u64 that read back as -1: refused where they enter.
+    let (org, owner) = organization(&app, "big-allowance", "pro").await;
+    admin.position = owner.position.clone();
+    for n in [json!(1_000_000_001u64), json!(u64::MAX)] {
+        let terms =
+            json!({ "base_fee": "2500.00", "included_conversations": n, "overage_rate": "0.02" });
+        let mut change = terms.clone();
+        change["tier"] = json!("enterprise");
+        let (status, problem) = admin
+            .send(
+                Method::POST,
+                &format!("/v1/organizations/{org}/tier"),
+                Some(change),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{n}: {problem}");
+        assert_eq!(problem["field"], "included_conversations", "{problem}");
+        let mut create = terms;
+        create["tier"] = json!("enterprise");
+        create["name"] = json!("Huge");
+        create["slug"] = json!("huge");
+        create["billing_email"] = json!("b@huge.example.com");
+        let (status, problem) = admin
+            .send(Method::POST, "/v1/organizations", Some(create))
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{n}: {problem}");
+        assert_eq!(problem["field"], "included_conversations", "{problem}");
+    }
+
+    // The most a month may include, in force all month: the usage, the dashboard and the
+    // invoice show the same number.
+    let most = IncludedConversations::parse(1_000_000_000).unwrap();
+    let org = enterprise_since(&app.store, "most-included", previous_month(), most).await;
+    let month = Month::of(Utc::now());
+    let get = |path: String| {
+        let app = &app;
+        async move {
+            let response = app.admin(Method::GET, &path).send().await.unwrap();
+            (response.status(), response.json::<Value>().await.unwrap())
+        }
+    };
+    // The billing projection applies the imported event; wait until it has.
+    let usage_path = format!("/v1/organizations/{org}/usage");
+    eventually(Duration::from_secs(20), || async {
+        get(usage_path.clone()).await.1["included_conversations"] != 0
+    })
+    .await;
+    let (_, usage) = get(usage_path).await;
+    assert_eq!(usage["included_conversations"], 1_000_000_000, "{usage}");
+    let (_, dashboard) = get(format!("/v1/organizations/{org}/dashboard")).await;
+    assert_eq!(
+        dashboard["this_month"]["included_conversations"], 1_000_000_000,
+        "{dashboard}"
+    );
+    let (_, invoice) = get(format!("/v1/organizations/{org}/invoices/{month}")).await;
+    let overage = invoice["lines"][1]["description"].as_str().unwrap();
+    assert!(overage.contains("beyond 1000000000 included"), "{invoice}");
+}

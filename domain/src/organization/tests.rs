@@ -537,7 +537,7 @@ fn only_the_platform_admin_moves_an_organization_to_enterprise() {
         .when(OrganizationCommand::ChangeTier {
             tier: Tier::Enterprise,
             custom_terms: Some(Terms {
-                included_conversations: 1,
+                included_conversations: crate::IncludedConversations::parse(1).unwrap(),
                 ..enterprise_terms()
             }),
             by_platform_admin: false,
