@@ -4,7 +4,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use cqrs_es::Aggregate;
-use rust_decimal::Decimal;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -12,7 +11,8 @@ use tenantry_commands::organizations::NewOrganization;
 use tenantry_commands::Request;
 use tenantry_domain::organization::{Organization, OrganizationCommand};
 use tenantry_domain::{
-    Email, Money, OrganizationId, OrganizationName, Reason, Role, Slug, TenantId, Terms, Tier,
+    BaseFee, Email, IncludedConversations, OrganizationId, OrganizationName, OverageRate, Reason,
+    Role, Slug, TenantId, Terms, Tier,
 };
 use tenantry_projections::queries::organizations::{
     OrganizationById, OrganizationView, Organizations,
@@ -82,6 +82,7 @@ pub fn router() -> ApiRouter {
             )
             .tag(T)
             .access(Access::Role(Role::Owner))
+            .note("an owner picks Basic or Pro; Enterprise and its terms are set by the platform admin only")
             .body::<ChangeTier>()
             .returns::<OrganizationView>(200),
             change_tier,
@@ -126,19 +127,19 @@ async fn view(
     OrganizationView::of(org, version, created_at).ok_or_else(missing)
 }
 
-/// Negotiated Enterprise terms, as sent: all three or none.
+/// Negotiated Enterprise terms, as sent: all three or none (each already within its bounds).
 fn custom_terms(
-    base_fee: Option<Decimal>,
-    included_conversations: Option<u64>,
-    overage_rate: Option<Decimal>,
+    base_fee: Option<BaseFee>,
+    included_conversations: Option<IncludedConversations>,
+    overage_rate: Option<OverageRate>,
 ) -> Result<Option<Terms>, ApiError> {
     {
         match (base_fee, included_conversations, overage_rate) {
             (None, None, None) => Ok(None),
             (Some(base_fee), Some(included_conversations), Some(overage_rate)) => Ok(Some(Terms {
-                base_fee: Money(base_fee),
+                base_fee,
                 included_conversations,
-                overage_rate: Money(overage_rate),
+                overage_rate,
             })),
             _ => Err(ApiError::Validation {
                 field: "base_fee".into(),
@@ -155,12 +156,13 @@ struct CreateOrganization {
     slug: Slug,
     tier: Tier,
     billing_email: Email,
-    /// Enterprise terms, all three or none: the monthly fee in USD, …
-    base_fee: Option<Decimal>,
+    /// Enterprise terms, all three or none, set by the platform admin only: the monthly fee
+    /// in USD, …
+    base_fee: Option<BaseFee>,
     /// … the conversations it includes, …
-    included_conversations: Option<u64>,
+    included_conversations: Option<IncludedConversations>,
     /// … and the USD per conversation beyond them.
-    overage_rate: Option<Decimal>,
+    overage_rate: Option<OverageRate>,
 }
 
 /// A new organization with the owner key's secret, shown this once.
@@ -267,14 +269,17 @@ async fn update(
 #[serde(deny_unknown_fields)]
 struct ChangeTier {
     tier: Tier,
-    /// Enterprise terms, all three or none: the monthly fee in USD, …
-    base_fee: Option<Decimal>,
+    /// Enterprise terms, all three or none, set by the platform admin only: the monthly fee
+    /// in USD, …
+    base_fee: Option<BaseFee>,
     /// … the conversations it includes, …
-    included_conversations: Option<u64>,
+    included_conversations: Option<IncludedConversations>,
     /// … and the USD per conversation beyond them.
-    overage_rate: Option<Decimal>,
+    overage_rate: Option<OverageRate>,
 }
 
+/// The route lets an owner in; the domain lets only the platform admin move an organization to
+/// Enterprise, whose terms the platform sets (403 `platform-admin-only` for an owner).
 async fn change_tier(
     State(state): State<AppState>,
     command: CommandWith<ChangeTier, OrgPath>,
@@ -288,6 +293,7 @@ async fn change_tier(
             body.included_conversations,
             body.overage_rate,
         )?,
+        by_platform_admin: command.principal.is_admin(),
     };
     run(&state, org, &command.request, what).await
 }

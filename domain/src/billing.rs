@@ -228,8 +228,8 @@ pub fn bill(month: Month, segments: &[Segment]) -> Bill {
         lines.push(Line {
             description: format!("{tier} base fee, {period}"),
             quantity: f.round_dp(6),
-            unit_price: terms.base_fee,
-            amount: cents(terms.base_fee.0 * f),
+            unit_price: terms.base_fee.into(),
+            amount: cents(terms.base_fee.get() * f),
         });
         lines.push(Line {
             description: format!(
@@ -237,8 +237,8 @@ pub fn bill(month: Month, segments: &[Segment]) -> Bill {
                 segment.conversations
             ),
             quantity: overage,
-            unit_price: terms.overage_rate,
-            amount: cents(overage * terms.overage_rate.0),
+            unit_price: terms.overage_rate.into(),
+            amount: cents(overage * terms.overage_rate.get()),
         });
     }
     let total = Money(lines.iter().map(|l| l.amount.0).sum());
@@ -373,6 +373,7 @@ pub fn segment_of(segments: &[Segment], at: DateTime<Utc>) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{BaseFee, IncludedConversations, OverageRate};
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().to_utc()
@@ -533,9 +534,9 @@ mod tests {
             from: at("2026-01-01T00:00:00Z"),
             tier: Tier::Enterprise,
             terms: Terms {
-                base_fee: Money(Decimal::new(2_500_000, 2)),
-                included_conversations: 100_000,
-                overage_rate: Money(Decimal::new(125, 4)),
+                base_fee: BaseFee::parse(Decimal::new(2_500_000, 2)).unwrap(),
+                included_conversations: IncludedConversations::parse(100_000).unwrap(),
+                overage_rate: OverageRate::parse(Decimal::new(125, 4)).unwrap(),
             },
             trial: false,
             closed: false,

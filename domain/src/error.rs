@@ -70,6 +70,8 @@ pub enum DomainError {
     SameVersion(String),
     #[error("only the platform admin may do this")]
     PlatformAdminOnly,
+    #[error("the platform sets Enterprise prices: ask the platform to move this organization to Enterprise on the terms it agrees")]
+    EnterpriseTermsByPlatform,
     #[error("the invoice for {0} is already finalized")]
     InvoiceFinalized(String),
 }
@@ -120,7 +122,7 @@ impl Rejection for DomainError {
             LastOwnerKey => "last-owner-key",
             UnknownAgentVersion { .. } => "unknown-agent-version",
             SameVersion(_) => "same-version",
-            PlatformAdminOnly => "platform-admin-only",
+            PlatformAdminOnly | EnterpriseTermsByPlatform => "platform-admin-only",
             InvoiceFinalized(_) => "invoice-finalized",
         }
     }
@@ -141,7 +143,7 @@ impl Rejection for DomainError {
             | MembersNotInTier { required }
             | PromptOverridesNotInTier { required } => RejectionKind::TierRequired(*required),
             Invalid(_) | UnknownAgentVersion { .. } => RejectionKind::Unprocessable,
-            PlatformAdminOnly => RejectionKind::Forbidden,
+            PlatformAdminOnly | EnterpriseTermsByPlatform => RejectionKind::Forbidden,
             _ => RejectionKind::Conflict,
         }
     }

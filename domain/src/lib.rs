@@ -48,9 +48,9 @@ pub use ids::{
 };
 pub use tier::{Limits, Terms, Tier};
 pub use values::{
-    AgentType, Channel, CustomerRef, Email, KeyName, MessageContent, MessageRole, Money,
-    OrganizationName, Platform, Reason, Resolution, Role, Slug, StoreDomain, StoreName,
-    ValidationError,
+    AgentType, BaseFee, Channel, CustomerRef, Email, IncludedConversations, KeyName,
+    MessageContent, MessageRole, Money, OrganizationName, OverageRate, Platform, Reason,
+    Resolution, Role, Slug, StoreDomain, StoreName, ValidationError,
 };
 
 /// The `event_type` name of an aggregate event (its serde tag).
@@ -111,9 +111,9 @@ pub(crate) mod fixtures {
 
     pub fn enterprise_terms() -> Terms {
         Terms {
-            base_fee: Money::cents(250_000),
-            included_conversations: 50_000,
-            overage_rate: Money::cents(2),
+            base_fee: values::BaseFee::cents(250_000),
+            included_conversations: values::IncludedConversations::of(50_000),
+            overage_rate: values::OverageRate::cents(2),
         }
     }
 

@@ -137,6 +137,7 @@ proptest! {
                 OrgOp::ChangeTier(tier) => OrganizationCommand::ChangeTier {
                     tier,
                     custom_terms: (tier == Tier::Enterprise).then(enterprise_terms),
+                    by_platform_admin: tier == Tier::Enterprise,
                 },
                 OrgOp::Suspend => OrganizationCommand::Suspend { reason: crate::Reason::parse("test").unwrap(), by_platform_admin: true },
                 OrgOp::Reactivate => OrganizationCommand::Reactivate { by_platform_admin: true },

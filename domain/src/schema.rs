@@ -21,6 +21,12 @@ pub const MONTH_PATTERN: &str = "^[0-9]{4}-(0[1-9]|1[0-2])$";
 /// An amount of dollars as the API takes and shows it ([`Money`]).
 pub const MONEY_PATTERN: &str = "^[0-9]+(\\.[0-9]+)?$";
 
+/// A base fee's digits ([`BaseFee::parse`] also bounds it: 0.01 to 1,000,000.00).
+pub const BASE_FEE_PATTERN: &str = "^[0-9]{1,7}(\\.[0-9]{1,2})?$";
+
+/// An overage rate's digits ([`OverageRate::parse`] also bounds it: 0.0001 to 1,000.0000).
+pub const OVERAGE_RATE_PATTERN: &str = "^[0-9]{1,4}(\\.[0-9]{1,4})?$";
+
 /// Implements `JsonSchema` for `$name` as the inline schema `$schema`.
 macro_rules! schema {
     ($name:ty => $schema:tt) => {
@@ -102,6 +108,21 @@ schema!(Money => {
     "type": "string",
     "pattern": MONEY_PATTERN,
     "description": "USD as a decimal string"
+});
+schema!(BaseFee => {
+    "type": "string",
+    "pattern": BASE_FEE_PATTERN,
+    "description": "USD a month as a decimal string, at most 2 decimal places, 0.01 to 1000000.00"
+});
+schema!(OverageRate => {
+    "type": "string",
+    "pattern": OVERAGE_RATE_PATTERN,
+    "description": "USD per conversation as a decimal string, at most 4 decimal places, 0.0001 to 1000.0000"
+});
+schema!(IncludedConversations => {
+    "type": "integer",
+    "minimum": 0,
+    "maximum": IncludedConversations::MAX
 });
 schema!(Month => { "type": "string", "pattern": MONTH_PATTERN });
 

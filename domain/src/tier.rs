@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::values::{AgentType, Money, ValidationError};
+use crate::values::{AgentType, BaseFee, IncludedConversations, OverageRate, ValidationError};
 
 /// A subscription tier.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -64,14 +64,14 @@ impl Tier {
     pub fn list_terms(self) -> Option<Terms> {
         match self {
             Tier::Basic => Some(Terms {
-                base_fee: Money::cents(9_900),
-                included_conversations: 1_000,
-                overage_rate: Money::cents(10),
+                base_fee: BaseFee::cents(9_900),
+                included_conversations: IncludedConversations::of(1_000),
+                overage_rate: OverageRate::cents(10),
             }),
             Tier::Pro => Some(Terms {
-                base_fee: Money::cents(49_900),
-                included_conversations: 5_000,
-                overage_rate: Money::cents(5),
+                base_fee: BaseFee::cents(49_900),
+                included_conversations: IncludedConversations::of(5_000),
+                overage_rate: OverageRate::cents(5),
             }),
             Tier::Enterprise => None,
         }
@@ -98,21 +98,24 @@ pub struct Limits {
 }
 
 /// What an organization pays: the base fee per month, the conversations it includes, and the
-/// price of each one beyond them.
+/// price of each one beyond them. The fee and the rate are validated values ([`BaseFee`]: cents,
+/// up to 1,000,000.00; [`OverageRate`]: up to 4 places, up to 1,000.0000), so terms out of
+/// bounds cannot be built, decoded or recorded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Terms {
-    pub base_fee: Money,
-    pub included_conversations: u64,
-    pub overage_rate: Money,
+    pub base_fee: BaseFee,
+    pub included_conversations: IncludedConversations,
+    pub overage_rate: OverageRate,
 }
 
 impl Terms {
     /// Terms for `tier`: its list price, or for Enterprise the negotiated `custom` terms
-    /// (required, each amount positive).
+    /// (required, including at least one conversation; the fee and the rate are positive by
+    /// their types).
     ///
     /// # Errors
-    /// When Enterprise has no custom terms or non-positive ones, or when custom terms are
-    /// given for a listed tier.
+    /// When Enterprise has no custom terms or includes no conversation, or when custom terms
+    /// are given for a listed tier.
     pub fn for_tier(tier: Tier, custom: Option<Terms>) -> Result<Terms, ValidationError> {
         match (tier.list_terms(), custom) {
             (Some(list), None) => Ok(list),
@@ -125,18 +128,11 @@ impl Terms {
                 "the enterprise tier needs base_fee, included_conversations and overage_rate",
             )),
             (None, Some(terms)) => {
-                let positive = |m: Money| m.0 > rust_decimal::Decimal::ZERO;
-                if !positive(terms.base_fee) {
-                    return Err(ValidationError::new("base_fee", "must be positive"));
-                }
-                if terms.included_conversations == 0 {
+                if terms.included_conversations.is_zero() {
                     return Err(ValidationError::new(
                         "included_conversations",
                         "must be positive",
                     ));
-                }
-                if !positive(terms.overage_rate) {
-                    return Err(ValidationError::new("overage_rate", "must be positive"));
                 }
                 Ok(terms)
             }
@@ -172,15 +168,15 @@ mod tests {
     #[test]
     fn enterprise_needs_positive_custom_terms() {
         let custom = Terms {
-            base_fee: Money::cents(250_000),
-            included_conversations: 50_000,
-            overage_rate: Money::cents(2),
+            base_fee: BaseFee::cents(250_000),
+            included_conversations: IncludedConversations::of(50_000),
+            overage_rate: OverageRate::cents(2),
         };
         assert_eq!(Terms::for_tier(Tier::Enterprise, Some(custom)), Ok(custom));
         assert!(Terms::for_tier(Tier::Enterprise, None).is_err());
         assert!(Terms::for_tier(Tier::Pro, Some(custom)).is_err());
         let zero = Terms {
-            included_conversations: 0,
+            included_conversations: IncludedConversations::ZERO,
             ..custom
         };
         assert_eq!(

@@ -217,6 +217,77 @@ mod tests {
     }
 
     #[test]
+    fn base_fees_have_cents_and_bounds() {
+        let fee = |s: &str| BaseFee::parse(s.parse().unwrap());
+        assert_eq!(fee("0.01").unwrap().to_string(), "0.01");
+        assert_eq!(fee("2500.00").unwrap().to_string(), "2500.00");
+        assert!(fee("1000000.00").is_ok());
+        assert!(fee("0.010").is_ok(), "trailing zeros are not places");
+        for bad in [
+            "0.000000000000000000000000001",
+            "0.001",
+            "0",
+            "0.00",
+            "-5",
+            "1000000.01",
+        ] {
+            assert_eq!(fee(bad).unwrap_err().field, "base_fee", "{bad}");
+        }
+        assert!(fee("0.001")
+            .unwrap_err()
+            .message
+            .contains("2 decimal places"));
+    }
+
+    #[test]
+    fn overage_rates_have_four_places_and_bounds() {
+        let rate = |s: &str| OverageRate::parse(s.parse().unwrap());
+        assert!(rate("0.0001").is_ok());
+        assert!(rate("0.0125").is_ok());
+        assert!(rate("1000").is_ok());
+        for bad in ["0.0000000001", "0.00001", "0", "-0.5", "1000.0001"] {
+            assert_eq!(rate(bad).unwrap_err().field, "overage_rate", "{bad}");
+        }
+    }
+
+    #[test]
+    fn prices_keep_their_wire_format() {
+        // Events already stored hold decimal strings; they decode, and encode the same.
+        let fee: BaseFee = serde_json::from_str("\"2500.00\"").unwrap();
+        assert_eq!(serde_json::to_string(&fee).unwrap(), "\"2500.00\"");
+        let rate: OverageRate = serde_json::from_str("\"0.0125\"").unwrap();
+        assert_eq!(serde_json::to_string(&rate).unwrap(), "\"0.0125\"");
+        assert!(serde_json::from_str::<BaseFee>("\"0.001\"").is_err());
+        assert!(serde_json::from_str::<OverageRate>("\"0.00001\"").is_err());
+    }
+
+    #[test]
+    fn included_conversations_are_bounded_and_lossless() {
+        assert_eq!(IncludedConversations::parse(0).unwrap().get(), 0);
+        let most = IncludedConversations::parse(1_000_000_000).unwrap();
+        assert_eq!(i64::from(most), 1_000_000_000);
+        assert_eq!(u64::from(most), 1_000_000_000);
+        assert_eq!(most.to_string(), "1000000000");
+        for bad in [1_000_000_001, u64::from(u32::MAX) + 1, u64::MAX] {
+            assert_eq!(
+                IncludedConversations::parse(bad).unwrap_err().field,
+                "included_conversations",
+                "{bad}"
+            );
+        }
+        assert!(IncludedConversations::try_from(-1i64).is_err());
+        assert_eq!(
+            IncludedConversations::try_from(50_000i64).unwrap().get(),
+            50_000
+        );
+        // The wire format: a JSON integer, as stored events hold it.
+        let n: IncludedConversations = serde_json::from_str("50000").unwrap();
+        assert_eq!(serde_json::to_string(&n).unwrap(), "50000");
+        assert!(serde_json::from_str::<IncludedConversations>("18446744073709551615").is_err());
+        assert!(serde_json::from_str::<IncludedConversations>("-1").is_err());
+    }
+
+    #[test]
     fn deserializing_validates() {
         let err = serde_json::from_str::<Slug>("\"NO\"").unwrap_err();
         assert!(err.to_string().contains("slug"));
@@ -441,6 +512,216 @@ impl fmt::Display for Money {
         write!(f, "{:.2}", self.0)
     }
 }
+
+/// A decimal of at most `places` decimal places in `min..=max`, or why not, for `field`.
+fn bounded_decimal(
+    field: &'static str,
+    value: rust_decimal::Decimal,
+    places: u32,
+    (min, max): (rust_decimal::Decimal, rust_decimal::Decimal),
+) -> Result<rust_decimal::Decimal, ValidationError> {
+    if value.normalize().scale() > places {
+        return Err(ValidationError::new(
+            field,
+            format!("must have at most {places} decimal places"),
+        ));
+    }
+    if value < min || value > max {
+        return Err(ValidationError::new(
+            field,
+            format!("must be from {min} to {max}"),
+        ));
+    }
+    Ok(value)
+}
+
+/// A monthly base fee in US dollars: at most 2 decimal places, from 0.01 to 1,000,000.00.
+/// Serialized as a decimal string, as [`Money`] is (stored events keep decoding).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "rust_decimal::Decimal", into = "rust_decimal::Decimal")]
+pub struct BaseFee(rust_decimal::Decimal);
+
+impl BaseFee {
+    /// The field name used in validation errors.
+    pub const FIELD: &'static str = "base_fee";
+    /// The smallest fee, 0.01.
+    pub const MIN: rust_decimal::Decimal = rust_decimal::Decimal::from_parts(1, 0, 0, false, 2);
+    /// The largest fee, 1,000,000.00.
+    pub const MAX: rust_decimal::Decimal =
+        rust_decimal::Decimal::from_parts(100_000_000, 0, 0, false, 2);
+
+    /// # Errors
+    /// When `value` has more than 2 decimal places or lies outside 0.01–1,000,000.00.
+    pub fn parse(value: rust_decimal::Decimal) -> Result<Self, ValidationError> {
+        bounded_decimal(Self::FIELD, value, 2, (Self::MIN, Self::MAX)).map(Self)
+    }
+
+    /// `units` cents, for the list prices (which are within bounds).
+    pub(crate) const fn cents(units: u32) -> Self {
+        BaseFee(rust_decimal::Decimal::from_parts(units, 0, 0, false, 2))
+    }
+
+    pub fn get(self) -> rust_decimal::Decimal {
+        self.0
+    }
+}
+
+/// The price of one conversation beyond the included ones, in US dollars: at most 4 decimal
+/// places, from 0.0001 to 1,000.0000. Serialized as a decimal string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "rust_decimal::Decimal", into = "rust_decimal::Decimal")]
+pub struct OverageRate(rust_decimal::Decimal);
+
+impl OverageRate {
+    /// The field name used in validation errors.
+    pub const FIELD: &'static str = "overage_rate";
+    /// The smallest rate, 0.0001.
+    pub const MIN: rust_decimal::Decimal = rust_decimal::Decimal::from_parts(1, 0, 0, false, 4);
+    /// The largest rate, 1,000.0000.
+    pub const MAX: rust_decimal::Decimal =
+        rust_decimal::Decimal::from_parts(10_000_000, 0, 0, false, 4);
+
+    /// # Errors
+    /// When `value` has more than 4 decimal places or lies outside 0.0001–1,000.0000.
+    pub fn parse(value: rust_decimal::Decimal) -> Result<Self, ValidationError> {
+        bounded_decimal(Self::FIELD, value, 4, (Self::MIN, Self::MAX)).map(Self)
+    }
+
+    /// `units` cents, for the list prices (which are within bounds).
+    pub(crate) const fn cents(units: u32) -> Self {
+        OverageRate(rust_decimal::Decimal::from_parts(units, 0, 0, false, 2))
+    }
+
+    pub fn get(self) -> rust_decimal::Decimal {
+        self.0
+    }
+}
+
+/// How many conversations a month's base fee includes: a whole number from 0 to
+/// 1,000,000,000 ([`IncludedConversations::MAX`]). Held as a `u32`, so it converts without loss
+/// to the `u64` of the domain's arithmetic, the `i64` (BIGINT) of the read model and every
+/// JSON reader's numbers: the usage, the dashboard and the invoice show the same number.
+/// Serialized as a JSON integer, as stored events always held it.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(try_from = "u64", into = "u64")]
+pub struct IncludedConversations(u32);
+
+impl IncludedConversations {
+    /// The field name used in validation errors.
+    pub const FIELD: &'static str = "included_conversations";
+    /// The most a month may include.
+    pub const MAX: u32 = 1_000_000_000;
+    /// None included (what a reader shows for an organization without terms).
+    pub const ZERO: Self = Self(0);
+
+    /// # Errors
+    /// When `value` is above [`Self::MAX`].
+    pub fn parse(value: u64) -> Result<Self, ValidationError> {
+        u32::try_from(value)
+            .ok()
+            .filter(|n| *n <= Self::MAX)
+            .map(Self)
+            .ok_or_else(|| {
+                ValidationError::new(
+                    Self::FIELD,
+                    format!("must be a whole number from 0 to {}", Self::MAX),
+                )
+            })
+    }
+
+    /// `n` conversations, for the list prices (which are within bounds).
+    pub(crate) const fn of(n: u32) -> Self {
+        Self(n)
+    }
+
+    pub fn get(self) -> u64 {
+        u64::from(self.0)
+    }
+
+    pub fn is_zero(self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl TryFrom<u64> for IncludedConversations {
+    type Error = ValidationError;
+    fn try_from(value: u64) -> Result<Self, Self::Error> {
+        Self::parse(value)
+    }
+}
+
+/// A read model's BIGINT, checked on the way back.
+impl TryFrom<i64> for IncludedConversations {
+    type Error = ValidationError;
+    fn try_from(value: i64) -> Result<Self, Self::Error> {
+        u64::try_from(value)
+            .map_err(|_| ValidationError::new(Self::FIELD, "must not be negative"))
+            .and_then(Self::parse)
+    }
+}
+
+impl From<IncludedConversations> for u64 {
+    fn from(value: IncludedConversations) -> u64 {
+        u64::from(value.0)
+    }
+}
+
+impl From<IncludedConversations> for i64 {
+    fn from(value: IncludedConversations) -> i64 {
+        i64::from(value.0)
+    }
+}
+
+impl From<IncludedConversations> for f64 {
+    fn from(value: IncludedConversations) -> f64 {
+        f64::from(value.0)
+    }
+}
+
+impl From<IncludedConversations> for rust_decimal::Decimal {
+    fn from(value: IncludedConversations) -> rust_decimal::Decimal {
+        rust_decimal::Decimal::from(value.0)
+    }
+}
+
+impl fmt::Display for IncludedConversations {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+macro_rules! decimal_value_conversions {
+    ($($name:ident),+) => {$(
+        impl TryFrom<rust_decimal::Decimal> for $name {
+            type Error = ValidationError;
+            fn try_from(value: rust_decimal::Decimal) -> Result<Self, Self::Error> {
+                Self::parse(value)
+            }
+        }
+
+        impl From<$name> for rust_decimal::Decimal {
+            fn from(value: $name) -> rust_decimal::Decimal {
+                value.0
+            }
+        }
+
+        impl From<$name> for Money {
+            fn from(value: $name) -> Money {
+                Money(value.0)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0, f)
+            }
+        }
+    )+};
+}
+
+decimal_value_conversions!(BaseFee, OverageRate);
 
 /// The most a free-form JSON object (settings, agent config) may weigh, serialized.
 pub const MAX_JSON_OBJECT_BYTES: usize = 64 * 1024;

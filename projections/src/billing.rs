@@ -12,7 +12,7 @@ use sqlx::PgConnection;
 use tenantry_domain::billing::{apply_to_timeline, bill, segments, Bill, Line, Month, TermsChange};
 use tenantry_domain::conversation::{Conversation, ConversationEvent};
 use tenantry_domain::organization::{Organization, OrganizationEvent};
-use tenantry_domain::{Money, Terms};
+use tenantry_domain::{BaseFee, IncludedConversations, Money, OverageRate, Terms};
 use tenantry_eventstore::{EventStore, RecordedEvent};
 use uuid::Uuid;
 
@@ -150,8 +150,13 @@ impl Usage {
                 ];
                 for counts in rows {
                     counts.messages += 1;
-                    counts.tokens_in = counts.tokens_in.saturating_add(tokens_in as i64);
-                    counts.tokens_out = counts.tokens_out.saturating_add(tokens_out as i64);
+                    // Bounded per message by the domain; saturating all the same.
+                    let (tokens_in, tokens_out) = (
+                        i64::try_from(tokens_in).unwrap_or(i64::MAX),
+                        i64::try_from(tokens_out).unwrap_or(i64::MAX),
+                    );
+                    counts.tokens_in = counts.tokens_in.saturating_add(tokens_in);
+                    counts.tokens_out = counts.tokens_out.saturating_add(tokens_out);
                     counts.touch(at);
                 }
             }
@@ -213,7 +218,10 @@ impl Usage {
                 let Some(Monthly { starts, .. }) = monthly.get(&(tenant, month)) else {
                     continue;
                 };
-                let before = (total as u64).saturating_sub(starts.len() as u64);
+                let starts_here = u64::try_from(starts.len()).unwrap_or(u64::MAX);
+                let before = u64::try_from(total)
+                    .unwrap_or(0)
+                    .saturating_sub(starts_here);
                 usage_alert_policy(conn, tenant, before, starts).await?;
             }
         }
@@ -278,9 +286,9 @@ async fn save_timeline(
         .bind(tenant)
         .bind(change.from)
         .bind(change.tier.as_str())
-        .bind(change.terms.base_fee.0)
-        .bind(change.terms.included_conversations as i64)
-        .bind(change.terms.overage_rate.0)
+        .bind(change.terms.base_fee.get())
+        .bind(i64::from(change.terms.included_conversations))
+        .bind(change.terms.overage_rate.get())
         .bind(change.trial)
         .bind(change.closed)
         .execute(&mut *conn)
@@ -364,9 +372,9 @@ pub async fn timeline(
                 from: row.effective_at,
                 tier: row.tier.parse().ok()?,
                 terms: Terms {
-                    base_fee: Money(row.base_fee),
-                    included_conversations: row.included as u64,
-                    overage_rate: Money(row.overage_rate),
+                    base_fee: BaseFee::parse(row.base_fee).ok()?,
+                    included_conversations: IncludedConversations::try_from(row.included).ok()?,
+                    overage_rate: OverageRate::parse(row.overage_rate).ok()?,
                 },
                 trial: row.trial,
                 closed: row.closed,
@@ -409,7 +417,7 @@ pub async fn draft_from(
         .bind(segment.end)
         .fetch_one(&mut *conn)
         .await?;
-        segment.conversations = count as u64;
+        segment.conversations = u64::try_from(count).unwrap_or(0);
     }
     Ok(bill(month, &segments))
 }
@@ -507,7 +515,10 @@ async fn usage_alert_policy(
     .bind(at)
     .fetch_optional(&mut *conn)
     .await?;
-    let Some(included) = included.map(|n| n.max(0) as u64) else {
+    let Some(included) = included
+        .and_then(|n| IncludedConversations::try_from(n).ok())
+        .map(u64::from)
+    else {
         return Ok(());
     };
     let thresholds = [

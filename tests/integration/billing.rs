@@ -415,6 +415,7 @@ async fn rebuilt_tables_equal_the_live_ones_row_for_row() {
             tenantry_domain::organization::OrganizationCommand::ChangeTier {
                 tier: Tier::Pro,
                 custom_terms: None,
+                by_platform_admin: false,
             },
             &tenantry_commands::Request::default(),
         )
@@ -694,4 +695,189 @@ async fn events_delivered_twice_are_counted_once_by_every_read_model() {
         .await;
     assert_eq!(usage["conversations"], 5);
     assert_eq!(usage["messages"], 5);
+}
+
+#[tokio::test]
+async fn only_the_platform_admin_sets_enterprise_terms_and_they_are_bounded() {
+    let app = spawn_app().await;
+    let (org, mut owner) = organization(&app, "own-price", "pro").await;
+    let mut admin = Client::new(&app, ADMIN_KEY);
+    admin.position = owner.position.clone();
+    let tier = format!("/v1/organizations/{org}/tier");
+
+    // An owner may not price Enterprise, nor ask for it without terms.
+    for body in [
+        json!({ "tier": "enterprise", "base_fee": "0.01", "included_conversations": 1_000, "overage_rate": "0.0001" }),
+        json!({ "tier": "enterprise" }),
+    ] {
+        let (status, problem) = owner.send(Method::POST, &tier, Some(body)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
+        assert!(
+            problem["type"]
+                .as_str()
+                .unwrap()
+                .ends_with("platform-admin-only"),
+            "{problem}"
+        );
+        assert!(
+            problem["detail"].as_str().unwrap().contains("Enterprise"),
+            "{problem}"
+        );
+    }
+
+    // The platform admin's terms are checked value by value: cents, four places, bounds.
+    let terms = |fee: &str, rate: &str| json!({ "tier": "enterprise", "base_fee": fee, "included_conversations": 50_000, "overage_rate": rate });
+    for (body, field) in [
+        (terms("0.000000000000000000000000001", "0.02"), "base_fee"),
+        (terms("0.001", "0.02"), "base_fee"),
+        (terms("0", "0.02"), "base_fee"),
+        (terms("1000000.01", "0.02"), "base_fee"),
+        (terms("2500.00", "0.0000000001"), "overage_rate"),
+        (terms("2500.00", "0.00001"), "overage_rate"),
+        (terms("2500.00", "1000.0001"), "overage_rate"),
+        (terms("2500.00", "-1"), "overage_rate"),
+    ] {
+        let (status, problem) = admin.send(Method::POST, &tier, Some(body.clone())).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}: {problem}"
+        );
+        assert_eq!(problem["field"], field, "{body}: {problem}");
+    }
+
+    // The platform admin's own terms are taken, and billed.
+    let enterprise = admin
+        .ok(Method::POST, &tier, Some(terms("2500.00", "0.0125")))
+        .await;
+    assert_eq!(enterprise["tier"], "enterprise");
+    owner.position = admin.position.clone();
+    let invoices = owner
+        .ok(
+            Method::GET,
+            &format!("/v1/organizations/{org}/invoices"),
+            None,
+        )
+        .await;
+    let lines = invoices["data"][0]["lines"].as_array().unwrap();
+    let last_fee = &lines[lines.len() - 2];
+    assert_eq!(last_fee["unit_price"], "2500.00", "{invoices}");
+    assert_eq!(lines[lines.len() - 1]["unit_price"], "0.0125", "{invoices}");
+
+    // An owner may still leave Enterprise for a listed tier.
+    let pro = owner
+        .ok(Method::POST, &tier, Some(json!({ "tier": "pro" })))
+        .await;
+    assert_eq!(pro["tier"], "pro");
+}
+
+/// An Enterprise organization on `included` conversations a month, created (as an import
+/// would) early in `month`, so every later month is billed whole under its terms.
+async fn enterprise_since(
+    store: &EventStore,
+    slug: &str,
+    month: Month,
+    included: IncludedConversations,
+) -> OrganizationId {
+    let org = OrganizationId::new();
+    let tenant = TenantId::from(org);
+    let mut tx = store.begin_tenant(tenant).await.unwrap();
+    sqlx::query("INSERT INTO organization_slugs (slug, tenant_id) VALUES ($1, $2)")
+        .bind(slug)
+        .bind(org.as_uuid())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let created = OrganizationEvent::OrganizationCreated {
+        organization_id: org,
+        name: OrganizationName::parse(slug).unwrap(),
+        slug: Slug::parse(slug).unwrap(),
+        tier: Tier::Enterprise,
+        terms: Terms {
+            base_fee: BaseFee::parse(rust_decimal::Decimal::new(250_000, 2)).unwrap(),
+            included_conversations: included,
+            overage_rate: OverageRate::parse(rust_decimal::Decimal::new(2, 2)).unwrap(),
+        },
+        billing_email: Email::parse("b@enterprise.example.com").unwrap(),
+        status: OrganizationStatus::Active,
+        trial_ends_at: None,
+    };
+    append_at(
+        &mut tx,
+        tenant,
+        "organization",
+        org.as_uuid(),
+        Expected::NoStream,
+        vec![event(&created)],
+        &Metadata::default(),
+        month.start() + chrono::Duration::days(2),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    org
+}
+
+#[tokio::test]
+async fn included_conversations_are_bounded_and_read_the_same_everywhere() {
+    let app = spawn_app().await;
+    let mut admin = Client::new(&app, ADMIN_KEY);
+
+    // Above the bound, and the u64 that read back as -1: refused where they enter.
+    let (org, owner) = organization(&app, "big-allowance", "pro").await;
+    admin.position = owner.position.clone();
+    for n in [json!(1_000_000_001u64), json!(u64::MAX)] {
+        let terms =
+            json!({ "base_fee": "2500.00", "included_conversations": n, "overage_rate": "0.02" });
+        let mut change = terms.clone();
+        change["tier"] = json!("enterprise");
+        let (status, problem) = admin
+            .send(
+                Method::POST,
+                &format!("/v1/organizations/{org}/tier"),
+                Some(change),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{n}: {problem}");
+        assert_eq!(problem["field"], "included_conversations", "{problem}");
+        let mut create = terms;
+        create["tier"] = json!("enterprise");
+        create["name"] = json!("Huge");
+        create["slug"] = json!("huge");
+        create["billing_email"] = json!("b@huge.example.com");
+        let (status, problem) = admin
+            .send(Method::POST, "/v1/organizations", Some(create))
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{n}: {problem}");
+        assert_eq!(problem["field"], "included_conversations", "{problem}");
+    }
+
+    // The most a month may include, in force all month: the usage, the dashboard and the
+    // invoice show the same number.
+    let most = IncludedConversations::parse(1_000_000_000).unwrap();
+    let org = enterprise_since(&app.store, "most-included", previous_month(), most).await;
+    let month = Month::of(Utc::now());
+    let get = |path: String| {
+        let app = &app;
+        async move {
+            let response = app.admin(Method::GET, &path).send().await.unwrap();
+            (response.status(), response.json::<Value>().await.unwrap())
+        }
+    };
+    // The billing projection applies the imported event; wait until it has.
+    let usage_path = format!("/v1/organizations/{org}/usage");
+    eventually(Duration::from_secs(20), || async {
+        get(usage_path.clone()).await.1["included_conversations"] != 0
+    })
+    .await;
+    let (_, usage) = get(usage_path).await;
+    assert_eq!(usage["included_conversations"], 1_000_000_000, "{usage}");
+    let (_, dashboard) = get(format!("/v1/organizations/{org}/dashboard")).await;
+    assert_eq!(
+        dashboard["this_month"]["included_conversations"], 1_000_000_000,
+        "{dashboard}"
+    );
+    let (_, invoice) = get(format!("/v1/organizations/{org}/invoices/{month}")).await;
+    let overage = invoice["lines"][1]["description"].as_str().unwrap();
+    assert!(overage.contains("beyond 1000000000 included"), "{invoice}");
 }

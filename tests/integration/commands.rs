@@ -206,6 +206,7 @@ async fn tier_limits_for_stores_agent_types_and_downgrades() {
             OrganizationCommand::ChangeTier {
                 tier: Tier::Basic,
                 custom_terms: None,
+                by_platform_admin: false,
             },
             &request("k"),
         )

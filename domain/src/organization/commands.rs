@@ -44,9 +44,13 @@ pub enum OrganizationCommand {
         billing_email: Option<Email>,
         settings: Option<Map<String, Value>>,
     },
+    /// Move to another tier. Basic and Pro are at their list prices, which an owner may pick;
+    /// Enterprise is at `custom_terms` the platform negotiated, so only the platform admin
+    /// may move an organization there (or change its Enterprise terms).
     ChangeTier {
         tier: Tier,
         custom_terms: Option<Terms>,
+        by_platform_admin: bool,
     },
     SetSubscription(Subscription),
     Suspend {

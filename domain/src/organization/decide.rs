@@ -195,7 +195,11 @@ impl Organization {
             C::ChangeTier {
                 tier: new_tier,
                 custom_terms,
+                by_platform_admin,
             } => {
+                if new_tier == Tier::Enterprise && !by_platform_admin {
+                    return Err(DomainError::EnterpriseTermsByPlatform);
+                }
                 let terms = Terms::for_tier(new_tier, custom_terms)?;
                 if new_tier == tier && Some(terms) == self.terms {
                     return Err(DomainError::SameTier(tier));

@@ -77,6 +77,7 @@ fn a_suspended_organization_accepts_nothing_but_reactivation() {
         OrganizationCommand::ChangeTier {
             tier: Tier::Basic,
             custom_terms: None,
+            by_platform_admin: false,
         },
         OrganizationCommand::SetSubscription(Subscription::Active),
         OrganizationCommand::AcquireStoreSlot {
@@ -445,6 +446,7 @@ fn a_downgrade_that_would_not_fit_is_refused_naming_what_exceeds() {
         .when(OrganizationCommand::ChangeTier {
             tier: Tier::Basic,
             custom_terms: None,
+            by_platform_admin: false,
         })
         .inspect_result()
         .unwrap_err();
@@ -471,6 +473,7 @@ fn a_downgrade_that_would_not_fit_is_refused_naming_what_exceeds() {
         .when(OrganizationCommand::ChangeTier {
             tier: Tier::Basic,
             custom_terms: None,
+            by_platform_admin: false,
         })
         .inspect_result()
         .unwrap_err();
@@ -485,6 +488,7 @@ fn a_downgrade_that_would_not_fit_is_refused_naming_what_exceeds() {
         .when(OrganizationCommand::ChangeTier {
             tier: Tier::Basic,
             custom_terms: None,
+            by_platform_admin: false,
         })
         .then_expect_events(vec![OrganizationEvent::TierChanged {
             from: Tier::Pro,
@@ -496,6 +500,7 @@ fn a_downgrade_that_would_not_fit_is_refused_naming_what_exceeds() {
         .when(OrganizationCommand::ChangeTier {
             tier: Tier::Pro,
             custom_terms: None,
+            by_platform_admin: false,
         })
         .then_expect_error(DomainError::SameTier(Tier::Pro));
     org()
@@ -503,11 +508,53 @@ fn a_downgrade_that_would_not_fit_is_refused_naming_what_exceeds() {
         .when(OrganizationCommand::ChangeTier {
             tier: Tier::Enterprise,
             custom_terms: Some(enterprise_terms()),
+            by_platform_admin: true,
         })
         .then_expect_events(vec![OrganizationEvent::TierChanged {
             from: Tier::Pro,
             tier: Tier::Enterprise,
             terms: enterprise_terms(),
+        }]);
+}
+
+#[test]
+fn only_the_platform_admin_moves_an_organization_to_enterprise() {
+    let (id, owner) = ids();
+    // An owner may neither set Enterprise terms nor ask for Enterprise without them.
+    for custom_terms in [Some(enterprise_terms()), None] {
+        org()
+            .given(created(id, owner, Tier::Pro))
+            .when(OrganizationCommand::ChangeTier {
+                tier: Tier::Enterprise,
+                custom_terms,
+                by_platform_admin: false,
+            })
+            .then_expect_error(DomainError::EnterpriseTermsByPlatform);
+    }
+    // Nor change the terms the platform set.
+    org()
+        .given(created(id, owner, Tier::Enterprise))
+        .when(OrganizationCommand::ChangeTier {
+            tier: Tier::Enterprise,
+            custom_terms: Some(Terms {
+                included_conversations: crate::IncludedConversations::parse(1).unwrap(),
+                ..enterprise_terms()
+            }),
+            by_platform_admin: false,
+        })
+        .then_expect_error(DomainError::EnterpriseTermsByPlatform);
+    // But may leave Enterprise for a listed tier.
+    org()
+        .given(created(id, owner, Tier::Enterprise))
+        .when(OrganizationCommand::ChangeTier {
+            tier: Tier::Pro,
+            custom_terms: None,
+            by_platform_admin: false,
+        })
+        .then_expect_events(vec![OrganizationEvent::TierChanged {
+            from: Tier::Enterprise,
+            tier: Tier::Pro,
+            terms: Tier::Pro.list_terms().unwrap(),
         }]);
 }
 

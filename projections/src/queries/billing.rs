@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use sqlx::PgConnection;
 use tenantry_domain::billing::Month;
-use tenantry_domain::{AgentInstanceId, OrganizationId, StoreId};
+use tenantry_domain::{AgentInstanceId, IncludedConversations, OrganizationId, StoreId};
 use uuid::Uuid;
 
 use super::{Query, Sealed};
@@ -45,7 +45,7 @@ pub struct Usage {
     pub month: Month,
     #[serde(flatten)]
     pub counters: Counters,
-    pub included_conversations: i64,
+    pub included_conversations: IncludedConversations,
     pub allowance_used: String,
     pub overage_conversations: i64,
     pub overage_so_far: String,
@@ -85,15 +85,17 @@ impl Query for UsageOf {
             .iter()
             .rev()
             .find(|c| c.from < month.end())
-            .map_or(0, |c| c.terms.included_conversations as i64);
+            .map_or(IncludedConversations::ZERO, |c| {
+                c.terms.included_conversations
+            });
         let overage_lines = bill.lines.iter().skip(1).step_by(2);
         let overage_conversations = overage_lines
             .clone()
             .map(|l| i64::try_from(l.quantity.trunc().mantissa()).unwrap_or(0))
             .sum();
         let overage: Decimal = overage_lines.map(|l| l.amount.0).sum();
-        let used = if included > 0 {
-            counters.conversations as f64 / included as f64 * 100.0
+        let used = if !included.is_zero() {
+            counters.conversations as f64 / f64::from(included) * 100.0
         } else {
             0.0
         };
@@ -195,7 +197,7 @@ pub struct ThisMonth {
     pub month: Month,
     #[serde(flatten)]
     pub counters: Counters,
-    pub included_conversations: u64,
+    pub included_conversations: IncludedConversations,
     pub allowance_used: String,
 }
 
@@ -314,11 +316,11 @@ impl Query for DashboardOf {
         .await?;
         let timeline = model::timeline(conn, id).await?;
         let counters = this_month.unwrap_or_default();
-        let included = timeline
-            .last()
-            .map_or(0, |c| c.terms.included_conversations);
-        let share = if included > 0 {
-            counters.conversations as f64 / included as f64
+        let included = timeline.last().map_or(IncludedConversations::ZERO, |c| {
+            c.terms.included_conversations
+        });
+        let share = if !included.is_zero() {
+            counters.conversations as f64 / f64::from(included)
         } else {
             0.0
         };
