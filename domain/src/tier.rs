@@ -98,14 +98,36 @@ pub struct Limits {
 }
 
 /// What an organization pays: the base fee per month, the conversations it includes, and the
-/// price of each one beyond them. The fee and the rate are validated values ([`BaseFee`]: cents,
-/// up to 1,000,000.00; [`OverageRate`]: up to 4 places, up to 1,000.0000), so terms out of
-/// bounds cannot be built, decoded or recorded.
+/// price of each one beyond them. The fee and the rate are validated values where they enter
+/// ([`BaseFee`]: cents, up to 1,000,000.00; [`OverageRate`]: up to 4 places, up to 1,000.0000),
+/// so terms out of bounds cannot be built or recorded now. Recorded terms decode as they were
+/// recorded ([`RecordedTerms`]): events written before the bounds existed stay readable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "RecordedTerms")]
 pub struct Terms {
     pub base_fee: BaseFee,
     pub included_conversations: IncludedConversations,
     pub overage_rate: OverageRate,
+}
+
+/// Terms as an event or a read model recorded them, before any bound is checked.
+#[derive(Deserialize)]
+struct RecordedTerms {
+    base_fee: rust_decimal::Decimal,
+    included_conversations: u64,
+    overage_rate: rust_decimal::Decimal,
+}
+
+impl From<RecordedTerms> for Terms {
+    fn from(recorded: RecordedTerms) -> Self {
+        Terms {
+            base_fee: BaseFee::recorded(recorded.base_fee),
+            included_conversations: IncludedConversations::recorded(
+                recorded.included_conversations,
+            ),
+            overage_rate: OverageRate::recorded(recorded.overage_rate),
+        }
+    }
 }
 
 impl Terms {
@@ -204,5 +226,35 @@ mod tests {
             Tier::smallest_where(|l| l.prompt_overrides),
             Tier::Enterprise
         );
+    }
+
+    #[test]
+    fn recorded_terms_decode_as_recorded_while_requests_are_bounded() {
+        // Terms an owner could record before the bounds existed (the hardening issue's
+        // example): the history that holds them must stay readable.
+        let old = serde_json::json!({
+            "base_fee": "0.000000000000000000000000001",
+            "included_conversations": 18446744073709551615u64,
+            "overage_rate": "0.0000000001",
+        });
+        let terms: Terms = serde_json::from_value(old).expect("recorded terms decode");
+        assert_eq!(
+            terms.base_fee.get().to_string(),
+            "0.000000000000000000000000001"
+        );
+        assert_eq!(
+            terms.included_conversations.get(),
+            u64::from(IncludedConversations::MAX)
+        );
+        // What a request sends is still checked where it enters.
+        assert!(serde_json::from_value::<BaseFee>(serde_json::json!("0.001")).is_err());
+        assert!(
+            serde_json::from_value::<IncludedConversations>(serde_json::json!(1_000_000_001u64))
+                .is_err()
+        );
+        // And terms written now read back as written.
+        let list = Tier::Pro.list_terms().unwrap();
+        let again: Terms = serde_json::from_value(serde_json::to_value(list).unwrap()).unwrap();
+        assert_eq!(again, list);
     }
 }

@@ -561,6 +561,12 @@ impl BaseFee {
         BaseFee(rust_decimal::Decimal::from_parts(units, 0, 0, false, 2))
     }
 
+    /// A fee as it was recorded, unchecked: terms recorded before the bounds existed may hold
+    /// any amount, and history must stay readable ([`crate::Terms`] decodes through this).
+    pub fn recorded(value: rust_decimal::Decimal) -> Self {
+        Self(value)
+    }
+
     pub fn get(self) -> rust_decimal::Decimal {
         self.0
     }
@@ -590,6 +596,11 @@ impl OverageRate {
     /// `units` cents, for the list prices (which are within bounds).
     pub(crate) const fn cents(units: u32) -> Self {
         OverageRate(rust_decimal::Decimal::from_parts(units, 0, 0, false, 2))
+    }
+
+    /// A rate as it was recorded, unchecked (see [`BaseFee::recorded`]).
+    pub fn recorded(value: rust_decimal::Decimal) -> Self {
+        Self(value)
     }
 
     pub fn get(self) -> rust_decimal::Decimal {
@@ -634,6 +645,14 @@ impl IncludedConversations {
     /// `n` conversations, for the list prices (which are within bounds).
     pub(crate) const fn of(n: u32) -> Self {
         Self(n)
+    }
+
+    /// An allowance as it was recorded (see [`BaseFee::recorded`]): one above the bound, which
+    /// only terms recorded before it existed can hold, reads as the bound, so their history
+    /// stays readable. Such an allowance (a billion or more conversations a month) was never
+    /// reached either way.
+    pub fn recorded(value: u64) -> Self {
+        Self(u32::try_from(value).unwrap_or(u32::MAX).min(Self::MAX))
     }
 
     pub fn get(self) -> u64 {

@@ -371,10 +371,13 @@ pub async fn timeline(
             Some(TermsChange {
                 from: row.effective_at,
                 tier: row.tier.parse().ok()?,
+                // As recorded (see `Terms`): a row is never dropped for its terms.
                 terms: Terms {
-                    base_fee: BaseFee::parse(row.base_fee).ok()?,
-                    included_conversations: IncludedConversations::try_from(row.included).ok()?,
-                    overage_rate: OverageRate::parse(row.overage_rate).ok()?,
+                    base_fee: BaseFee::recorded(row.base_fee),
+                    included_conversations: IncludedConversations::recorded(
+                        u64::try_from(row.included).unwrap_or(u64::MAX),
+                    ),
+                    overage_rate: OverageRate::recorded(row.overage_rate),
                 },
                 trial: row.trial,
                 closed: row.closed,
