@@ -137,18 +137,23 @@ pub(crate) async fn declare(access: Access, mut request: Request, next: Next) ->
     next.run(request).await
 }
 
-/// Marks a request for a route open to anyone (one of `public`, the paths of the
-/// [`Access::Public`] routes), before routing: such a route ignores any key it is sent, so
-/// [`crate::rate_limit::limit`] does not look at it.
+/// Marks a request for a route open to anyone (one of `public`, the method and path of each
+/// [`Access::Public`] route), before routing: such a route ignores any key it is sent, so
+/// [`crate::rate_limit::limit`] does not look at it. The method counts too, so a keyed route
+/// on a public path would not be taken for a public one.
 #[derive(Clone, Copy, Debug)]
 pub struct PublicRoute;
 
 pub(crate) async fn mark_public(
-    public: std::sync::Arc<[&'static str]>,
+    public: std::sync::Arc<[(axum::http::Method, &'static str)]>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    if public.contains(&request.uri().path()) {
+    let (method, path) = (request.method(), request.uri().path());
+    let same = |m: &axum::http::Method| {
+        m == method || (m == axum::http::Method::GET && method == axum::http::Method::HEAD)
+    };
+    if public.iter().any(|(m, p)| same(m) && *p == path) {
         request.extensions_mut().insert(PublicRoute);
     }
     next.run(request).await

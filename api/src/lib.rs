@@ -107,7 +107,7 @@ pub fn routes() -> openapi::ApiRouter {
 pub fn router(state: AppState) -> Router {
     metrics::handle();
     let api = routes();
-    let public: Arc<[&'static str]> = api.public_paths().into();
+    let public: Arc<[(axum::http::Method, &'static str)]> = api.public_routes().into();
     api.finish()
         // The fallback is outside `route_layer`, so it is counted on its own, as one route.
         .fallback(

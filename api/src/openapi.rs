@@ -198,12 +198,13 @@ impl ApiRouter {
         self
     }
 
-    /// The paths of the routes open to anyone ([`Access::Public`]); none has a parameter.
-    pub fn public_paths(&self) -> Vec<&'static str> {
+    /// The method and path of each route open to anyone ([`Access::Public`]); none has a
+    /// parameter.
+    pub fn public_routes(&self) -> Vec<(Method, &'static str)> {
         self.ops
             .iter()
             .filter(|op| op.access == Access::Public)
-            .map(|op| op.path)
+            .map(|op| (op.method.clone(), op.path))
             .collect()
     }
 

@@ -140,7 +140,7 @@ async fn read_tier(state: &AppState, org: OrganizationId) -> Option<Tier> {
         after: None,
         timeout: Duration::ZERO,
     };
-    if let Ok(Some(tier)) = read(&state.store, Scope::Platform, now, TierOf(org)).await {
+    if let Ok(Some(tier)) = read(&state.store, Scope::from(org), now, TierOf(org)).await {
         return Some(tier);
     }
     let (organization, _) = state
