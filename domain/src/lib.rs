@@ -23,6 +23,25 @@
 //! The crate depends on no database, HTTP or NATS crate; `tenantry-eventstore` persists what
 //! is decided here and `tenantry-api` exposes it.
 
+/// `Aggregate::handle` for an aggregate whose rules are its `decide(&self, command) ->
+/// Result<Vec<Event>, DomainError>`: every event decided is recorded, in order. Every
+/// aggregate of the platform handles commands this way.
+macro_rules! handle_by_deciding {
+    () => {
+        async fn handle(
+            &mut self,
+            command: Self::Command,
+            _services: &Self::Services,
+            sink: &cqrs_es::event_sink::EventSink<Self>,
+        ) -> Result<(), Self::Error> {
+            for event in self.decide(command)? {
+                sink.write(event, self).await;
+            }
+            Ok(())
+        }
+    };
+}
+
 pub mod agent_instance;
 pub mod billing;
 pub mod catalog;
