@@ -158,26 +158,18 @@ pub async fn reconcile(
             tokens_in: i,
             tokens_out: o,
         });
-        diff(
-            "usage.conversations",
-            expected.conversations.to_string(),
-            found.conversations.to_string(),
-        );
-        diff(
-            "usage.messages",
-            expected.messages.to_string(),
-            found.messages.to_string(),
-        );
-        diff(
-            "usage.tokens_in",
-            expected.tokens_in.to_string(),
-            found.tokens_in.to_string(),
-        );
-        diff(
-            "usage.tokens_out",
-            expected.tokens_out.to_string(),
-            found.tokens_out.to_string(),
-        );
+        for (field, expected, found) in [
+            (
+                "usage.conversations",
+                expected.conversations,
+                found.conversations,
+            ),
+            ("usage.messages", expected.messages, found.messages),
+            ("usage.tokens_in", expected.tokens_in, found.tokens_in),
+            ("usage.tokens_out", expected.tokens_out, found.tokens_out),
+        ] {
+            diff(field, expected.to_string(), found.to_string());
+        }
 
         let mut expected_segments = month_segments.get(&t).cloned().unwrap_or_default();
         for (segment, count) in expected_segments

@@ -353,14 +353,7 @@ async fn unknown_ids_and_routes_are_404() {
 async fn health_readiness_and_metrics_need_no_key() {
     let app = spawn_app().await;
     // Ready once the NATS connection (made in the background at start) is up.
-    assert!(
-        crate::helpers::eventually(std::time::Duration::from_secs(10), || async {
-            let response = app.client.get(app.url("/readyz")).send().await.unwrap();
-            response.status() == StatusCode::OK
-        })
-        .await,
-        "never ready"
-    );
+    app.ready().await;
     for path in ["/healthz", "/readyz", "/metrics"] {
         let response = app.client.get(app.url(path)).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{path}");

@@ -464,13 +464,7 @@ async fn a_tenant_moves_between_deployments_and_rebuilds_identically() {
 async fn credential_events_show_tenants_a_keys_id_and_prefix_never_its_hash() {
     let app = spawn_app().await;
     let (org, mut owner) = organization(&app, "keyholders", "pro").await;
-    let admin_key = owner
-        .ok(
-            Method::POST,
-            &format!("/v1/organizations/{org}/api-keys"),
-            Some(json!({ "name": "ops", "role": "admin" })),
-        )
-        .await;
+    let admin_key = owner.issue_key(&org, "ops", "admin").await;
     let (_, agent) = owner.store_with_agent(&org, "sales").await;
     let widget = owner
         .ok(

@@ -70,13 +70,7 @@ async fn every_route_answers_every_caller_as_it_should() {
             .await;
         keys.push(key["secret"].as_str().unwrap().to_owned());
     }
-    let revoked = owner
-        .ok(
-            Method::POST,
-            &format!("/v1/organizations/{org}/api-keys"),
-            Some(json!({ "name": "old", "role": "owner" })),
-        )
-        .await;
+    let revoked = owner.issue_key(&org, "old", "owner").await;
     owner
         .ok(
             Method::DELETE,
@@ -87,13 +81,7 @@ async fn every_route_answers_every_caller_as_it_should() {
             None,
         )
         .await;
-    let doomed_key = owner
-        .ok(
-            Method::POST,
-            &format!("/v1/organizations/{org}/api-keys"),
-            Some(json!({ "name": "doomed", "role": "member" })),
-        )
-        .await;
+    let doomed_key = owner.issue_key(&org, "doomed", "member").await;
     let member = owner
         .ok(
             Method::POST,
@@ -451,13 +439,7 @@ async fn kept_credentials_are_forgotten_when_revoked_anywhere() {
         .await;
     let mut db = crate::helpers::superuser(&app.database_url).await;
     let mut issue = async |name: &str| {
-        let key = owner
-            .ok(
-                Method::POST,
-                &format!("/v1/organizations/{org}/api-keys"),
-                Some(json!({ "name": name, "role": "member" })),
-            )
-            .await;
+        let key = owner.issue_key(&org, name, "member").await;
         (
             key["id"].as_str().unwrap().to_owned(),
             key["secret"].as_str().unwrap().to_owned(),
@@ -553,13 +535,7 @@ async fn the_first_thing_wrong_with_a_request_is_what_it_is_told() {
     let app = spawn_app().await;
     let (org, mut owner) = organization(&app, "order", "pro").await;
     let (_, other) = organization(&app, "order-other", "pro").await;
-    let member = owner
-        .ok(
-            Method::POST,
-            &format!("/v1/organizations/{org}/api-keys"),
-            Some(json!({ "name": "m", "role": "member" })),
-        )
-        .await;
+    let member = owner.issue_key(&org, "m", "member").await;
     let store = owner
         .ok(
             Method::POST,

@@ -24,6 +24,46 @@ fn event<E: serde::Serialize>(e: &E) -> NewEvent {
     NewEvent::from_domain(e, 1).unwrap()
 }
 
+/// Records organization `org` (`slug`, on `tier` with `terms`) as created at `at`, as an
+/// import would write it: its slug reserved and `OrganizationCreated` appended, in `tx`.
+async fn record_organization(
+    tx: &mut sqlx::PgConnection,
+    org: OrganizationId,
+    slug: &str,
+    tier: Tier,
+    terms: Terms,
+    at: chrono::DateTime<chrono::Utc>,
+) {
+    sqlx::query("INSERT INTO organization_slugs (slug, tenant_id) VALUES ($1, $2)")
+        .bind(slug)
+        .bind(org.as_uuid())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let created = OrganizationEvent::OrganizationCreated {
+        organization_id: org,
+        name: OrganizationName::parse(slug).unwrap(),
+        slug: Slug::parse(slug).unwrap(),
+        tier,
+        terms,
+        billing_email: Email::parse(format!("b@{slug}.example.com")).unwrap(),
+        status: OrganizationStatus::Active,
+        trial_ends_at: None,
+    };
+    append_at(
+        tx,
+        TenantId::from(org),
+        "organization",
+        org.as_uuid(),
+        Expected::NoStream,
+        vec![event(&created)],
+        &Metadata::default(),
+        at,
+    )
+    .await
+    .unwrap();
+}
+
 /// An organization with `conversations` conversations, written as an import would: dated in
 /// a past month.
 async fn history(
@@ -36,34 +76,8 @@ async fn history(
     let tenant = TenantId::from(org);
     let created_at = month.start() + chrono::Duration::days(2);
     let mut tx = store.begin_tenant(tenant).await.unwrap();
-    sqlx::query("INSERT INTO organization_slugs (slug, tenant_id) VALUES ($1, $2)")
-        .bind(slug)
-        .bind(org.as_uuid())
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    let created = OrganizationEvent::OrganizationCreated {
-        organization_id: org,
-        name: OrganizationName::parse(slug).unwrap(),
-        slug: Slug::parse(slug).unwrap(),
-        tier: Tier::Basic,
-        terms: Tier::Basic.list_terms().unwrap(),
-        billing_email: Email::parse("b@history.example.com").unwrap(),
-        status: OrganizationStatus::Active,
-        trial_ends_at: None,
-    };
-    append_at(
-        &mut tx,
-        tenant,
-        "organization",
-        org.as_uuid(),
-        Expected::NoStream,
-        vec![event(&created)],
-        &Metadata::default(),
-        created_at,
-    )
-    .await
-    .unwrap();
+    let terms = Tier::Basic.list_terms().unwrap();
+    record_organization(&mut tx, org, slug, Tier::Basic, terms, created_at).await;
     for i in 0..conversations {
         let id = ConversationId::new();
         let started = ConversationEvent::ConversationStarted {
@@ -780,40 +794,14 @@ async fn enterprise_since(
     included: IncludedConversations,
 ) -> OrganizationId {
     let org = OrganizationId::new();
-    let tenant = TenantId::from(org);
-    let mut tx = store.begin_tenant(tenant).await.unwrap();
-    sqlx::query("INSERT INTO organization_slugs (slug, tenant_id) VALUES ($1, $2)")
-        .bind(slug)
-        .bind(org.as_uuid())
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    let created = OrganizationEvent::OrganizationCreated {
-        organization_id: org,
-        name: OrganizationName::parse(slug).unwrap(),
-        slug: Slug::parse(slug).unwrap(),
-        tier: Tier::Enterprise,
-        terms: Terms {
-            base_fee: BaseFee::parse(rust_decimal::Decimal::new(250_000, 2)).unwrap(),
-            included_conversations: included,
-            overage_rate: OverageRate::parse(rust_decimal::Decimal::new(2, 2)).unwrap(),
-        },
-        billing_email: Email::parse("b@enterprise.example.com").unwrap(),
-        status: OrganizationStatus::Active,
-        trial_ends_at: None,
+    let mut tx = store.begin_tenant(TenantId::from(org)).await.unwrap();
+    let terms = Terms {
+        base_fee: BaseFee::parse(rust_decimal::Decimal::new(250_000, 2)).unwrap(),
+        included_conversations: included,
+        overage_rate: OverageRate::parse(rust_decimal::Decimal::new(2, 2)).unwrap(),
     };
-    append_at(
-        &mut tx,
-        tenant,
-        "organization",
-        org.as_uuid(),
-        Expected::NoStream,
-        vec![event(&created)],
-        &Metadata::default(),
-        month.start() + chrono::Duration::days(2),
-    )
-    .await
-    .unwrap();
+    let created_at = month.start() + chrono::Duration::days(2);
+    record_organization(&mut tx, org, slug, Tier::Enterprise, terms, created_at).await;
     tx.commit().await.unwrap();
     org
 }

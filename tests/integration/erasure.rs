@@ -276,13 +276,7 @@ async fn erasure_shreds_personal_data_and_keeps_the_books() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let developer = owner
-        .ok(
-            Method::POST,
-            &format!("/v1/organizations/{org}/api-keys"),
-            Some(json!({ "name": "dev", "role": "developer" })),
-        )
-        .await;
+    let developer = owner.issue_key(&org, "dev", "developer").await;
     let mut developer = Client::new(&app, developer["secret"].as_str().unwrap());
     let (status, _) = developer
         .send(

@@ -220,6 +220,17 @@ impl TestApp {
             .bearer_auth(ADMIN_KEY)
     }
 
+    /// Waits until `/readyz` answers 200 (the NATS connection is made in the background at
+    /// start); panics after 10 s.
+    pub async fn ready(&self) {
+        let ready = eventually(Duration::from_secs(10), || async {
+            let response = self.client.get(self.url("/readyz")).send().await.unwrap();
+            response.status() == reqwest::StatusCode::OK
+        })
+        .await;
+        assert!(ready, "never ready");
+    }
+
     /// The text of `/metrics`.
     pub async fn metrics(&self) -> String {
         self.client

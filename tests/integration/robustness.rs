@@ -51,14 +51,8 @@ async fn made_up_methods_and_paths_do_not_grow_the_metrics() {
 #[tokio::test]
 async fn public_routes_ignore_an_unknown_key() {
     let app = spawn_app().await;
-    assert!(
-        crate::helpers::eventually(std::time::Duration::from_secs(10), || async {
-            let response = app.client.get(app.url("/readyz")).send().await.unwrap();
-            response.status() == StatusCode::OK
-        })
-        .await,
-        "never ready"
-    );
+    // Ready once the NATS connection (made in the background at start) is up.
+    app.ready().await;
     for path in ["/healthz", "/readyz", "/metrics"] {
         for key in ["sk_live_nonsense", "pk_widget_nonsense", "whatever"] {
             let response = app

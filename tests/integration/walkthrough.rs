@@ -59,6 +59,17 @@ impl<'a> Client<'a> {
 }
 
 impl Client<'_> {
+    /// Issues an API key of `org` named `name` with `role`; returns the issued key (its
+    /// `secret` shown this once).
+    pub async fn issue_key(&mut self, org: &str, name: &str, role: &str) -> Value {
+        self.ok(
+            Method::POST,
+            &format!("/v1/organizations/{org}/api-keys"),
+            Some(json!({ "name": name, "role": role })),
+        )
+        .await
+    }
+
     /// Creates a store in `org` and deploys an agent of `agent_type` into it; returns the
     /// store's and the agent instance's ids.
     pub async fn store_with_agent(&mut self, org: &str, agent_type: &str) -> (String, String) {
