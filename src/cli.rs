@@ -35,6 +35,28 @@ pub enum LogFormat {
     Json,
 }
 
+impl LogFormat {
+    /// Starts logging to stderr in this format, filtered by `TENANTRY_LOG` (default `info`,
+    /// sqlx and NATS at `warn`): how `tenantry` and the tools beside it log.
+    pub fn init(self) {
+        use std::io::IsTerminal;
+        let filter =
+            tracing_subscriber::EnvFilter::try_from_env("TENANTRY_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,sqlx=warn,async_nats=warn")
+            });
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            // Colours only for a terminal: not into log files, and not formatted for nothing
+            // (a request's span fields are formatted as it begins).
+            .with_ansi(std::io::stderr().is_terminal());
+        match self {
+            LogFormat::Json => subscriber.json().init(),
+            LogFormat::Text => subscriber.init(),
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the API, the relay and the projections in one process.

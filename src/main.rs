@@ -1,26 +1,12 @@
-use std::io::IsTerminal;
-
 use clap::Parser;
 use tenantry::app::shutdown_signal;
-use tenantry::cli::{Cli, Command, InvoicesCommand, LogFormat};
+use tenantry::cli::{Cli, Command, InvoicesCommand};
 use tenantry::Application;
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let filter = EnvFilter::try_from_env("TENANTRY_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,async_nats=warn"));
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // Colours only for a terminal: not into log files, and not formatted for nothing
-        // (a request's span fields are formatted as it begins).
-        .with_ansi(std::io::stderr().is_terminal());
-    match cli.log_format {
-        LogFormat::Json => subscriber.json().init(),
-        LogFormat::Text => subscriber.init(),
-    }
+    cli.log_format.init();
 
     match cli.command {
         Command::Serve(args) => {

@@ -1,12 +1,9 @@
 //! The `tenantry-bench` binary: parses the command line, starts tracing (the in-process
 //! platform logs as `tenantry serve` does) and runs the benchmark.
 
-use std::io::IsTerminal;
-
 use clap::Parser;
 use tenantry::cli::LogFormat;
 use tenantry_bench::BenchArgs;
-use tracing_subscriber::EnvFilter;
 
 /// Measure the platform against the raw database on this machine.
 #[derive(Debug, Parser)]
@@ -22,15 +19,6 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let filter = EnvFilter::try_from_env("TENANTRY_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,async_nats=warn"));
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    match cli.log_format {
-        LogFormat::Json => subscriber.json().init(),
-        LogFormat::Text => subscriber.init(),
-    }
+    cli.log_format.init();
     tenantry_bench::run(cli.bench).await
 }
